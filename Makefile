@@ -1,0 +1,28 @@
+# All set-up goes through these targets; the venv is created when missing.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: venv test demo bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $(STAMP)
+
+test: venv
+	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q
+
+demo: venv
+	$(VENV)/bin/lookahead-fastai run demo --scale smoke --seeds 3
+	$(VENV)/bin/lookahead-fastai report demo
+
+bench: venv
+	$(PY) benchmarks/bench_optimizer_step.py
+
+clean:
+	rm -rf runs wandb .pytest_cache
