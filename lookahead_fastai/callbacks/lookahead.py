@@ -1,0 +1,63 @@
+"""Callbacks that act on a Lookahead under fastai's OptimWrapper: optimizer-state reset and
+evaluation on the slow weights."""
+from contextlib import ExitStack
+
+from fastai.callback.core import Callback
+
+from ..optim import Lookahead
+
+__all__ = ["lookahead_of", "StateResetCallback", "SlowWeightEvalCallback"]
+
+
+def lookahead_of(learn):
+    """The Lookahead inside ``learn.opt`` (an OptimWrapper), or None."""
+    opt = getattr(learn, "opt", None)
+    inner = getattr(opt, "opt", None)
+    return inner if isinstance(inner, Lookahead) else None
+
+
+class StateResetCallback(Callback):
+    """Reset the inner optimizer's state.
+
+    ``when="sync"``: at every Lookahead sync (the Lookahead's ``pullback="reset"``: moments zeroed and
+    step counters set to 0, so Adam's bias correction starts again); needs a Lookahead optimizer.
+    ``when="epoch"``: after every training epoch, through fastai's ``clear_state`` (a fresh state, as
+    a newly built optimizer would have; Lookahead's slow weights are kept).
+    """
+    order = 55  # after Recorder (50) has read this epoch's hyper-parameters
+
+    def __init__(self, when="sync"):
+        if when not in ("sync", "epoch"):
+            raise ValueError(f"StateResetCallback when must be 'sync' or 'epoch', got {when!r}")
+        self.when = when
+
+    def before_fit(self):
+        if self.when == "sync":
+            la = lookahead_of(self.learn)
+            if la is None:
+                raise ValueError("state reset at syncs needs a Lookahead optimizer; use when='epoch' otherwise")
+            la.pullback = "reset"
+
+    def after_train(self):
+        if self.when == "epoch":
+            self.learn.opt.clear_state()
+
+
+class SlowWeightEvalCallback(Callback):
+    """Validate on the Lookahead slow weights, then put the fast weights back for training (what
+    the paper's authors recommend). A no-op for other optimizers. BatchNorm running statistics are
+    the ones gathered by the fast weights."""
+    order = 0
+
+    def before_validate(self):
+        self._stack = ExitStack()
+        la = lookahead_of(self.learn)
+        if la is not None:
+            self._stack.enter_context(la.use_slow_weights())
+
+    def after_validate(self):
+        self._stack.close()
+
+    def after_fit(self):
+        if hasattr(self, "_stack"):
+            self._stack.close()

@@ -1,0 +1,145 @@
+"""Experiments as data: a ``RunSpec`` is everything that defines one training run except its seed.
+
+Specs are frozen dataclasses, validated on construction (``RunSpec.from_dict`` too) with errors
+that name the bad field. ``Experiment`` groups the specs of one comparison, per scale:
+``smoke`` (seconds, for tests), ``cpu`` (real offline data, minutes on 2 cores, for committed
+reports) and ``full`` (the original protocol, for a GPU).
+"""
+from dataclasses import MISSING, asdict, dataclass, field, fields
+from typing import Callable
+
+from ..registry.architectures import ARCHITECTURES
+from ..registry.datasets import DATASETS
+from ..registry.optimizers import make_opt_func, parse_optimizer_name
+from ..registry.schedules import SCHEDULES, lr_schedule_function
+
+__all__ = ["RunSpec", "Experiment", "SCALES", "SpecError"]
+
+SCALES = ("smoke", "cpu", "full")
+STATE_RESETS = ("off", "sync", "epoch")
+DATA_PATHS = ("auto", "tensor", "pil")
+
+
+class SpecError(ValueError):
+    """A spec field is invalid; the message names the field."""
+
+
+def _fail(field_name, message):
+    raise SpecError(f"spec field '{field_name}': {message}")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    experiment: str
+    name: str                      # the row label in reports, e.g. "LA/SGD"
+    dataset: str
+    arch: str
+    optimizer: str                 # registry name, e.g. "lookahead(sgd)"
+    lr: float
+    epochs: int
+    bs: int
+    scale: str
+    hyper: dict = field(default_factory=dict)      # mom, wd, k, alpha, pullback, ...
+    schedule: str = "constant"
+    schedule_params: dict = field(default_factory=dict)
+    n_train: int | None = None     # class-stratified subset sizes (None: all)
+    n_valid: int | None = None
+    size: int | None = None        # image size for folder datasets
+    mixup: float = 0.0             # fastai MixUp alpha; 0 = off
+    state_reset: str = "off"       # off | sync (at Lookahead syncs) | epoch
+    eval_slow_weights: bool = False  # validate every epoch on Lookahead's slow weights
+    data_path: str = "auto"        # auto | tensor | pil
+    sessions: tuple = ()           # optional list of {"epochs", "lr", "schedule", "reset_opt"}
+    note: str = ""
+
+    def __post_init__(self):
+        for name in ("experiment", "name"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name):
+                _fail(name, "must be a non-empty string")
+        if self.dataset not in DATASETS:
+            _fail("dataset", f"unknown {self.dataset!r}; choose one of {', '.join(DATASETS)}")
+        if self.arch not in ARCHITECTURES:
+            _fail("arch", f"unknown {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        try:
+            parse_optimizer_name(self.optimizer)
+            make_opt_func(self.optimizer, **self.hyper)
+        except (ValueError, TypeError) as e:
+            _fail("optimizer" if "optimizer" in str(e) and "take" not in str(e) else "hyper", str(e))
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
+            _fail("lr", f"must be a positive number, got {self.lr!r}")
+        for name in ("epochs", "bs"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                _fail(name, f"must be a positive int, got {value!r}")
+        for name in ("n_train", "n_valid", "size"):
+            value = getattr(self, name)
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                _fail(name, f"must be a positive int or null, got {value!r}")
+        if self.scale not in SCALES:
+            _fail("scale", f"must be one of {', '.join(SCALES)}, got {self.scale!r}")
+        if self.schedule not in SCHEDULES:
+            _fail("schedule", f"unknown {self.schedule!r}; choose one of {', '.join(SCHEDULES)}")
+        try:
+            lr_schedule_function(self.schedule, self.lr, **self.schedule_params)
+        except (ValueError, TypeError) as e:
+            _fail("schedule_params", str(e))
+        if not isinstance(self.mixup, (int, float)) or self.mixup < 0:
+            _fail("mixup", f"must be a number >= 0 (0 = off), got {self.mixup!r}")
+        if self.state_reset not in STATE_RESETS:
+            _fail("state_reset", f"must be one of {', '.join(STATE_RESETS)}, got {self.state_reset!r}")
+        if self.state_reset == "sync" and parse_optimizer_name(self.optimizer)[0] is None:
+            _fail("state_reset", "'sync' needs a Lookahead optimizer (lookahead(...), nested(...), ranger)")
+        if self.data_path not in DATA_PATHS:
+            _fail("data_path", f"must be one of {', '.join(DATA_PATHS)}, got {self.data_path!r}")
+        if self.data_path == "tensor" and not DATASETS[self.dataset].small:
+            _fail("data_path", f"dataset {self.dataset!r} has no tensor path; use 'pil' or 'auto'")
+        object.__setattr__(self, "sessions", tuple(dict(s) for s in self.sessions))
+        for i, session in enumerate(self.sessions):
+            unknown = set(session) - {"epochs", "lr", "schedule", "schedule_params", "reset_opt"}
+            if unknown:
+                _fail(f"sessions[{i}]", f"unknown keys {sorted(unknown)}")
+            if not isinstance(session.get("epochs"), int) or session["epochs"] < 1:
+                _fail(f"sessions[{i}].epochs", "must be a positive int")
+
+    @property
+    def is_lookahead(self):
+        return parse_optimizer_name(self.optimizer)[0] is not None
+
+    @property
+    def total_epochs(self):
+        return sum(s["epochs"] for s in self.sessions) if self.sessions else self.epochs
+
+    def to_dict(self):
+        d = asdict(self)
+        d["sessions"] = [dict(s) for s in self.sessions]
+        return d
+
+    @classmethod
+    def from_dict(cls, data):
+        if not isinstance(data, dict):
+            raise SpecError(f"a spec must be a mapping, got {type(data).__name__}")
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise SpecError(f"spec field '{unknown[0]}': unknown field; known fields are {', '.join(sorted(known))}")
+        required = [f.name for f in fields(cls)
+                    if f.name not in data and f.default is MISSING and f.default_factory is MISSING]
+        if required:
+            raise SpecError(f"spec field '{required[0]}': missing")
+        return cls(**data)
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    description: str
+    baseline: str                      # the row the paired differences are taken against
+    build: Callable                    # scale -> list[RunSpec]
+    default_seeds: dict = field(default_factory=lambda: {"smoke": 1, "cpu": 3, "full": 3})
+    reference: str = ""                # markdown: the original's numbers to stand beside ours
+    protocol: dict = field(default_factory=dict)  # scale -> one-line description of data/protocol
+
+    def specs(self, scale):
+        if scale not in SCALES:
+            raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        return list(self.build(scale))

@@ -1,0 +1,1 @@
+"""Registries of the experiment suite: datasets (``registry.datasets``) and friends."""

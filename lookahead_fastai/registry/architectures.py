@@ -1,0 +1,104 @@
+"""Architectures: name -> a function that builds a fastai ``Learner`` for DataLoaders.
+
+torchvision ResNets go through ``cnn_learner`` (never pretrained: no weights can be fetched here and
+the experiments train from scratch); the CIFAR-style ResNet-18 (3x3 stem, no max-pool, as in the
+Lookahead paper), the small CNN and the MLP are plain ``Learner`` models for small images.
+"""
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from torch import nn
+
+__all__ = ["ARCHITECTURES", "ArchInfo", "build_learner", "cifar_resnet18", "small_cnn", "mlp"]
+
+
+class _BasicBlock(nn.Module):
+    def __init__(self, n_in, n_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(n_in, n_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(n_out)
+        self.conv2 = nn.Conv2d(n_out, n_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(n_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or n_in != n_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(n_in, n_out, 1, stride, bias=False), nn.BatchNorm2d(n_out))
+
+    def forward(self, x):
+        out = torch.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return torch.relu(out + self.shortcut(x))
+
+
+def cifar_resnet18(n_in=3, n_out=10, width=64):
+    """ResNet-18 for 32x32 images: 3x3 stem, no max-pool, stages of 2 basic blocks."""
+    layers = [nn.Conv2d(n_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    n = width
+    for i, mult in enumerate((1, 2, 4, 8)):
+        for j in range(2):
+            stride = 2 if (i > 0 and j == 0) else 1
+            layers.append(_BasicBlock(n, width * mult, stride))
+            n = width * mult
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(n, n_out)]
+    return nn.Sequential(*layers)
+
+
+def small_cnn(n_in=3, n_out=10, width=32):
+    """Three conv-BN-ReLU blocks and a linear head: trains in seconds on 8x8 to 32x32 images."""
+    def block(a, b, stride):
+        return [nn.Conv2d(a, b, 3, stride, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+    return nn.Sequential(*block(n_in, width, 1), *block(width, width * 2, 2), *block(width * 2, width * 4, 2),
+                         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width * 4, n_out))
+
+
+def mlp(n_in=1, n_out=10, size=28, hidden=(256, 128)):
+    """The MLP of the optimizer tour (seed 003): flatten, hidden ReLU layers, linear head."""
+    layers, width = [nn.Flatten()], n_in * size * size
+    for h in hidden:
+        layers += [nn.Linear(width, h), nn.ReLU(inplace=True)]
+        width = h
+    layers.append(nn.Linear(width, n_out))
+    return nn.Sequential(*layers)
+
+
+@dataclass(frozen=True)
+class ArchInfo:
+    name: str
+    description: str
+    build: Callable  # (dls, n_in, n_out, size, **learner_kwargs) -> Learner
+
+
+def _plain(model_fn):
+    def build(dls, n_in, n_out, size, **learner_kwargs):
+        from fastai.learner import Learner
+        kwargs = dict(n_in=n_in, n_out=n_out)
+        if model_fn is mlp:
+            kwargs["size"] = size
+        return Learner(dls, model_fn(**kwargs), **learner_kwargs)
+    return build
+
+
+def _torchvision(arch_name):
+    def build(dls, n_in, n_out, size, **learner_kwargs):
+        import torchvision.models as tvm
+        from fastai.vision.learner import cnn_learner
+        arch = getattr(tvm, arch_name)
+        return cnn_learner(dls, arch, n_in=n_in, n_out=n_out, pretrained=False, **learner_kwargs)
+    return build
+
+
+ARCHITECTURES = {
+    "resnet18": ArchInfo("resnet18", "torchvision ResNet-18 via cnn_learner (not pretrained)", _torchvision("resnet18")),
+    "resnet34": ArchInfo("resnet34", "torchvision ResNet-34 via cnn_learner (not pretrained)", _torchvision("resnet34")),
+    "resnet50": ArchInfo("resnet50", "torchvision ResNet-50 via cnn_learner (not pretrained)", _torchvision("resnet50")),
+    "cifar_resnet18": ArchInfo("cifar_resnet18", "ResNet-18 with a 3x3 stem for 32x32 images (the paper's)",
+                               _plain(cifar_resnet18)),
+    "small_cnn": ArchInfo("small_cnn", "3 conv blocks + linear head, for quick scales", _plain(small_cnn)),
+    "mlp": ArchInfo("mlp", "2 hidden layers (256, 128), for MNIST / digits", _plain(mlp)),
+}
+
+
+def build_learner(arch, dls, n_in, n_out, size, **learner_kwargs):
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+    return ARCHITECTURES[arch].build(dls, n_in, n_out, size, **learner_kwargs)
