@@ -70,16 +70,16 @@ class _Indexed:
     def __len__(self):
         return self.n
 
+    def __getitem__(self, i):
+        return i
+
 
 class TensorDataLoader(DataLoader):
     """fastai DataLoader over in-memory tensors: samples are indices, a batch is one gather."""
 
     def __init__(self, x, y, augment, **kwargs):
         self.x, self.y, self.augment = x, y, augment
-        super().__init__(_Indexed(len(x)), **kwargs)
-
-    def create_item(self, s):
-        return s
+        super().__init__(_Indexed(len(x)), indexed=True, **kwargs)
 
     def create_batch(self, b):
         idx = torch.as_tensor(b, device=self.x.device)

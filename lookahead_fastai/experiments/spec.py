@@ -138,6 +138,7 @@ class Experiment:
     default_seeds: dict = field(default_factory=lambda: {"smoke": 1, "cpu": 3, "full": 3})
     reference: str = ""                # markdown: the original's numbers to stand beside ours
     protocol: dict = field(default_factory=dict)  # scale -> one-line description of data/protocol
+    comparisons: tuple = ()            # (row, versus row) pairs for paired differences; default: vs baseline
 
     def specs(self, scale):
         if scale not in SCALES:

@@ -1,0 +1,141 @@
+"""Weights & Biases logging: fastai's ``WandbCallback`` with a guard for fastai #4173, plus the
+Lookahead-specific keys.
+
+fastai 2.8.12's ``WandbCallback.before_fit`` formats ``learn.gather_args()`` with
+``_format_config``, which calls fastcore's ``init_args`` on every value and raises ``TypeError`` on
+plain floats and ints with fastcore 2.2.x (fastai issue #4173). ``GuardedWandbCallback`` runs
+fastai's ``before_fit`` with a formatter that falls back to ``repr`` for the values that raise, so
+everything else fastai's callback does (per-batch ``train_loss``, ``raw_loss`` and every optimizer
+hyper-parameter as ``{name}_{group}`` -- ``lr_0``, ``mom_0``, ``la_k_0``, ``la_alpha_0`` --, per-epoch
+Recorder metrics) keeps working.
+
+``LookaheadWandbCallback`` adds, at each Lookahead sync, ``fast_slow_distance``: the L2 norm of
+(fast - slow) over all parameters, measured just before the sync.
+"""
+import os
+from contextlib import contextmanager
+from pathlib import Path
+
+import wandb
+from fastai.callback import wandb as fastai_wandb
+from fastai.callback.core import Callback
+from fastai.callback.wandb import WandbCallback
+
+from .lookahead import lookahead_of
+
+__all__ = ["GuardedWandbCallback", "LookaheadWandbCallback", "WandbRun", "open_wandb_run", "resolve_mode",
+           "WANDB_MODES"]
+
+WANDB_MODES = ("offline", "online", "disabled")
+PROJECT = "lookahead-fastai"
+
+
+def _safe_format_config(config):
+    for key, value in config.items():
+        if isinstance(value, dict):
+            config[key] = _safe_format_config(value)
+            continue
+        try:
+            config[key] = fastai_wandb._format_config_value(value)
+        except TypeError:  # fastai #4173: init_args() on plain values
+            config[key] = value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+    return config
+
+
+@contextmanager
+def _guarded_format_config():
+    original = fastai_wandb._format_config
+    fastai_wandb._format_config = _safe_format_config
+    try:
+        yield
+    finally:
+        fastai_wandb._format_config = original
+
+
+class GuardedWandbCallback(WandbCallback):
+    """fastai's WandbCallback, safe from fastai #4173. Prediction tables are off by default (they
+    need item-based DataLoaders)."""
+
+    def __init__(self, log=None, log_preds=False, **kwargs):
+        super().__init__(log=log, log_preds=log_preds, **kwargs)
+
+    def before_fit(self):
+        with _guarded_format_config():
+            super().before_fit()
+
+
+class LookaheadWandbCallback(Callback):
+    """Logs ``fast_slow_distance`` at each Lookahead sync, at fastai's W&B step."""
+    order = WandbCallback.order + 1
+
+    def before_fit(self):
+        self._distances, self._handle = [], None
+        la = lookahead_of(self.learn)
+        if la is not None:
+            self._handle = la.register_sync_hook(self._on_sync)
+
+    def _on_sync(self, optimizer, group_index, fast, slow):
+        import torch
+        diffs = torch._foreach_sub(list(fast), list(slow))
+        self._distances.append(torch.stack(torch._foreach_norm(diffs)).pow(2).sum())
+
+    def after_batch(self):
+        if self._distances and wandb.run is not None:
+            distance = float(sum(self._distances).sqrt())
+            wandb_cb = getattr(self.learn, "guarded_wandb", None)
+            step = getattr(wandb_cb, "_wandb_step", None)
+            wandb.log({"fast_slow_distance": distance}, **({"step": step} if step is not None else {}))
+        self._distances = []
+
+    def after_fit(self):
+        if self._handle is not None:
+            self._handle.remove()
+
+
+def _has_api_key():
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    netrc = Path.home() / ".netrc"
+    return netrc.exists() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+
+
+def resolve_mode(mode):
+    """``online`` falls back to ``offline`` when no API key is configured."""
+    if mode not in WANDB_MODES:
+        raise ValueError(f"wandb mode must be one of {', '.join(WANDB_MODES)}, got {mode!r}")
+    if mode == "online" and not _has_api_key():
+        return "offline"
+    return mode
+
+
+class WandbRun:
+    """One W&B run for one training run: config = spec + seed, grouped by experiment, tagged by
+    optimizer; ``callbacks`` go to the Learner; ``finish`` writes the summary."""
+
+    def __init__(self, mode, spec, seed, run_id, directory):
+        Path(directory).mkdir(parents=True, exist_ok=True)
+        self.run = wandb.init(project=PROJECT, mode=mode, dir=str(directory), group=spec.experiment,
+                              job_type=spec.scale, tags=[spec.optimizer, spec.scale], name=f"{spec.name} seed {seed}",
+                              config={**spec.to_dict(), "seed": seed, "run_id": run_id}, reinit="finish_previous")
+        self.callbacks = [GuardedWandbCallback(), LookaheadWandbCallback()]
+
+    @property
+    def directory(self):
+        return Path(self.run.dir).parent
+
+    def finish(self, record=None):
+        if record is not None:
+            summary = {f"final/{k}": v for k, v in record["final"].items()}
+            if record.get("slow"):
+                summary.update({f"slow/{k}": v for k, v in record["slow"].items()})
+            summary["best_accuracy"] = record.get("best_accuracy")
+            self.run.summary.update(summary)
+        self.run.finish(exit_code=0 if record is not None else 1)
+
+
+def open_wandb_run(mode, spec, seed, run_id, directory):
+    """A WandbRun, or None when ``mode`` is ``disabled``."""
+    mode = resolve_mode(mode)
+    if mode == "disabled":
+        return None
+    return WandbRun(mode, spec, seed, run_id, directory)

@@ -1,0 +1,166 @@
+"""``lookahead-fastai list | run EXP | report EXP``.
+
+Bad input gives one line on stderr and exit code 2, never a traceback; a run that finished is in
+the store before the next one starts, so an error or Ctrl-C never loses it.
+"""
+import argparse
+import os
+import sqlite3
+import sys
+from pathlib import Path
+
+EXIT_BAD_INPUT = 2
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        raise CliError(f"{self.prog}: {message}")
+
+
+def _parser():
+    p = _Parser(prog="lookahead-fastai", description="Compare Lookahead and other optimizers with fastai.")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    sub.add_parser("list", help="experiments, datasets, architectures, optimizers, schedules")
+    run = sub.add_parser("run", help="run an experiment's pending runs (finished ones are skipped)")
+    run.add_argument("experiment")
+    run.add_argument("--scale", default="smoke", help="smoke | cpu | full (default: smoke)")
+    run.add_argument("--seeds", type=int, default=None, help="number of seeds: 0..N-1 (default: per experiment)")
+    run.add_argument("--only", nargs="+", metavar="NAME", help="only these optimizer rows")
+    run.add_argument("--data-dir", type=Path, default=None, help="folder holding the datasets (offline copies)")
+    run.add_argument("--store", type=Path, default=None, help="results database (default: runs/results.sqlite)")
+    run.add_argument("--wandb", default="disabled", help="offline | online | disabled (default: disabled)")
+    run.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    run.add_argument("--progress", action="store_true", help="show fastai's per-epoch progress bars")
+    rep = sub.add_parser("report", help="write reports/EXP.md and plots from the store")
+    rep.add_argument("experiment")
+    rep.add_argument("--store", type=Path, default=None)
+    rep.add_argument("--out", type=Path, default=Path("reports"))
+    rep.add_argument("--scale", action="append", help="only this scale (repeatable)")
+    return p
+
+
+def _cmd_list(args):
+    from .experiments import EXPERIMENTS
+    from .registry.architectures import ARCHITECTURES
+    from .registry.datasets import DATASETS
+    from .registry.optimizers import describe_optimizers
+    from .registry.schedules import SCHEDULES
+    print("experiments:")
+    for e in EXPERIMENTS.values():
+        print(f"  {e.name:24s} {e.description}")
+    print("datasets:")
+    for d in DATASETS.values():
+        print(f"  {d.name:24s} {d.description}")
+    print("architectures:")
+    for a in ARCHITECTURES.values():
+        print(f"  {a.name:24s} {a.description}")
+    print("optimizers:")
+    for name, text in describe_optimizers():
+        print(f"  {name:24s} {text}")
+    print("schedules:")
+    for s in SCHEDULES.values():
+        print(f"  {s.name:24s} {s.description}")
+    return 0
+
+
+def _check_store_path(path):
+    if path.exists() and path.is_dir():
+        raise CliError(f"--store {path}: is a directory, expected a database file")
+
+
+def _cmd_run(args):
+    from .experiments import SCALES, get_experiment
+    from .experiments.spec import SpecError
+    from .store import ResultsStore
+
+    if args.scale not in SCALES:
+        raise CliError(f"--scale must be one of {', '.join(SCALES)}, got {args.scale!r}")
+    if args.wandb not in ("offline", "online", "disabled"):
+        raise CliError(f"--wandb must be offline, online or disabled, got {args.wandb!r}")
+    if args.seeds is not None and args.seeds < 1:
+        raise CliError(f"--seeds must be at least 1, got {args.seeds}")
+    if args.data_dir is not None and not args.data_dir.is_dir():
+        raise CliError(f"--data-dir {args.data_dir}: no such folder")
+    if args.device not in (None, "cpu", "cuda"):
+        raise CliError(f"--device must be cpu or cuda, got {args.device!r}")
+    try:
+        experiment = get_experiment(args.experiment)
+        specs = experiment.specs(args.scale)
+    except SpecError as e:
+        raise CliError(str(e)) from None
+    if args.only:
+        names = [s.name for s in specs]
+        unknown = [n for n in args.only if n not in names]
+        if unknown:
+            raise CliError(f"--only: {', '.join(unknown)} not in {args.experiment}; rows are {', '.join(names)}")
+        specs = [s for s in specs if s.name in args.only]
+    if args.device == "cuda":
+        import torch
+        if not torch.cuda.is_available():
+            raise CliError("--device cuda: no CUDA device is available here")
+    seeds = range(args.seeds or experiment.default_seeds.get(args.scale, 1))
+    store_path = args.store or Path("runs") / "results.sqlite"
+    _check_store_path(store_path)
+
+    from fastprogress.fastprogress import progress_bar
+
+    from .runner import fit_and_record
+    from .store import run_identity
+    jobs = [(spec, seed) for seed in seeds for spec in specs]
+    with ResultsStore(store_path) as store:
+        done = sum(store.is_finished(run_identity(s.to_dict(), seed)) for s, seed in jobs)
+        print(f"{experiment.name} at scale {args.scale}: {len(jobs)} runs ({len(specs)} rows x {len(seeds)} seeds), "
+              f"{done} already finished; store {store_path}", flush=True)
+        for i in progress_bar(range(len(jobs)), display=not args.progress):
+            spec, seed = jobs[i]
+            finished = store.is_finished(run_identity(spec.to_dict(), seed))
+            record = fit_and_record(spec, seed, store=store, data_dir=args.data_dir, device=args.device,
+                                    wandb=args.wandb, progress=args.progress)
+            final = record["final"]
+            slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
+            print(f"[{i + 1}/{len(jobs)}] {spec.name} seed {seed}: accuracy {final.get('accuracy', float('nan')):.4f}"
+                  f"{slow}, {record['seconds']:.1f}s{' (already finished)' if finished else ''}", flush=True)
+    return 0
+
+
+def _cmd_report(args):
+    from .experiments.spec import SpecError
+    from .report import write_report
+    store_path = args.store or Path("runs") / "results.sqlite"
+    _check_store_path(store_path)
+    if not store_path.exists():
+        raise CliError(f"--store {store_path}: no results database; run `lookahead-fastai run {args.experiment}` first")
+    try:
+        path = write_report(store_path, args.experiment, out_dir=args.out, scales=args.scale)
+    except SpecError as e:
+        raise CliError(str(e)) from None
+    print(f"wrote {path}")
+    return 0
+
+
+def main(argv=None):
+    os.environ.setdefault("WANDB_SILENT", "true")
+    try:
+        args = _parser().parse_args(argv)
+        return {"list": _cmd_list, "run": _cmd_run, "report": _cmd_report}[args.command](args)
+    except CliError as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("lookahead-fastai: interrupted; finished runs are kept in the store", file=sys.stderr)
+        return 130
+    except (ValueError, TypeError, FileNotFoundError, sqlite3.Error) as e:
+        # DatasetUnavailable, SpecError, bad store file, ...: their messages are written for users;
+        # LOOKAHEAD_FASTAI_DEBUG=1 shows the traceback instead
+        if os.environ.get("LOOKAHEAD_FASTAI_DEBUG"):
+            raise
+        print(f"lookahead-fastai: {' '.join(str(e).split())}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+
+
+if __name__ == "__main__":
+    sys.exit(main())
