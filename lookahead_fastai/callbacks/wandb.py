@@ -30,15 +30,25 @@ WANDB_MODES = ("offline", "online", "disabled")
 PROJECT = "lookahead-fastai"
 
 
+def _plain(value):
+    """A value W&B can store in a config: primitives, lists and dicts of them, else its repr."""
+    if isinstance(value, (int, float, str, bool, type(None))):
+        return value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return repr(value)
+
+
 def _safe_format_config(config):
+    """fastai's ``_format_config`` without the #4173 TypeError, and with only plain values."""
     for key, value in config.items():
-        if isinstance(value, dict):
-            config[key] = _safe_format_config(value)
-            continue
         try:
-            config[key] = fastai_wandb._format_config_value(value)
+            value = fastai_wandb._format_config_value(value) if not isinstance(value, dict) else value
         except TypeError:  # fastai #4173: init_args() on plain values
-            config[key] = value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
+            pass
+        config[key] = _plain(value)
     return config
 
 

@@ -1,0 +1,223 @@
+"""fit_and_record and the store together: records, skipping, resume after a kill, data paths."""
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from fastai.callback.core import Callback
+
+from lookahead_fastai.experiments import RunSpec, get_experiment
+from lookahead_fastai.runner import fit_and_record
+from lookahead_fastai.store import ResultsStore, run_identity
+
+
+def tiny_spec(**overrides):
+    base = dict(experiment="test", name="LA/SGD", dataset="digits", arch="mlp", optimizer="lookahead(sgd)",
+                lr=0.05, hyper={"mom": 0.9, "k": 3}, epochs=3, bs=32, scale="smoke", n_train=160, n_valid=80,
+                schedule="one_cycle")
+    base.update(overrides)
+    return RunSpec(**base)
+
+
+def test_record_has_per_epoch_metrics_and_slow_weights(tmp_path):
+    store_path = tmp_path / "r.sqlite"
+    record = fit_and_record(tiny_spec(), seed=0, store=store_path)
+    assert record["epochs"] == 3 and record["n_train"] == 160 and record["n_valid"] == 80
+    for key in ("train_loss", "valid_loss", "accuracy", "top5", "lr", "time"):
+        assert key in record["final"], key
+    assert set(record["slow"]) == {"valid_loss", "accuracy", "top5"}
+    with ResultsStore(store_path) as store:
+        epochs = store.epochs(record["run_id"])
+        assert [e["epoch"] for e in epochs] == [0, 1, 2]
+        assert store.status(record["run_id"]) == "finished"
+        # one-cycle: lr rises then falls
+        assert epochs[0]["lr"] > epochs[2]["lr"]
+    assert record["best_accuracy"] == max(e["accuracy"] for e in epochs)
+
+
+def test_train_loss_is_the_epoch_mean_not_fastai_smoothed(tmp_path):
+    seen = []
+
+    class BatchLosses(Callback):
+        def after_batch(self):
+            if self.training:
+                seen.append((self.learn.loss.item(), len(self.learn.yb[0])))
+
+    record = fit_and_record(tiny_spec(epochs=1, optimizer="sgd", hyper={"mom": 0.9}), 0, store=tmp_path / "s.sqlite",
+                            extra_cbs=[BatchLosses()])
+    mean = sum(loss * n for loss, n in seen) / sum(n for _, n in seen)
+    assert record["final"]["train_loss"] == pytest.approx(mean, rel=1e-5)
+    assert record["slow"] is None
+
+
+def test_same_seed_same_result_and_rerun_is_skipped(tmp_path, monkeypatch):
+    spec = tiny_spec(epochs=2)
+    first = fit_and_record(spec, 1, store=tmp_path / "a.sqlite")
+    again = fit_and_record(spec, 1, store=tmp_path / "b.sqlite")
+    assert first["final"]["valid_loss"] == again["final"]["valid_loss"]  # seeded end to end
+
+    import lookahead_fastai.runner as runner
+
+    def must_not_train(*a, **k):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(runner, "build_learner_for", must_not_train)
+    skipped = fit_and_record(spec, 1, store=tmp_path / "a.sqlite")
+    assert skipped == first
+
+
+def test_failed_run_is_recorded_and_redone(tmp_path):
+    class Boom(Callback):
+        def after_epoch(self):
+            raise RuntimeError("boom")
+
+    store_path = tmp_path / "f.sqlite"
+    spec = tiny_spec(epochs=2)
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_and_record(spec, 0, store=store_path, extra_cbs=[Boom()])
+    run_id = run_identity(spec.to_dict(), 0)
+    with ResultsStore(store_path) as store:
+        assert store.status(run_id) == "failed"
+        assert "boom" in store.runs("test")[0]["error"]
+    record = fit_and_record(spec, 0, store=store_path)
+    assert record["epochs"] == 2
+
+
+KILL_AFTER_EPOCH = textwrap.dedent("""
+    import os, signal, sys
+    sys.path.insert(0, {tests!r})
+    from fastai.callback.core import Callback
+    from test_runner import tiny_spec
+    from lookahead_fastai.runner import fit_and_record
+
+    class Kill(Callback):
+        order = 99  # after the epoch's record and checkpoint
+        def after_epoch(self):
+            if self.epoch == 1:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    fit_and_record(tiny_spec(epochs=4), 0, store={store!r}, extra_cbs=[Kill()])
+""")
+
+
+def test_killed_run_resumes_from_its_last_epoch_checkpoint(tmp_path):
+    store_path = tmp_path / "k.sqlite"
+    script = KILL_AFTER_EPOCH.format(tests=os.path.dirname(__file__), store=str(store_path))
+    proc = subprocess.run([sys.executable, "-c", script])
+    assert proc.returncode == -signal.SIGKILL
+    spec = tiny_spec(epochs=4)
+    run_id = run_identity(spec.to_dict(), 0)
+    with ResultsStore(store_path) as store:
+        assert store.status(run_id) == "running"
+        assert [e["epoch"] for e in store.epochs(run_id)] == [0, 1]
+        assert (store.checkpoint_dir(run_id) / "last.pth").exists()
+
+    trained_epochs = []
+
+    class Count(Callback):
+        def after_train(self):
+            trained_epochs.append(self.epoch)
+
+    record = fit_and_record(spec, 0, store=store_path, extra_cbs=[Count()])
+    assert trained_epochs == [2, 3]  # resumed, not redone
+    with ResultsStore(store_path) as store:
+        assert [e["epoch"] for e in store.epochs(run_id)] == [0, 1, 2, 3]
+        assert not (store.checkpoint_dir(run_id) / "last.pth").exists()
+    assert record["epochs"] == 4
+    # the resumed schedule continued where it was: epoch 3's lr is the uninterrupted run's
+    fresh = fit_and_record(spec, 0, store=tmp_path / "fresh.sqlite")
+    assert record["final"]["lr"] == pytest.approx(fresh["final"]["lr"])
+
+
+@pytest.mark.parametrize("optimizer,lr,hyper,reset", [
+    ("lookahead(adamw)", 3e-3, {"k": 3}, "sync"), ("adamw", 3e-3, {}, "epoch"),
+    ("nested(sgd)", 0.1, {"mom": 0.9, "k": 2, "s": 2}, "off"), ("ranger", 0.03, {}, "off"),
+    ("lamb", 0.01, {}, "off"), ("rmsprop", 1e-3, {}, "epoch")])
+def test_optimizers_and_state_resets_train(tmp_path, optimizer, lr, hyper, reset):
+    store_path = tmp_path / "o.sqlite"
+    record = fit_and_record(tiny_spec(optimizer=optimizer, hyper=hyper, state_reset=reset, epochs=3, lr=lr,
+                                      schedule="step", schedule_params={"milestones": [0.7], "factor": 0.2},
+                                      eval_slow_weights=optimizer != "adamw"),
+                            0, store=store_path)
+    with ResultsStore(store_path) as store:
+        losses = [e["train_loss"] for e in store.epochs(record["run_id"])]
+    assert losses[-1] < losses[0]
+    assert record["final"]["accuracy"] > 0.3  # 10 classes: chance is 0.1
+
+
+def test_state_reset_at_sync_sets_lookahead_reset_mode(tmp_path):
+    from lookahead_fastai.callbacks.lookahead import lookahead_of
+    seen = {}
+
+    class Peek(Callback):
+        def after_fit(self):
+            seen["pullback"] = lookahead_of(self.learn).pullback
+
+    fit_and_record(tiny_spec(epochs=1, state_reset="sync"), 0, store=tmp_path / "p.sqlite", extra_cbs=[Peek()])
+    assert seen["pullback"] == "reset"
+
+
+def test_mixup_and_sessions(tmp_path):
+    spec = tiny_spec(optimizer="adam", hyper={}, mixup=0.4, lr=1e-3, epochs=1,
+                     sessions=({"epochs": 1, "lr": 1e-3}, {"epochs": 2, "lr": 1e-3, "schedule": "one_cycle",
+                                                          "reset_opt": True}))
+    record = fit_and_record(spec, 0, store=tmp_path / "m.sqlite")
+    assert record["epochs"] == 3
+
+
+@pytest.mark.parametrize("path", ["tensor", "pil"])
+def test_cifar10_subset_trains_through_both_data_paths(tmp_path, shared_data, path):
+    spec = tiny_spec(dataset="cifar10", arch="small_cnn", n_train=200, n_valid=100, epochs=1, data_path=path, bs=50)
+    record = fit_and_record(spec, 0, store=tmp_path / "c.sqlite", data_dir=shared_data)
+    assert record["n_train"] == 200 and record["n_valid"] == 100 and record["dataset"] == "cifar10"
+    assert "cifar10_subset" in record["data"]
+
+
+def test_mnist_subset_trains(tmp_path, shared_data):
+    spec = tiny_spec(dataset="mnist", n_train=300, n_valid=100, epochs=1)
+    record = fit_and_record(spec, 0, store=tmp_path / "mn.sqlite", data_dir=shared_data)
+    assert record["final"]["accuracy"] > 0.3
+
+
+def test_torchvision_resnet_through_cnn_learner(tmp_path, shared_data):
+    spec = tiny_spec(dataset="cifar10", arch="resnet18", n_train=64, n_valid=32, epochs=1, bs=32)
+    record = fit_and_record(spec, 0, store=tmp_path / "rn.sqlite", data_dir=shared_data)
+    assert record["epochs"] == 1
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("dataset", "svhn", "spec field 'dataset'"),
+    ("arch", "vgg", "spec field 'arch'"),
+    ("optimizer", "adamax", "spec field 'optimizer'"),
+    ("lr", -1.0, "spec field 'lr'"),
+    ("epochs", 0, "spec field 'epochs'"),
+    ("scale", "huge", "spec field 'scale'"),
+    ("schedule", "poly", "spec field 'schedule'"),
+    ("state_reset", "always", "spec field 'state_reset'"),
+    ("hyper", {"momentum": 0.9}, "spec field 'hyper'"),
+    ("schedule_params", {"gamma": 2}, "spec field 'schedule_params'"),
+])
+def test_bad_spec_fields_are_named(field, value, match):
+    with pytest.raises(ValueError, match=match):
+        tiny_spec(**{field: value})
+
+
+def test_spec_from_dict_names_unknown_and_missing_fields():
+    d = tiny_spec().to_dict()
+    assert RunSpec.from_dict(d) == tiny_spec()
+    with pytest.raises(ValueError, match="spec field 'colour': unknown field"):
+        RunSpec.from_dict({**d, "colour": "red"})
+    d.pop("lr")
+    with pytest.raises(ValueError, match="spec field 'lr': missing"):
+        RunSpec.from_dict(d)
+    with pytest.raises(ValueError, match="state_reset"):
+        tiny_spec(optimizer="sgd", hyper={}, state_reset="sync")
+
+
+def test_demo_experiment_declares_all_scales():
+    exp = get_experiment("demo")
+    for scale in ("smoke", "cpu", "full"):
+        names = [s.name for s in exp.specs(scale)]
+        assert names == ["SGD", "LA/SGD", "AdamW", "LA/AdamW"]
