@@ -115,7 +115,7 @@ def _cmd_run(args):
         done = sum(store.is_finished(run_identity(s.to_dict(), seed)) for s, seed in jobs)
         print(f"{experiment.name} at scale {args.scale}: {len(jobs)} runs ({len(specs)} rows x {len(seeds)} seeds), "
               f"{done} already finished; store {store_path}", flush=True)
-        for i in progress_bar(range(len(jobs)), display=not args.progress):
+        for i in progress_bar(range(len(jobs)), display=sys.stdout.isatty() and not args.progress):
             spec, seed = jobs[i]
             finished = store.is_finished(run_identity(spec.to_dict(), seed))
             record = fit_and_record(spec, seed, store=store, data_dir=args.data_dir, device=args.device,

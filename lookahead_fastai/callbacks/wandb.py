@@ -16,6 +16,7 @@ import os
 from contextlib import contextmanager
 from pathlib import Path
 
+import torch
 import wandb
 from fastai.callback import wandb as fastai_wandb
 from fastai.callback.core import Callback
@@ -34,6 +35,8 @@ def _plain(value):
     """A value W&B can store in a config: primitives, lists and dicts of them, else its repr."""
     if isinstance(value, (int, float, str, bool, type(None))):
         return value
+    if isinstance(value, torch.Tensor):  # e.g. a DataLoader's in-memory dataset: describe, don't dump
+        return f"tensor(shape={list(value.shape)}, dtype={value.dtype})"
     if isinstance(value, dict):
         return {str(k): _plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
@@ -85,7 +88,6 @@ class LookaheadWandbCallback(Callback):
             self._handle = la.register_sync_hook(self._on_sync)
 
     def _on_sync(self, optimizer, group_index, fast, slow):
-        import torch
         diffs = torch._foreach_sub(list(fast), list(slow))
         self._distances.append(torch.stack(torch._foreach_norm(diffs)).pow(2).sum())
 
