@@ -21,7 +21,10 @@ Method
     4. Statistics: the median over rounds of the per-step time for each contender (robust to the odd
        slow round), and ``ratio = median / median of bare SGD``. The table also gives the median of
        the per-round ratios (each round's contender time over the same round's SGD time), which
-       cancels drift between rounds.
+       cancels drift between rounds. A wide IQR means the machine was busy during some rounds
+       (two torch threads on two cores slow down many times over when another process competes).
+    5. Rounds stop early, after at least three, once the timed rounds have used ``--budget``
+       seconds, so a busy machine does not make the run drag on; the report says so.
 
 Ratios are only meaningful side by side within one run on one machine; compare runs by their
 ratios, not their milliseconds. This is a benchmark for humans to read: it is never used as a timed
@@ -62,6 +65,7 @@ ALPHA = 0.5
 LR = 0.1
 MOMENTUM = 0.9
 TARGET_RATIO = 1.15  # ours (k=5, pullback="none") against bare SGD
+MIN_ROUNDS = 3  # rounds always run, whatever --budget says
 
 BASELINE = "bare SGD"
 OURS = "ours (pullback=none)"
@@ -112,7 +116,10 @@ def time_block(optimizer, steps):
     return (time.perf_counter() - start) / steps
 
 
-def measure(contenders, rounds, steps, warmup):
+def measure(contenders, rounds, steps, warmup, budget_s):
+    """Per-step times, ``{name: [seconds per step, one per round]}``. Stops early, after at least
+    ``MIN_ROUNDS`` rounds, once the timed rounds have taken ``budget_s`` seconds: on a busy machine
+    a step can take 10x longer, and the run should still end in reasonable time."""
     names = list(contenders)
     for name in names:
         run_steps(contenders[name][1], warmup)
@@ -120,11 +127,14 @@ def measure(contenders, rounds, steps, warmup):
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
+    start = time.perf_counter()
     try:
         for r in range(rounds):
             shift = r % len(names)
             for name in names[shift:] + names[:shift]:  # rotate who goes first
                 times[name].append(time_block(contenders[name][1], steps))
+            if r + 1 >= MIN_ROUNDS and time.perf_counter() - start > budget_s:
+                break
     finally:
         if gc_was_enabled:
             gc.enable()
@@ -216,6 +226,9 @@ def parse_args(argv=None):
                         help=f"steps timed per contender per round, a multiple of k={K} (default 50)")
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed steps per contender first (default: 2 * --steps)")
+    parser.add_argument("--budget", type=float, default=75.0,
+                        help="seconds after which no new round starts (at least "
+                             f"{MIN_ROUNDS} rounds run; default 75)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke check with tiny numbers (seconds); prints only unless --output")
     parser.add_argument("--output", type=Path, default=None,
@@ -250,7 +263,11 @@ def main(argv=None):
           f"{args.rounds} rounds x {args.steps} steps", flush=True)
 
     with torch.no_grad():
-        times = measure(contenders, args.rounds, args.steps, args.warmup)
+        times = measure(contenders, args.rounds, args.steps, args.warmup, args.budget)
+    rounds_done = len(times[BASELINE])
+    rounds_note = (f"{rounds_done} interleaved rounds" if rounds_done == args.rounds else
+                   f"{rounds_done} of {args.rounds} interleaved rounds (stopped by --budget "
+                   f"{args.budget:g} s: the machine was slow or busy)")
     elapsed = (datetime.datetime.now(datetime.timezone.utc) - started).total_seconds()
 
     rows = summarize(times)
@@ -265,7 +282,7 @@ def main(argv=None):
         f"- command: `{command_line()}`",
         f"- setup: resnet18(num_classes=10) ({n_params / 1e6:.2f}M params, {n_tensors} tensors), "
         f"fixed random .grad, SGD(lr={LR}, momentum={MOMENTUM}), k={K}, alpha={ALPHA}; "
-        f"warm-up {args.warmup} steps, {args.rounds} interleaved rounds x {args.steps} steps, "
+        f"warm-up {args.warmup} steps, {rounds_note} x {args.steps} steps, "
         f"median over rounds; run took {elapsed:.0f} s",
         "",
         table,

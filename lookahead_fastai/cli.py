@@ -109,15 +109,14 @@ def _cmd_run(args):
     from fastprogress.fastprogress import progress_bar
 
     from .runner import fit_and_record
-    from .store import run_identity
     jobs = [(spec, seed) for seed in seeds for spec in specs]
     with ResultsStore(store_path) as store:
-        done = sum(store.is_finished(run_identity(s.to_dict(), seed)) for s, seed in jobs)
+        done = sum(store.is_finished(s.run_id(seed)) for s, seed in jobs)
         print(f"{experiment.name} at scale {args.scale}: {len(jobs)} runs ({len(specs)} rows x {len(seeds)} seeds), "
               f"{done} already finished; store {store_path}", flush=True)
         for i in progress_bar(range(len(jobs)), display=sys.stdout.isatty() and not args.progress):
             spec, seed = jobs[i]
-            finished = store.is_finished(run_identity(spec.to_dict(), seed))
+            finished = store.is_finished(spec.run_id(seed))
             record = fit_and_record(spec, seed, store=store, data_dir=args.data_dir, device=args.device,
                                     wandb=args.wandb, progress=args.progress)
             final = record["final"]

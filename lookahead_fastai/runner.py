@@ -22,7 +22,7 @@ from .experiments.spec import RunSpec
 from .registry.architectures import build_learner
 from .registry.optimizers import make_opt_func
 from .registry.schedules import fit_with_schedule
-from .store import ResultsStore, run_identity
+from .store import ResultsStore
 
 __all__ = ["fit_and_record", "default_device", "DEFAULT_STORE"]
 
@@ -93,7 +93,7 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
 
 def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, progress, extra_cbs):
     spec_dict = spec.to_dict()
-    run_id = run_identity(spec_dict, seed)
+    run_id = spec.run_id(seed)
     if store.is_finished(run_id):
         return next(r["record"] for r in store.runs(spec.experiment) if r["run_id"] == run_id)
     resumable = checkpoint and not spec.sessions
@@ -129,7 +129,7 @@ def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, prog
             cbs = [*_spec_callbacks(spec), *(wandb_run.callbacks if wandb_run else []), *extra_cbs]
             if spec.sessions:
                 for session in spec.sessions:
-                    fit_with_schedule(learn, session["epochs"], session.get("lr", spec.lr),
+                    fit_with_schedule(learn, session["epochs"], _lr(spec, session.get("lr", spec.lr)),
                                       session.get("schedule", spec.schedule), session.get("schedule_params"),
                                       cbs=[EpochRecorder(sink), *cbs], reset_opt=session.get("reset_opt", False))
                     offset[0] += session["epochs"]
@@ -137,7 +137,7 @@ def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, prog
                 recorder_cbs = [EpochRecorder(sink, start_epoch)]
                 if resumable:
                     recorder_cbs.append(EpochCheckpoint(ckpt_dir, start_epoch))
-                fit_with_schedule(learn, spec.epochs, spec.lr, spec.schedule, spec.schedule_params,
+                fit_with_schedule(learn, spec.epochs, _lr(spec, spec.lr), spec.schedule, spec.schedule_params,
                                   cbs=[*recorder_cbs, *cbs], start_epoch=start_epoch)
             slow = None
             la = lookahead_of(learn)
@@ -155,6 +155,10 @@ def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, prog
     store.finish_run(run_id, record)
     store.drop_checkpoint(run_id)
     return record
+
+
+def _lr(spec, lr):
+    return slice(lr / spec.lr_mult, lr) if spec.lr_mult != 1 else lr
 
 
 def _validate(learn):

@@ -11,7 +11,7 @@ from fastai.callback.core import Callback
 
 from lookahead_fastai.experiments import RunSpec, get_experiment
 from lookahead_fastai.runner import fit_and_record
-from lookahead_fastai.store import ResultsStore, run_identity
+from lookahead_fastai.store import ResultsStore
 
 
 def tiny_spec(**overrides):
@@ -77,7 +77,7 @@ def test_failed_run_is_recorded_and_redone(tmp_path):
     spec = tiny_spec(epochs=2)
     with pytest.raises(RuntimeError, match="boom"):
         fit_and_record(spec, 0, store=store_path, extra_cbs=[Boom()])
-    run_id = run_identity(spec.to_dict(), 0)
+    run_id = spec.run_id(0)
     with ResultsStore(store_path) as store:
         assert store.status(run_id) == "failed"
         assert "boom" in store.runs("test")[0]["error"]
@@ -108,7 +108,7 @@ def test_killed_run_resumes_from_its_last_epoch_checkpoint(tmp_path):
     proc = subprocess.run([sys.executable, "-c", script])
     assert proc.returncode == -signal.SIGKILL
     spec = tiny_spec(epochs=4)
-    run_id = run_identity(spec.to_dict(), 0)
+    run_id = spec.run_id(0)
     with ResultsStore(store_path) as store:
         assert store.status(run_id) == "running"
         assert [e["epoch"] for e in store.epochs(run_id)] == [0, 1]

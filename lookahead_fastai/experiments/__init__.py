@@ -5,7 +5,8 @@ from .spec import SCALES, Experiment, RunSpec, SpecError
 
 __all__ = ["EXPERIMENTS", "get_experiment", "Experiment", "RunSpec", "SpecError", "SCALES"]
 
-_MODULES = ["demo"]
+_MODULES = ["demo", "start_off", "imagenette", "nested_lookahead", "optimizer_state", "optimizer_tour",
+            "optimizers_from_scratch"]
 EXPERIMENTS = {m: import_module(f".{m}", __name__).EXPERIMENT for m in _MODULES}
 
 

@@ -13,7 +13,7 @@ from ..registry.datasets import DATASETS
 from ..registry.optimizers import make_opt_func, parse_optimizer_name
 from ..registry.schedules import SCHEDULES, lr_schedule_function
 
-__all__ = ["RunSpec", "Experiment", "SCALES", "SpecError"]
+__all__ = ["RunSpec", "Experiment", "SCALES", "SpecError", "grid"]
 
 SCALES = ("smoke", "cpu", "full")
 STATE_RESETS = ("off", "sync", "epoch")
@@ -50,6 +50,7 @@ class RunSpec:
     eval_slow_weights: bool = False  # validate every epoch on Lookahead's slow weights
     data_path: str = "auto"        # auto | tensor | pil
     sessions: tuple = ()           # optional list of {"epochs", "lr", "schedule", "reset_opt"}
+    lr_mult: float = 1.0           # discriminative lr: body gets lr / lr_mult, head gets lr
     note: str = ""
 
     def __post_init__(self):
@@ -83,6 +84,8 @@ class RunSpec:
             lr_schedule_function(self.schedule, self.lr, **self.schedule_params)
         except (ValueError, TypeError) as e:
             _fail("schedule_params", str(e))
+        if isinstance(self.lr_mult, bool) or not isinstance(self.lr_mult, (int, float)) or self.lr_mult < 1:
+            _fail("lr_mult", f"must be a number >= 1 (1 = one lr for all layers), got {self.lr_mult!r}")
         if not isinstance(self.mixup, (int, float)) or self.mixup < 0:
             _fail("mixup", f"must be a number >= 0 (0 = off), got {self.mixup!r}")
         if self.state_reset not in STATE_RESETS:
@@ -114,6 +117,24 @@ class RunSpec:
         d["sessions"] = [dict(s) for s in self.sessions]
         return d
 
+    def identity(self):
+        """The spec as it names a run: fields at their default value are left out, so adding a new
+        field (with a default) to RunSpec does not change the identity of runs already stored."""
+        full = self.to_dict()
+        out = {}
+        for f in fields(self):
+            default = f.default if f.default is not MISSING else (
+                f.default_factory() if f.default_factory is not MISSING else MISSING)
+            value = full[f.name]
+            if default is MISSING or value != (list(default) if isinstance(default, tuple) else default):
+                out[f.name] = value
+        return out
+
+    def run_id(self, seed):
+        """The store's key for this spec run with ``seed``."""
+        from ..store import run_identity
+        return run_identity(self.identity(), seed)
+
     @classmethod
     def from_dict(cls, data):
         if not isinstance(data, dict):
@@ -137,6 +158,7 @@ class Experiment:
     build: Callable                    # scale -> list[RunSpec]
     default_seeds: dict = field(default_factory=lambda: {"smoke": 1, "cpu": 3, "full": 3})
     reference: str = ""                # markdown: the original's numbers to stand beside ours
+    lr_find_row: str = ""              # a row whose lr_find plot goes into the report
     protocol: dict = field(default_factory=dict)  # scale -> one-line description of data/protocol
     comparisons: tuple = ()            # (row, versus row) pairs for paired differences; default: vs baseline
 
@@ -144,3 +166,8 @@ class Experiment:
         if scale not in SCALES:
             raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
         return list(self.build(scale))
+
+
+def grid(experiment, scale, rows, **common):
+    """RunSpecs for ``rows`` (each a dict with at least name, optimizer, lr) sharing ``common``."""
+    return [RunSpec(experiment=experiment, scale=scale, **{**common, **row}) for row in rows]

@@ -10,7 +10,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "ArchInfo", "build_learner", "cifar_resnet18", "small_cnn", "mlp"]
+__all__ = ["ARCHITECTURES", "ArchInfo", "body_and_head", "build_learner", "cifar_resnet18", "small_cnn", "mlp"]
 
 
 class _BasicBlock(nn.Module):
@@ -61,6 +61,12 @@ def mlp(n_in=1, n_out=10, size=28, hidden=(256, 128)):
     return nn.Sequential(*layers)
 
 
+def body_and_head(model):
+    """Two parameter groups for the plain models: everything but the last layer, and the last layer
+    (so a discriminative lr can give the body less)."""
+    return [list(model[:-1].parameters()), list(model[-1].parameters())]
+
+
 @dataclass(frozen=True)
 class ArchInfo:
     name: str
@@ -74,7 +80,7 @@ def _plain(model_fn):
         kwargs = dict(n_in=n_in, n_out=n_out)
         if model_fn is mlp:
             kwargs["size"] = size
-        return Learner(dls, model_fn(**kwargs), **learner_kwargs)
+        return Learner(dls, model_fn(**kwargs), splitter=body_and_head, **learner_kwargs)
     return build
 
 

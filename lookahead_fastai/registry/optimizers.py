@@ -14,7 +14,9 @@ from typing import Callable
 import torch
 from fastai import optimizer as fastai_opt
 
+from ..fastai_optimizers import AdamNoDebias
 from ..opt_funcs import lookahead_opt_func, nested_lookahead_opt_func, torch_opt_func
+from ..optim.scratch import ScratchSGD
 
 __all__ = ["INNER_OPTIMIZERS", "WRAPPERS", "make_opt_func", "parse_optimizer_name", "describe_optimizers"]
 
@@ -67,6 +69,10 @@ INNER_OPTIMIZERS = {
                                  ("mom", "wd", "decouple_wd")),
     "fastai_adam": InnerOptimizer("fastai_adam", "fastai Adam/AdamW", fastai_opt.Adam, _same,
                                   ("mom", "sqr_mom", "eps", "wd", "decouple_wd")),
+    "adam_no_debias": InnerOptimizer("adam_no_debias", "fastai stats+steppers Adam without debiasing", AdamNoDebias,
+                                     _same, ("mom", "sqr_mom", "eps", "wd", "decouple_wd")),
+    "scratch_sgd": InnerOptimizer("scratch_sgd", "the optimizer tour's hand-written SGD-momentum Optimizer",
+                                  ScratchSGD, _torch_kwargs({"mom": "momentum", "wd": "weight_decay"}), ("mom", "wd")),
 }
 RANGER_DEFAULTS = {"k": 6, "alpha": 0.5, "mom": 0.95, "wd": 0.01, "eps": 1e-6}
 WRAPPERS = {"lookahead": ("k", "alpha", "pullback"), "nested": ("k", "alpha", "pullback", "s", "h")}

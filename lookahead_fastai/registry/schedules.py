@@ -83,7 +83,22 @@ def lr_schedule_function(name, lr, **params):
     return SCHEDULES[name].lr_function(lr, **params)
 
 
+def _per_group(learn, lr):
+    """A ``slice(low, high)`` lr as one value per parameter group (fastai's ``set_hyper`` rule)."""
+    if not isinstance(lr, slice):
+        return lr
+    import numpy as np
+    from fastcore.basics import even_mults
+    if learn.opt is None:
+        learn.create_opt()
+    n = len(learn.opt.param_lists)
+    if lr.start:
+        return np.array(even_mults(lr.start, lr.stop, n))
+    return np.array([lr.stop / 10] * (n - 1) + [lr.stop])
+
+
 def fit_with_schedule(learn, epochs, lr, name="constant", params=None, cbs=None, start_epoch=0, reset_opt=False):
+    """Train with schedule ``name``; ``lr`` may be a ``slice`` for discriminative learning rates."""
     params = dict(params or {})
     _check(name, params)
     if name == "one_cycle":
@@ -93,6 +108,6 @@ def fit_with_schedule(learn, epochs, lr, name="constant", params=None, cbs=None,
     elif name == "constant":
         learn.fit(epochs, lr, cbs=cbs, start_epoch=start_epoch, reset_opt=reset_opt)
     else:
-        sched = ParamScheduler({"lr": lr_schedule_function(name, lr, **params)})
+        sched = ParamScheduler({"lr": lr_schedule_function(name, _per_group(learn, lr), **params)})
         learn.fit(epochs, lr, cbs=[sched, *(cbs or [])], start_epoch=start_epoch, reset_opt=reset_opt)
 

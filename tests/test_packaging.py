@@ -1,0 +1,34 @@
+"""pyproject.toml and environment.yml pin the same stack; what is pinned is what is installed."""
+import tomllib
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pins(lines):
+    pins = {}
+    for line in lines:
+        if "==" in line:
+            name, ver = line.split("==")
+            pins[name.strip().lower().replace("_", "-")] = ver.strip()
+    return pins
+
+
+def test_environment_yml_matches_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    wanted = _pins(project["dependencies"])
+    for extra in project["optional-dependencies"].values():
+        wanted.update(_pins(extra))
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
+    assert _pins(pip_section) == wanted
+    assert "-e ." in pip_section
+
+
+def test_installed_versions_are_the_pinned_ones():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for name, pinned in _pins(project["dependencies"]).items():
+        assert version(name).split("+")[0] == pinned, name
