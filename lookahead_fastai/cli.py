@@ -73,9 +73,8 @@ def _check_store_path(path):
 
 
 def _cmd_run(args):
-    from .experiments import SCALES, get_experiment
-    from .experiments.spec import SpecError
-    from .store import ResultsStore
+    from .experiments import SCALES, SpecError
+    from .sweep import plan, run_experiment
 
     if args.scale not in SCALES:
         raise CliError(f"--scale must be one of {', '.join(SCALES)}, got {args.scale!r}")
@@ -87,42 +86,34 @@ def _cmd_run(args):
         raise CliError(f"--data-dir {args.data_dir}: no such folder")
     if args.device not in (None, "cpu", "cuda"):
         raise CliError(f"--device must be cpu or cuda, got {args.device!r}")
-    try:
-        experiment = get_experiment(args.experiment)
-        specs = experiment.specs(args.scale)
-    except SpecError as e:
-        raise CliError(str(e)) from None
-    if args.only:
-        names = [s.name for s in specs]
-        unknown = [n for n in args.only if n not in names]
-        if unknown:
-            raise CliError(f"--only: {', '.join(unknown)} not in {args.experiment}; rows are {', '.join(names)}")
-        specs = [s for s in specs if s.name in args.only]
     if args.device == "cuda":
         import torch
         if not torch.cuda.is_available():
             raise CliError("--device cuda: no CUDA device is available here")
-    seeds = range(args.seeds or experiment.default_seeds.get(args.scale, 1))
-    store_path = args.store or Path("runs") / "results.sqlite"
-    _check_store_path(store_path)
+    store = args.store or Path("runs") / "results.sqlite"
+    _check_store_path(store)
+    try:
+        jobs = plan(args.experiment, args.scale, args.seeds, args.only, store)
+    except SpecError as e:
+        raise CliError(str(e)) from None
+    rows = len({j.spec.name for j in jobs})
+    print(f"{args.experiment} at scale {args.scale}: {len(jobs)} runs ({rows} rows x {len(jobs) // rows} seeds), "
+          f"{sum(j.finished for j in jobs)} already finished; store {store}", flush=True)
 
     from fastprogress.fastprogress import progress_bar
+    bar = progress_bar(range(len(jobs)), display=sys.stdout.isatty() and not args.progress)
+    bar_iter = iter(bar)
+    next(bar_iter, None)
 
-    from .runner import fit_and_record
-    jobs = [(spec, seed) for seed in seeds for spec in specs]
-    with ResultsStore(store_path) as store:
-        done = sum(store.is_finished(s.run_id(seed)) for s, seed in jobs)
-        print(f"{experiment.name} at scale {args.scale}: {len(jobs)} runs ({len(specs)} rows x {len(seeds)} seeds), "
-              f"{done} already finished; store {store_path}", flush=True)
-        for i in progress_bar(range(len(jobs)), display=sys.stdout.isatty() and not args.progress):
-            spec, seed = jobs[i]
-            finished = store.is_finished(spec.run_id(seed))
-            record = fit_and_record(spec, seed, store=store, data_dir=args.data_dir, device=args.device,
-                                    wandb=args.wandb, progress=args.progress)
-            final = record["final"]
-            slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
-            print(f"[{i + 1}/{len(jobs)}] {spec.name} seed {seed}: accuracy {final.get('accuracy', float('nan')):.4f}"
-                  f"{slow}, {record['seconds']:.1f}s{' (already finished)' if finished else ''}", flush=True)
+    def report_line(i, job, record):
+        final = record["final"]
+        slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
+        print(f"[{i + 1}/{len(jobs)}] {job.spec.name} seed {job.seed}: accuracy {final.get('accuracy', float('nan')):.4f}"
+              f"{slow}, {record['seconds']:.1f}s{' (already finished)' if job.finished else ''}", flush=True)
+        next(bar_iter, None)
+
+    run_experiment(args.experiment, args.scale, args.seeds, args.only, store, data_dir=args.data_dir,
+                   device=args.device, wandb=args.wandb, progress=args.progress, on_record=report_line)
     return 0
 
 

@@ -159,6 +159,21 @@ def _data_source(path):
     return f"`{path}`"
 
 
+def plot_lr_find(curve, path):
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve["lrs"], curve["losses"])
+    ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {curve['valley']:.2e}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed train loss", title=f"lr_find: {curve['row']}")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def machine_description():
     import torch
     cpu = platform.processor() or platform.machine()
@@ -218,6 +233,13 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None):
             parts.append(_markdown(paired_differences(store, experiment_name, scale)))
             png = plot_curves(store, experiment_name, scale, out_dir / f"{experiment_name}_{scale}.png")
             parts.append(f"\n![curves]({png.name})\n")
+            curve_file = Path(store_path).parent / "lr_find" / f"{experiment_name}_{scale}.json"
+            if experiment.lr_find_row and curve_file.exists():
+                import json
+                curve = json.loads(curve_file.read_text())
+                lr_png = plot_lr_find(curve, out_dir / f"{experiment_name}_{scale}_lr_find.png")
+                parts.append(f"\nfastai `lr_find` on `{curve['row']}` (seed 0): valley suggestion "
+                             f"{curve['valley']:.2e}; the row was trained at its protocol lr.\n\n![lr_find]({lr_png.name})\n")
         if experiment.reference:
             parts.append("## Reference numbers from the original work\n")
             parts.append(experiment.reference.strip() + "\n")
