@@ -23,7 +23,7 @@ Method
        the per-round ratios (each round's contender time over the same round's SGD time), which
        cancels drift between rounds. A wide IQR means the machine was busy during some rounds
        (two torch threads on two cores slow down many times over when another process competes).
-    5. Rounds stop early, after at least three, once the timed rounds have used ``--budget``
+    5. Rounds stop early, after at least three, once warm-up and rounds have used ``--budget``
        seconds, so a busy machine does not make the run drag on; the report says so.
 
 Ratios are only meaningful side by side within one run on one machine; compare runs by their
@@ -118,8 +118,9 @@ def time_block(optimizer, steps):
 
 def measure(contenders, rounds, steps, warmup, budget_s):
     """Per-step times, ``{name: [seconds per step, one per round]}``. Stops early, after at least
-    ``MIN_ROUNDS`` rounds, once the timed rounds have taken ``budget_s`` seconds: on a busy machine
-    a step can take 10x longer, and the run should still end in reasonable time."""
+    ``MIN_ROUNDS`` rounds, once warm-up and rounds have taken ``budget_s`` seconds: on a busy
+    machine a step can take 10x longer, and the run should still end in reasonable time."""
+    start = time.perf_counter()
     names = list(contenders)
     for name in names:
         run_steps(contenders[name][1], warmup)
@@ -127,7 +128,6 @@ def measure(contenders, rounds, steps, warmup, budget_s):
     gc_was_enabled = gc.isenabled()
     gc.collect()
     gc.disable()
-    start = time.perf_counter()
     try:
         for r in range(rounds):
             shift = r % len(names)
@@ -227,7 +227,7 @@ def parse_args(argv=None):
     parser.add_argument("--warmup", type=int, default=None,
                         help="untimed steps per contender first (default: 2 * --steps)")
     parser.add_argument("--budget", type=float, default=75.0,
-                        help="seconds after which no new round starts (at least "
+                        help="seconds (from the warm-up on) after which no new round starts (at least "
                              f"{MIN_ROUNDS} rounds run; default 75)")
     parser.add_argument("--quick", action="store_true",
                         help="smoke check with tiny numbers (seconds); prints only unless --output")
