@@ -17,12 +17,14 @@ $(STAMP): pyproject.toml
 test: venv
 	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q
 
+# the demo experiment on scikit-learn's digits (embedded): 4 optimizers x 3 seeds, then its report
 demo: venv
-	$(VENV)/bin/lookahead-fastai run demo --scale smoke --seeds 3
+	$(VENV)/bin/lookahead-fastai run demo --scale cpu --seeds 3
 	$(VENV)/bin/lookahead-fastai report demo
 
 bench: venv
 	$(PY) benchmarks/bench_optimizer_step.py
+	$(PY) benchmarks/bench_training.py
 
 clean:
 	rm -rf runs wandb .pytest_cache
