@@ -91,14 +91,19 @@ class TensorDataLoader(DataLoader):
         return res
 
 
+def _crop_and_flip(name):
+    """Random crop + horizontal flip suit natural images (CIFAR), not digits."""
+    return name in ("cifar10", "cifar100")
+
+
 def _tensor_dataloaders(name, data_dir, bs, n_train, n_valid, device, augment):
     data = load_arrays(name, data_dir=data_dir, n_train=n_train, n_valid=n_valid, seed=0)
     x_train = data.x_train.to(device)
     x_valid = data.x_valid.to(device)
     mean = x_train.float().mean(dim=(0, 2, 3)) / 255
     std = x_train.float().std(dim=(0, 2, 3)) / 255
-    pad = 4 if (augment and data.image_size >= 28 and name != "mnist") else 0
-    flip = bool(augment and name in ("cifar10", "cifar100"))
+    pad = 4 if (augment and _crop_and_flip(name)) else 0
+    flip = bool(augment and _crop_and_flip(name))
     train = TensorDataLoader(x_train, data.y_train.to(device), BatchAugment(mean, std, pad, flip, train=True),
                              bs=bs, shuffle=True, drop_last=True)
     valid = TensorDataLoader(x_valid, data.y_valid.to(device), BatchAugment(mean, std),
@@ -119,11 +124,10 @@ def _folder_items(root, folder, n, seed):
 
 def _pil_dataloaders(name, data_dir, bs, n_train, n_valid, size, device, augment):
     from fastai.data.block import CategoryBlock, DataBlock
-    from fastai.data.transforms import GrandparentSplitter, parent_label
-    from fastai.vision.augment import RandomResizedCrop, Resize, aug_transforms
-    from fastai.vision.core import imagenet_stats
+    from fastai.data.transforms import GrandparentSplitter, Normalize, parent_label
+    from fastai.vision.augment import CropPad, FlipItem, RandomCrop, RandomResizedCrop, Resize, aug_transforms
+    from fastai.vision.core import cifar_stats, imagenet_stats, mnist_stats
     from fastai.vision.data import ImageBlock
-    from fastai.data.transforms import Normalize
 
     info = dataset_info(name)
     root = folder_path(name, data_dir)
@@ -131,13 +135,14 @@ def _pil_dataloaders(name, data_dir, bs, n_train, n_valid, size, device, augment
     items = _folder_items(root, train_folder, n_train, (0, 1)) + _folder_items(root, valid_folder, n_valid, (0, 2))
     size = size or info.image_size
     if info.small:
-        item_tfms = [Resize(size)]
-        batch_tfms = [*(aug_transforms(do_flip=True, max_rotate=0, max_zoom=1.0, max_lighting=0, max_warp=0,
-                                       size=size, pad_mode="zeros") if augment else [])]
+        # the same augmentation as the tensor path: for CIFAR zero-pad 4, random crop, horizontal flip
+        crop_flip = augment and _crop_and_flip(name)
+        item_tfms = [CropPad(size + 8, pad_mode="zeros"), RandomCrop(size), FlipItem(0.5)] if crop_flip else []
+        mean, std = cifar_stats if name.startswith("cifar") else mnist_stats
+        batch_tfms = [Normalize.from_stats(mean * 3 if len(mean) == 1 else mean, std * 3 if len(std) == 1 else std)]
     else:
         item_tfms = [RandomResizedCrop(size, min_scale=0.35) if augment else Resize(size)]
-        batch_tfms = [*(aug_transforms(size=size) if augment else [])]
-    batch_tfms.append(Normalize.from_stats(*imagenet_stats))
+        batch_tfms = [*(aug_transforms(size=size) if augment else []), Normalize.from_stats(*imagenet_stats)]
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: items,
                       splitter=GrandparentSplitter(train_name=train_folder, valid_name=valid_folder),
                       get_y=parent_label, item_tfms=item_tfms, batch_tfms=batch_tfms)
