@@ -225,7 +225,7 @@ def parse_args(argv=None):
     parser.add_argument("--steps", type=int, default=50,
                         help=f"steps timed per contender per round, a multiple of k={K} (default 50)")
     parser.add_argument("--warmup", type=int, default=None,
-                        help="untimed steps per contender first (default: 2 * --steps)")
+                        help="untimed steps per contender first (default: --steps)")
     parser.add_argument("--budget", type=float, default=75.0,
                         help="seconds (from the warm-up on) after which no new round starts (at least "
                              f"{MIN_ROUNDS} rounds run; default 75)")
@@ -238,7 +238,7 @@ def parse_args(argv=None):
     if args.quick:
         args.rounds, args.steps = 3, K
     if args.warmup is None:
-        args.warmup = 2 * args.steps
+        args.warmup = args.steps
     if args.rounds < 1 or args.steps < 1 or args.warmup < 0:
         parser.error("--rounds and --steps must be >= 1, --warmup >= 0")
     for flag in ("steps", "warmup"):

@@ -149,8 +149,11 @@ def test_pullback_cache_is_a_copy_not_an_alias():
         assert not torch.equal(cached, live)
 
 
+@pytest.mark.parametrize("block_bytes", [4 << 20, 64])  # 64: many blocks, as for a large model
 @pytest.mark.parametrize("mode", MODES)
-def test_foreach_sync_equals_per_tensor_loop(mode):
+def test_foreach_sync_equals_per_tensor_loop(mode, block_bytes, monkeypatch):
+    import lookahead_fastai.optim.lookahead as la_module
+    monkeypatch.setattr(la_module, "_CPU_BLOCK_BYTES", block_bytes)
     results = []
     for foreach in (True, False):
         model = make_model()
