@@ -16,7 +16,7 @@ ROWS = [
 SCALES = {
     "smoke": dict(datasets={"cifar10": "CIFAR-10 substitute"}, arch="small_cnn", epochs=2, bs=64,
                   n_train=256, n_valid=128, size=None),
-    "cpu": dict(datasets={"cifar10": "CIFAR-10 substitute"}, arch="small_cnn", epochs=8, bs=128,
+    "cpu": dict(datasets={"cifar10": "CIFAR-10 substitute"}, arch="small_cnn", epochs=6, bs=128,
                 n_train=None, n_valid=None, size=None),
     "full": dict(datasets={"imagenette": "Imagenette", "imagewoof": "Imagewoof"}, arch="resnet50", epochs=40,
                  bs=64, n_train=None, n_valid=None, size=128),
@@ -50,6 +50,6 @@ EXPERIMENT = Experiment(
     baseline="SGD · CIFAR-10 substitute", build=build, comparisons=_comparisons(), reference=REFERENCE,
     protocol={"smoke": "CIFAR-10 subset as a SUBSTITUTE for Imagenette (none offline), 256 / 128 images, 2 epochs",
               "cpu": "CIFAR-10 subset (5,085 / 1,017) as a SUBSTITUTE for Imagenette/Imagewoof (no offline copy); "
-                     "small CNN, 8 epochs, one-cycle, mixup 0.4",
+                     "small CNN, 6 epochs, one-cycle, mixup 0.4",
               "full": "Imagenette and Imagewoof 160 px at size 128, resnet50 via cnn_learner, 40 epochs"},
 )

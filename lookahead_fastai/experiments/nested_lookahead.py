@@ -13,7 +13,7 @@ BASE = {"mom": 0.9, "wd": 1e-3}
 INNER = {"SGD": ("sgd", {"mom": 0.9, "wd": 1e-3}), "Adam": ("adam", {"wd": 1e-3})}
 SCALES = {
     "smoke": dict(arch="small_cnn", epochs=1, bs=64, n_train=256, n_valid=128),
-    "cpu": dict(arch="small_cnn", epochs=5, bs=64, n_train=None, n_valid=None),
+    "cpu": dict(arch="small_cnn", epochs=4, bs=64, n_train=None, n_valid=None),
     "full": dict(arch="resnet18", epochs=20, bs=64, n_train=None, n_valid=None),
 }
 
@@ -59,6 +59,6 @@ EXPERIMENT = Experiment(
     baseline="SGD", build=build, comparisons=_comparisons(), reference=REFERENCE,
     default_seeds={"smoke": 1, "cpu": 3, "full": 3},
     protocol={"smoke": "CIFAR-10 subset, 256 / 128 images, small CNN, 1 epoch",
-              "cpu": "CIFAR-10 subset (5,085 / 1,017 real images), small CNN, 5 epochs, constant lr 1e-3",
+              "cpu": "CIFAR-10 subset (5,085 / 1,017 real images), small CNN, 4 epochs, constant lr 1e-3",
               "full": "the original: CIFAR-10, resnet18 (10-way head), 20 epochs, constant lr 1e-3"},
 )
