@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
+EXIT_RUNS_FAILED = 1  # some runs of the grid failed (executor ray); the others finished
 
 
 class CliError(Exception):
@@ -35,7 +36,18 @@ def _parser():
     run.add_argument("--wandb", default="disabled", help="offline | online | disabled (default: disabled)")
     run.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
     run.add_argument("--progress", action="store_true", help="show fastai's per-epoch progress bars")
-    rep = sub.add_parser("report", help="write reports/EXP.md and plots from the store")
+    # --- scaling out (executors.py, distributed.py) ---
+    run.add_argument("--executor", default="local", help="local | ray: where the runs train (default: local, "
+                     "one after another in this process; ray: one Ray task per run)")
+    run.add_argument("--address", default=None, help="with --executor ray: the Ray cluster to use, e.g. auto or "
+                     "ray://HEAD:10001 (default: start a local Ray instance)")
+    run.add_argument("--gpus-per-run", type=float, default=None, help="with --executor ray: GPUs per run (default: 0)")
+    run.add_argument("--cpus-per-run", type=float, default=None, help="with --executor ray: CPUs per run (default: 1)")
+    run.add_argument("--distributed", action="store_true", help="train each run with DDP on every process of a "
+                     "torchrun / accelerate launch (only rank 0 writes)")
+    # --- end scaling out ---
+    rep = sub.add_parser("report", help="write reports/EXP.md and plots from the store ('all': every "
+                                        "experiment and reports/README.md)")
     rep.add_argument("experiment")
     rep.add_argument("--store", type=Path, default=None)
     rep.add_argument("--out", type=Path, default=Path("reports"))
@@ -86,7 +98,8 @@ def _cmd_run(args):
         raise CliError(f"--data-dir {args.data_dir}: no such folder")
     if args.device not in (None, "cpu", "cuda"):
         raise CliError(f"--device must be cpu or cuda, got {args.device!r}")
-    if args.device == "cuda":
+    _check_scale_out(args)  # --executor, --address, --gpus-per-run, --cpus-per-run, --distributed
+    if args.device == "cuda" and args.executor != "ray":  # ray: the GPUs are the workers'
         import torch
         if not torch.cuda.is_available():
             raise CliError("--device cuda: no CUDA device is available here")
@@ -96,39 +109,101 @@ def _cmd_run(args):
         jobs = plan(args.experiment, args.scale, args.seeds, args.only, store)
     except SpecError as e:
         raise CliError(str(e)) from None
+    from fastai.torch_core import rank_distrib
+    from .executors import RunsFailed
+    talk = rank_distrib() == 0  # in a distributed run only rank 0 reports
     rows = len({j.spec.name for j in jobs})
-    print(f"{args.experiment} at scale {args.scale}: {len(jobs)} runs ({rows} rows x {len(jobs) // rows} seeds), "
-          f"{sum(j.finished for j in jobs)} already finished; store {store}", flush=True)
+    if talk:
+        print(f"{args.experiment} at scale {args.scale}: {len(jobs)} runs ({rows} rows x {len(jobs) // rows} seeds), "
+              f"{sum(j.finished for j in jobs)} already finished; store {store}"
+              f"{'; executor ray' if args.executor == 'ray' else ''}", flush=True)
 
     from fastprogress.fastprogress import progress_bar
-    bar = progress_bar(range(len(jobs)), display=sys.stdout.isatty() and not args.progress)
+    bar = progress_bar(range(len(jobs)), display=talk and sys.stdout.isatty() and not args.progress)
     bar_iter = iter(bar)
     next(bar_iter, None)
+    done = [0]  # runs reported so far (with ray they finish in any order)
 
     def report_line(i, job, record):
+        done[0] += 1
+        if not talk:
+            return
         final = record["final"]
         slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
-        print(f"[{i + 1}/{len(jobs)}] {job.spec.name} seed {job.seed}: accuracy {final.get('accuracy', float('nan')):.4f}"
+        print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: accuracy {final.get('accuracy', float('nan')):.4f}"
               f"{slow}, {record['seconds']:.1f}s{' (already finished)' if job.finished else ''}", flush=True)
         next(bar_iter, None)
 
-    run_experiment(args.experiment, args.scale, args.seeds, args.only, store, data_dir=args.data_dir,
-                   device=args.device, wandb=args.wandb, progress=args.progress, on_record=report_line)
+    def error_line(i, job, error):
+        done[0] += 1
+        if talk:
+            print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: FAILED ({error})", flush=True)
+            next(bar_iter, None)
+
+    try:
+        run_experiment(args.experiment, args.scale, args.seeds, args.only, store, data_dir=args.data_dir,
+                       device=args.device, wandb=args.wandb, progress=args.progress, on_record=report_line,
+                       executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
+                       cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=error_line)
+    except RunsFailed as e:
+        print(f"lookahead-fastai: {' '.join(str(e).split())}; they are marked failed in the store, "
+              f"a rerun retries them", file=sys.stderr)
+        return EXIT_RUNS_FAILED
     return 0
 
 
+def _check_scale_out(args):
+    """--executor / --address / --gpus-per-run / --cpus-per-run / --distributed."""
+    from .executors import EXECUTORS, ExecutorUnavailable, import_ray
+    if args.executor not in EXECUTORS:
+        raise CliError(f"--executor must be one of {', '.join(EXECUTORS)}, got {args.executor!r}")
+    ray_only = [f for f, v in (("--address", args.address), ("--gpus-per-run", args.gpus_per_run),
+                               ("--cpus-per-run", args.cpus_per_run)) if v is not None]
+    if ray_only and args.executor != "ray":
+        raise CliError(f"{', '.join(ray_only)}: only with --executor ray")
+    if args.gpus_per_run is not None and args.gpus_per_run < 0:
+        raise CliError(f"--gpus-per-run must be at least 0, got {args.gpus_per_run:g}")
+    if args.cpus_per_run is not None and args.cpus_per_run <= 0:
+        raise CliError(f"--cpus-per-run must be more than 0, got {args.cpus_per_run:g}")
+    if args.executor == "ray":
+        if args.distributed:
+            raise CliError("--distributed and --executor ray do not go together: launch a distributed run "
+                           "with torchrun or accelerate launch")
+        if args.device == "cuda" and not args.gpus_per_run:
+            raise CliError("--device cuda with --executor ray needs --gpus-per-run (GPUs for each run)")
+        try:
+            import_ray()
+        except ExecutorUnavailable as e:
+            raise CliError(str(e)) from None
+    if args.distributed:
+        from fastai.torch_core import num_distrib
+
+        from .distributed import require_accelerate
+        try:
+            require_accelerate()
+        except ValueError as e:
+            raise CliError(str(e)) from None
+        if not num_distrib():
+            raise CliError("--distributed: start the run with a launcher, e.g. torchrun --nproc_per_node 2 "
+                           "-m lookahead_fastai.cli run EXP --distributed")
+
+
 def _cmd_report(args):
+    from .experiments import EXPERIMENTS
     from .experiments.spec import SpecError
-    from .report import write_report
+    from .report import write_index, write_report
     store_path = args.store or Path("runs") / "results.sqlite"
     _check_store_path(store_path)
     if not store_path.exists():
         raise CliError(f"--store {store_path}: no results database; run `lookahead-fastai run {args.experiment}` first")
+    names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     try:
-        path = write_report(store_path, args.experiment, out_dir=args.out, scales=args.scale)
+        for name in names:
+            print(f"wrote {write_report(store_path, name, out_dir=args.out, scales=args.scale)}")
     except SpecError as e:
         raise CliError(str(e)) from None
-    print(f"wrote {path}")
+    if args.experiment == "all":
+        print(f"wrote {write_index(store_path, out_dir=args.out)}")
     return 0
 
 
