@@ -119,7 +119,7 @@ def _cmd_run(args):
               f"{'; executor ray' if args.executor == 'ray' else ''}", flush=True)
 
     from fastprogress.fastprogress import progress_bar
-    bar = progress_bar(range(len(jobs)), display=talk and sys.stdout.isatty() and not args.progress)
+    bar = progress_bar(range(len(jobs)), display=sys.stdout.isatty() and not args.progress) if talk else ()
     bar_iter = iter(bar)
     next(bar_iter, None)
     done = [0]  # runs reported so far (with ray they finish in any order)

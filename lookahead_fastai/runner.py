@@ -18,6 +18,7 @@ from fastai.torch_core import set_seed
 from .callbacks.lookahead import SlowWeightEvalCallback, StateResetCallback, lookahead_of
 from .callbacks.record import EpochCheckpoint, EpochRecorder, load_checkpoint
 from .data import build_dataloaders
+from .distributed import ReadOnlyStore, distributed_callbacks, is_rank_zero, require_accelerate, setup_device
 from .experiments.spec import RunSpec
 from .registry.architectures import build_learner
 from .registry.optimizers import make_opt_func
@@ -73,25 +74,39 @@ def _spec_callbacks(spec):
 
 
 def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="disabled", checkpoint=True,
-                   progress=False, extra_cbs=()):
+                   progress=False, extra_cbs=(), distributed=False):
     """Train ``spec`` with ``seed`` unless the store already holds that run finished; returns the
     run's record (also written to the store).
 
     Records per epoch: train_loss (epoch mean), valid_loss, accuracy, top5 (more than 5 classes),
     lr, time; at the end the same validation metrics on the slow weights for Lookahead runs.
     A run killed midway resumes from its last epoch checkpoint (runs with sessions restart).
+
+    ``distributed=True``: train with DDP through fastai's ``distrib_ctx`` (in a process started by
+    ``torchrun`` or ``accelerate launch``; see distributed.py). In any distributed run only rank 0
+    writes the store, checkpoints and W&B; the other ranks train and return the record.
     """
     spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
     own_store = store is None or isinstance(store, (str, os.PathLike))
     store = ResultsStore(store or DEFAULT_STORE) if own_store else store
     try:
-        return _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, progress, extra_cbs)
+        # --- distributed: only rank 0 writes (store, checkpoints, W&B); see distributed.py ---
+        writer = is_rank_zero()
+        if distributed:
+            require_accelerate()
+            device = setup_device(device)
+        run_store = store if writer else ReadOnlyStore(store)
+        wandb = wandb if writer else "disabled"
+        # --- end distributed ---
+        return _fit_and_record(spec, seed, run_store, data_dir, device, wandb, checkpoint, progress, extra_cbs,
+                               distributed, writer)
     finally:
         if own_store:
             store.close()
 
 
-def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, progress, extra_cbs):
+def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, progress, extra_cbs,
+                    distributed=False, writer=True):
     spec_dict = spec.to_dict()
     run_id = spec.run_id(seed)
     if store.is_finished(run_id):
@@ -127,6 +142,9 @@ def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, prog
                 stack.enter_context(learn.no_bar())
                 stack.enter_context(learn.no_logging())
             cbs = [*_spec_callbacks(spec), *(wandb_run.callbacks if wandb_run else []), *extra_cbs]
+            if distributed:  # DDP (fastai's DistributedTrainer), then rank 0's slow weights everywhere
+                stack.enter_context(learn.distrib_ctx(cpu=learn.dls.device.type == "cpu"))  # cpu: gloo
+                cbs.extend(distributed_callbacks(wandb=wandb_run is not None))
             if spec.sessions:
                 for session in spec.sessions:
                     fit_with_schedule(learn, session["epochs"], _lr(spec, session.get("lr", spec.lr)),
@@ -135,7 +153,7 @@ def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, prog
                     offset[0] += session["epochs"]
             else:
                 recorder_cbs = [EpochRecorder(sink, start_epoch)]
-                if resumable:
+                if resumable and writer:  # every rank resumes from rank 0's checkpoint
                     recorder_cbs.append(EpochCheckpoint(ckpt_dir, start_epoch))
                 fit_with_schedule(learn, spec.epochs, _lr(spec, spec.lr), spec.schedule, spec.schedule_params,
                                   cbs=[*recorder_cbs, *cbs], start_epoch=start_epoch)

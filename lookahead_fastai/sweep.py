@@ -3,8 +3,10 @@ notebooks share. Finished runs are skipped, so a sweep can be stopped and starte
 from dataclasses import dataclass
 from pathlib import Path
 
+from fastai.torch_core import rank_distrib
+
 from .experiments import SCALES, SpecError, get_experiment
-from .runner import DEFAULT_STORE, fit_and_record
+from .runner import DEFAULT_STORE
 from .store import ResultsStore
 
 __all__ = ["Job", "plan", "run_experiment"]
@@ -37,23 +39,37 @@ def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):
 
 
 def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
-                   device=None, wandb="disabled", progress=False, on_record=None):
+                   device=None, wandb="disabled", progress=False, on_record=None,
+                   # --- executors (see executors.py) ---
+                   executor="local", address=None, gpus_per_run=None, cpus_per_run=None, extra_cbs=(),
+                   on_error=None, distributed=False):
     """Run every pending run of the grid; returns the records in grid order. ``on_record(i, job,
-    record)`` is called after each run (the CLI prints a line there)."""
+    record)`` is called after each run (the CLI prints a line there).
+
+    ``executor``: ``"local"`` (this process, one run after another) or ``"ray"`` (one Ray task per
+    run: ``address`` of the cluster, None for a local instance; ``gpus_per_run``, ``cpus_per_run``),
+    or an executor object. With Ray, runs that fail are marked failed, the others go on,
+    ``on_error(i, job, error)`` is called for each, and :class:`~.executors.RunsFailed` is raised
+    at the end. ``extra_cbs``: fastai callbacks for every run, or ``f(spec, seed) -> callbacks``.
+    ``distributed``: local executor in a torchrun / accelerate launch, every run DDP over its
+    processes (see distributed.py)."""
+    from .executors import RunsFailed, make_executor
+    runner = make_executor(executor, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
     jobs = plan(experiment, scale, seeds, only, store)
-    records = []
-    with ResultsStore(Path(store)) as db:
-        for i, job in enumerate(jobs):
-            record = fit_and_record(job.spec, job.seed, store=db, data_dir=data_dir, device=device, wandb=wandb,
-                                    progress=progress)
-            records.append(record)
-            if on_record is not None:
-                on_record(i, job, record)
+    failed = None
+    try:
+        records = runner.run(jobs, store, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
+                             extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, distributed=distributed)
+    except RunsFailed as e:
+        records, failed = e.records, e
     exp = get_experiment(experiment)
-    if exp.lr_find_row and not lr_find_path(store, experiment, scale).exists():
+    if rank_distrib() == 0 and exp.lr_find_row and not lr_find_path(store, experiment, scale).exists():
         spec = next((j.spec for j in jobs if j.spec.name == exp.lr_find_row), None)
         if spec is not None:
-            save_lr_find(spec, lr_find_path(store, experiment, scale), data_dir=data_dir, device=device)
+            save_lr_find(spec, lr_find_path(store, experiment, scale), data_dir=data_dir,
+                         device=device if getattr(runner, "name", "local") == "local" else None)  # here, not on a worker
+    if failed is not None:
+        raise failed
     return records
 
 

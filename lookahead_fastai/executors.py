@@ -1,0 +1,250 @@
+"""Where the runs of a grid train: here, one after another (``local``, the default), or as Ray tasks
+on a cluster (``ray``, optional: ``pip install 'lookahead-fastai[ray]'``).
+
+Both executors go through :func:`~lookahead_fastai.runner.fit_and_record`, and in both the process
+that runs the sweep (the *driver*) is the only writer of the results store:
+
+* ``LocalExecutor`` trains every pending run in this process, writing the store as it goes
+  (per-epoch rows, epoch checkpoints, resume); the first run that raises stops the sweep.
+* ``RayExecutor`` makes every pending run one Ray task. A worker trains with a private temporary
+  store (no checkpoints) and hands back ``(record, per-epoch rows)``; the driver writes them into
+  the real store (``start_run`` when the task is submitted, ``log_epoch`` + ``finish_run`` when its
+  result comes back), so skip-finished, resume (a killed sweep redoes its unfinished runs) and
+  exactly-once hold as with the local executor. A worker lost mid-run (process killed, node
+  lost) is retried by Ray up to ``max_retries`` times; a run that raises is marked failed with its
+  error and the rest of the grid goes on; :func:`run_jobs` then raises :class:`RunsFailed`.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from .runner import fit_and_record
+from .store import ResultsStore
+
+__all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "RunsFailed", "Failure", "ExecutorUnavailable", "make_executor",
+           "RAY_INSTALL_HINT"]
+
+EXECUTORS = ("local", "ray")
+RAY_INSTALL_HINT = "pip install 'lookahead-fastai[ray]'"
+
+
+class ExecutorUnavailable(ValueError):
+    """The executor asked for cannot run here (e.g. Ray is not installed); one-line message."""
+
+
+@dataclass
+class Failure:
+    index: int     # position in the grid
+    job: object    # sweep.Job
+    error: str     # "ExceptionType: message"
+
+    def describe(self):
+        return f"{self.job.spec.name} seed {self.job.seed} ({self.error})"
+
+
+class RunsFailed(RuntimeError):
+    """Some runs of a grid failed (they are marked ``failed`` in the store); the others finished.
+    ``records`` holds the grid's records in grid order, ``None`` where a run failed."""
+
+    def __init__(self, failures, records):
+        self.failures, self.records = list(failures), list(records)
+        listed = "; ".join(f.describe() for f in self.failures[:3])
+        more = f"; and {len(self.failures) - 3} more" if len(self.failures) > 3 else ""
+        super().__init__(f"{len(self.failures)} of {len(self.records)} runs failed: {listed}{more}")
+
+
+def _callbacks_for(extra_cbs, spec, seed):
+    """``extra_cbs`` is a list of fastai callbacks, or ``f(spec, seed) -> list`` (called where the
+    run trains, e.g. on a Ray worker)."""
+    if callable(extra_cbs):
+        return list(extra_cbs(spec, seed) or ())
+    return list(extra_cbs or ())
+
+
+class LocalExecutor:
+    """Every run in this process, one after another; an exception stops the sweep (the run is
+    marked failed in the store first)."""
+    name = "local"
+
+    def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
+            on_record=None, on_error=None, distributed=False):
+        records = []
+        with ResultsStore(Path(store)) as db:
+            for i, job in enumerate(jobs):
+                record = fit_and_record(job.spec, job.seed, store=db, data_dir=data_dir, device=device,
+                                        wandb=wandb, progress=progress, distributed=distributed,
+                                        extra_cbs=_callbacks_for(extra_cbs, job.spec, job.seed))
+                records.append(record)
+                if on_record is not None:
+                    on_record(i, job, record)
+        return records
+
+
+# ------------------------------------------------------------------------------------------------
+# Ray
+# ------------------------------------------------------------------------------------------------
+def import_ray():
+    try:
+        import ray
+    except ImportError:
+        raise ExecutorUnavailable(f"--executor ray needs Ray, which is not installed: {RAY_INSTALL_HINT}") from None
+    return ray
+
+
+def _train_on_worker(spec, seed, data_dir, device, wandb, progress, extra_cbs, threads):
+    """A Ray task: train one run with a private temporary store; return its record and epochs.
+    Offline W&B runs are kept on the worker, in ``<tmp>/lookahead-fastai-ray-*/wandb``."""
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    workdir = Path(tempfile.mkdtemp(prefix=f"lookahead-fastai-ray-{spec.run_id(seed)}-"))
+    try:
+        with ResultsStore(workdir / "results.sqlite") as db:
+            record = fit_and_record(spec, seed, store=db, data_dir=data_dir, device=device, wandb=wandb,
+                                    checkpoint=False, progress=progress,
+                                    extra_cbs=_callbacks_for(extra_cbs, spec, seed))
+            epochs = db.epochs(spec.run_id(seed))
+        return {"record": record, "epochs": epochs, "node": socket.gethostname(), "pid": os.getpid()}
+    finally:
+        if not (workdir / "wandb").exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+        else:  # keep the W&B files only
+            for path in workdir.iterdir():
+                if path.name != "wandb":
+                    if path.is_dir():
+                        shutil.rmtree(path, ignore_errors=True)
+                    else:
+                        path.unlink(missing_ok=True)
+
+
+def _describe_error(ray, exc):
+    """One line: the application's exception for a task that raised, else Ray's own error."""
+    cause = getattr(exc, "cause", None) if isinstance(exc, ray.exceptions.RayTaskError) else None
+    err = cause if isinstance(cause, BaseException) else exc
+    text = " ".join(str(err).split())
+    if len(text) > 500:
+        text = text[:497] + "..."
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+class RayExecutor:
+    """Every pending run as one Ray task (``num_cpus=cpus_per_run``, ``num_gpus=gpus_per_run``).
+
+    ``address=None`` starts a local Ray instance with ``num_cpus`` CPUs for the sweep (and stops it
+    afterwards); otherwise ``ray.init(address=address)`` joins an existing cluster (``"auto"``, or
+    ``"ray://head:10001"``, ...). If Ray is already initialised in this process, that session is
+    used and left running. ``max_retries``: how often Ray reruns a task whose worker died;
+    ``retry_exceptions``: whether a task that raised is retried too (off: training errors are
+    deterministic). The device defaults to ``cuda`` when runs get GPUs, else ``cpu``.
+    """
+    name = "ray"
+
+    def __init__(self, address=None, gpus_per_run=0, cpus_per_run=1, max_retries=3, retry_exceptions=False,
+                 num_cpus=2, init_kwargs=None):
+        if gpus_per_run is None:
+            gpus_per_run = 0
+        if cpus_per_run is None:
+            cpus_per_run = 1
+        if gpus_per_run < 0:
+            raise ValueError(f"gpus per run must be >= 0, got {gpus_per_run}")
+        if cpus_per_run <= 0:
+            raise ValueError(f"cpus per run must be > 0, got {cpus_per_run}")
+        self.ray = import_ray()
+        self.address, self.gpus_per_run, self.cpus_per_run = address, gpus_per_run, cpus_per_run
+        self.max_retries, self.retry_exceptions = max_retries, retry_exceptions
+        self.num_cpus, self.init_kwargs = num_cpus, dict(init_kwargs or {})
+
+    def _init(self):
+        ray = self.ray
+        if ray.is_initialized():
+            return False
+        import logging
+        kwargs = {"logging_level": logging.WARNING, **self.init_kwargs}
+        if self.address is None:
+            ray.init(num_cpus=self.num_cpus, include_dashboard=False, **kwargs)
+        else:
+            ray.init(address=self.address, **kwargs)
+        return True
+
+    def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
+            on_record=None, on_error=None, distributed=False):
+        if distributed:
+            raise ValueError("the ray executor runs each run in one task; distributed (DDP) runs are launched "
+                             "with torchrun or accelerate launch")
+        ray = self.ray
+        device = device or ("cuda" if self.gpus_per_run else "cpu")
+        threads = max(1, int(self.cpus_per_run))
+        data_dir = None if data_dir is None else str(Path(data_dir).resolve())
+        started_here = self._init()
+        records, failures, pending = [None] * len(jobs), [], {}
+        try:
+            task = ray.remote(_train_on_worker).options(
+                num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
+                retry_exceptions=self.retry_exceptions, name="lookahead_fastai.fit_and_record")
+            with ResultsStore(Path(store)) as db:
+                for i, job in enumerate(jobs):
+                    spec, run_id = job.spec, job.spec.run_id(job.seed)
+                    if db.is_finished(run_id):
+                        records[i] = next(r["record"] for r in db.runs(spec.experiment) if r["run_id"] == run_id)
+                        if on_record is not None:
+                            on_record(i, job, records[i])
+                        continue
+                    db.start_run(run_id, spec.experiment, spec.name, job.seed, spec.to_dict())
+                    ref = task.remote(spec, job.seed, data_dir, device, wandb, progress, extra_cbs, threads)
+                    pending[ref] = i
+                while pending:
+                    done, _ = ray.wait(list(pending), num_returns=1)
+                    for ref in done:
+                        i = pending.pop(ref)
+                        job = jobs[i]
+                        run_id = job.spec.run_id(job.seed)
+                        try:
+                            result = ray.get(ref)
+                        except ray.exceptions.RayError as e:
+                            failure = Failure(i, job, _describe_error(ray, e))
+                            db.fail_run(run_id, failure.error)
+                            failures.append(failure)
+                            if on_error is not None:
+                                on_error(i, job, failure.error)
+                            continue
+                        for row in result["epochs"]:
+                            db.log_epoch(run_id, row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
+                        db.finish_run(run_id, result["record"])
+                        db.drop_checkpoint(run_id)  # a local sweep's leftover, if any
+                        records[i] = result["record"]
+                        if on_record is not None:
+                            on_record(i, job, records[i])
+        except BaseException:
+            for ref in pending:  # on a cluster the tasks would go on without us
+                try:
+                    ray.cancel(ref, force=True)
+                except Exception:  # noqa: BLE001  (best effort)
+                    pass
+            raise
+        finally:
+            if started_here:
+                ray.shutdown()
+        if failures:
+            raise RunsFailed(sorted(failures, key=lambda f: f.index), records)
+        return records
+
+
+def make_executor(executor="local", **options):
+    """An executor from its name (``local`` or ``ray``) and options; an executor object is
+    returned as it is. Options given to the local executor must be ``None``."""
+    if not isinstance(executor, str):
+        return executor
+    if executor == "local":
+        given = [k for k, v in options.items() if v is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)}: only for the ray executor")
+        return LocalExecutor()
+    if executor == "ray":
+        return RayExecutor(**{k: v for k, v in options.items() if v is not None})
+    raise ValueError(f"executor must be one of {', '.join(EXECUTORS)}, got {executor!r}")
