@@ -288,7 +288,16 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
                         f"95% interval {d['95% interval']} over {d['paired seeds']} seeds")
                 (supported if d["conclusion"] in ("better", "worse") else unsupported).append(
                     line + (f" — **{d['conclusion']}**" if d["conclusion"] in ("better", "worse") else ""))
-    text = [INDEX_PREAMBLE, "| report | scale | data (train / valid) | seeds | date | machine |",
+    lookahead = [line for line in supported + unsupported
+                 if any(f"{tag}/" in line.split(" vs ")[0] for tag in ("LA", "NLA"))
+                 and not any(f"{tag}/" in line.split(" vs ")[1] for tag in ("LA", "NLA"))]
+    counts = {c: sum(c in line for line in lookahead) for c in ("**better**", "**worse**")}
+    headline = (f"## Does Lookahead help? (scale `{scale}`)\n\nOver the {len(lookahead)} paired comparisons of a "
+                f"Lookahead or Nested Lookahead row against its plain inner optimizer, these seeds show it "
+                f"better in {counts['**better**']}, worse in {counts['**worse**']}, and no difference in the "
+                f"other {len(lookahead) - sum(counts.values())}. These are short runs of small models on small "
+                "data; they say nothing about the paper's 200-epoch ResNet setting, which is the `full` scale.\n")
+    text = [INDEX_PREAMBLE, headline, "| report | scale | data (train / valid) | seeds | date | machine |",
             "|---|---|---|---|---|---|", *rows, "",
             "## What these seeds support (the 95% interval of the paired difference excludes 0)", "",
             *(supported or ["- nothing"]), "",
