@@ -221,3 +221,23 @@ def test_demo_experiment_declares_all_scales():
     for scale in ("smoke", "cpu", "full"):
         names = [s.name for s in exp.specs(scale)]
         assert names == ["SGD", "LA/SGD", "AdamW", "LA/AdamW"]
+
+
+@pytest.mark.parametrize("arch", ["cifar_resnet18", "small_cnn", "resnet34", "resnet50"])
+def test_every_architecture_builds_a_learner_with_the_right_output(arch):
+    from fastai.data.core import DataLoaders
+
+    from lookahead_fastai.data import BatchAugment, TensorDataLoader
+    from lookahead_fastai.registry.architectures import build_learner
+    x = torch.randint(0, 255, (8, 3, 32, 32), dtype=torch.uint8)
+    y = torch.arange(8) % 4
+    dl = TensorDataLoader(x, y, BatchAugment([0.5] * 3, [0.25] * 3), bs=4)
+    learn = build_learner(arch, DataLoaders(dl, dl), n_in=3, n_out=4, size=32, loss_func=torch.nn.CrossEntropyLoss())
+    xb, _ = dl.one_batch()
+    learn.model.eval()
+    with torch.no_grad():
+        assert learn.model(xb).shape == (4, 4)
+    if arch == "cifar_resnet18":  # the paper's stem: 3x3 conv, stride 1, no max-pool
+        stem = learn.model[0]
+        assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
+        assert not any(isinstance(m, torch.nn.MaxPool2d) for m in learn.model.modules())
