@@ -241,3 +241,25 @@ def test_every_architecture_builds_a_learner_with_the_right_output(arch):
         stem = learn.model[0]
         assert stem.kernel_size == (3, 3) and stem.stride == (1, 1)
         assert not any(isinstance(m, torch.nn.MaxPool2d) for m in learn.model.modules())
+
+
+def test_every_experiment_declares_valid_specs_at_every_scale():
+    from lookahead_fastai.experiments import EXPERIMENTS
+    for name, exp in EXPERIMENTS.items():
+        for scale in ("smoke", "cpu", "full"):
+            specs = exp.specs(scale)
+            assert specs and all(s.scale == scale and s.experiment == name for s in specs)
+            names = [s.name for s in specs]
+            assert len(set(names)) == len(names), (name, scale)  # rows are distinguishable in reports
+            ids = {s.run_id(0) for s in specs}
+            assert len(ids) == len(specs)
+        for row, versus in exp.comparisons:  # every comparison names declared rows
+            declared = {s.name for scale in ("smoke", "cpu", "full") for s in exp.specs(scale)}
+            assert versus in declared or row not in declared, (name, row, versus)
+
+
+def test_data_paths_experiment_runs_both_paths(tmp_path, shared_data):
+    from lookahead_fastai.sweep import run_experiment
+    records = run_experiment("data_paths", "smoke", 1, store=tmp_path / "d.sqlite", data_dir=shared_data)
+    assert [r["name"] for r in records] == ["tensor path", "PIL path"]
+    assert all(r["n_train"] == 256 for r in records)
