@@ -112,7 +112,8 @@ def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, prog
     if store.is_finished(run_id):
         return next(r["record"] for r in store.runs(spec.experiment) if r["run_id"] == run_id)
     resumable = checkpoint and not spec.sessions
-    earlier_epochs = store.epochs(run_id) if store.status(run_id) == "running" else []
+    # a run killed (running) or failed midway resumes from its last checkpoint: keep the epochs before it
+    earlier_epochs = store.epochs(run_id) if store.status(run_id) in ("running", "failed") else []
     learn, bundle = build_learner_for(spec, seed, data_dir=data_dir, device=device)
     learn.create_opt()
     ckpt_dir = store.checkpoint_dir(run_id)

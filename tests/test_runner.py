@@ -70,6 +70,8 @@ def test_same_seed_same_result_and_rerun_is_skipped(tmp_path, monkeypatch):
 
 def test_failed_run_is_recorded_and_redone(tmp_path):
     class Boom(Callback):
+        order = 99  # after epoch 0 was recorded and checkpointed
+
         def after_epoch(self):
             raise RuntimeError("boom")
 
@@ -82,7 +84,9 @@ def test_failed_run_is_recorded_and_redone(tmp_path):
         assert store.status(run_id) == "failed"
         assert "boom" in store.runs("test")[0]["error"]
     record = fit_and_record(spec, 0, store=store_path)
-    assert record["epochs"] == 2
+    assert record["epochs"] == 2  # resumed from the epoch-0 checkpoint, with epoch 0 kept
+    with ResultsStore(store_path) as store:
+        assert [e["epoch"] for e in store.epochs(run_id)] == [0, 1]
 
 
 KILL_AFTER_EPOCH = textwrap.dedent("""
