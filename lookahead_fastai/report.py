@@ -41,10 +41,16 @@ def _fmt(mean, std, pct=False, digits=4):
 
 
 def _runs(store, experiment, scale=None):
+    """Finished runs of ``experiment`` (at ``scale``) whose spec is the one the experiment declares
+    now: runs of an older version of a row (say, fewer epochs) stay in the store but not in reports."""
     runs = [r for r in store.runs(experiment, status="finished") if r["record"]]
     if scale is not None:
         runs = [r for r in runs if r["record"].get("scale") == scale]
-    return runs
+    exp = get_experiment(experiment)
+    specs = {s: exp.specs(s) for s in {r["record"].get("scale") for r in runs}}
+    current = {spec.run_id(r["seed"]) for r in runs for spec in specs.get(r["record"].get("scale"), [])
+               if spec.name == r["name"]}
+    return [r for r in runs if r["run_id"] in current]
 
 
 def _order(experiment, names):
