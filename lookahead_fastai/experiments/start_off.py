@@ -23,7 +23,7 @@ DATASETS = {  # dataset: (label, schedule, schedule params)
 }
 SCALES = {
     "smoke": dict(datasets=["cifar10"], arch="small_cnn", epochs=2, bs=64, n_train=256, n_valid=128),
-    "cpu": dict(datasets=["cifar10"], arch="small_cnn", epochs=6, bs=128, n_train=None, n_valid=None),
+    "cpu": dict(datasets=["cifar10"], arch="small_cnn", epochs=12, bs=128, n_train=None, n_valid=None),
     "full": dict(datasets=["cifar10", "cifar100"], arch="resnet18", epochs=200, bs=128, n_train=None, n_valid=None),
 }
 
@@ -83,7 +83,7 @@ EXPERIMENT = Experiment(
     baseline=row_name("SGD", "C10", False), build=build, default_seeds={"smoke": 1, "cpu": 3, "full": 3},
     comparisons=_comparisons(), reference=REFERENCE,
     protocol={"smoke": "CIFAR-10 subset, 256 train / 128 valid, small CNN, 2 epochs; no CIFAR-100 (no offline copy)",
-              "cpu": "CIFAR-10 subset (5,085 train / 1,017 test, real images), small CNN, 6 epochs, step decay; "
+              "cpu": "CIFAR-10 subset (5,085 train / 1,017 test, real images), small CNN, 12 epochs, step decay; "
                      "CIFAR-100: no offline copy exists, so no cpu rows (not invented)",
               "full": "the original: resnet18 via cnn_learner, C10 200 epochs step decay, C100 100 epochs one-cycle"},
 )
