@@ -388,8 +388,11 @@ def test_state_dict_round_trip_restores_counters_and_cache():
     assert opt2._group_counters == opt._group_counters
     for p, q in zip(model.parameters(), model2.parameters()):
         assert torch.equal(opt._cached_state[p]["exp_avg"], opt2._cached_state[q]["exp_avg"])
-    with pytest.raises(ValueError, match="lookahead"):
-        opt2.load_state_dict(torch.optim.Adam(model2.parameters()).state_dict())
+    with pytest.raises(ValueError, match="lookahead"):  # a broken lookahead entry is refused (issue 10)
+        opt2.load_state_dict({**sd, "lookahead": {**sd["lookahead"], "groups": []}})
+    # a plain inner optimizer's state dict loads (issue 10): counters start again
+    opt2.load_state_dict(torch.optim.Adam(model2.parameters()).state_dict())
+    assert opt2._group_counters == [{"steps": 0, "syncs": 0}]
 
 
 def test_nested_outer_update_fires_once_per_s_syncs():

@@ -18,14 +18,26 @@ state tensor shaped like its parameter (``momentum_buffer``, ``exp_avg``, ``exp_
 * ``"pullback"``: ``m <- alpha * m + (1 - alpha) * m_cached`` where ``m_cached`` is a *copy* taken
   at the previous sync (zeros before the first); ``step`` is kept, since the interpolated moments
   are as old as the fast ones.
+
+A parameter that stops receiving gradients between two syncs (``requires_grad=False``, or
+``grad is None``, e.g. fastai's ``freeze``) is still in its group, so the next sync moves it as the
+paper's update says: phi <- phi + alpha (theta - phi), theta <- phi, with theta where its last inner
+step left it. From then on theta = phi, so later syncs leave it where it is.
+
+Group values (``la_k``, ``la_alpha``) are checked when a group is added and again at every step, so
+a value changed by hand or by a schedule (``la_k = 0``, ``la_alpha = nan``) raises an error naming
+the group before the inner optimizer moves anything.
 """
 from collections import OrderedDict
-from contextlib import contextmanager
+from collections.abc import Mapping
+from contextlib import contextmanager, nullcontext
 
 import torch
 from torch.utils._foreach_utils import _group_tensors_by_device_and_dtype
 
-from ._validate import check_optimizer, check_positive_int, check_pullback, check_unit_interval
+from ._validate import (check_non_negative_int, check_optimizer, check_positive_int, check_pullback,
+                        check_unit_interval)
+from .batchnorm import recomputed_bn
 
 __all__ = ["Lookahead"]
 
@@ -113,6 +125,8 @@ class Lookahead(torch.optim.Optimizer):
 
     # names of per-parameter weight copies kept by this class, saved by state_dict
     _weight_copies = ("slow",)
+    # the per-group values this class reads, and their checks
+    _group_checks = {"la_k": check_positive_int, "la_alpha": check_unit_interval}
 
     def __init__(self, optimizer, k=5, alpha=0.5, pullback="none", foreach=True):
         self.optimizer = check_optimizer(optimizer)
@@ -120,17 +134,25 @@ class Lookahead(torch.optim.Optimizer):
         alpha = check_unit_interval("alpha", alpha)
         self.pullback = check_pullback(pullback)
         self.foreach = bool(foreach)
-        self._group_defaults = {"la_k": k, "la_alpha": alpha}
+        self._group_defaults = {"la_k": k, "la_alpha": alpha, **self._extra_group_defaults()}
         self.defaults = {**optimizer.defaults, **self._group_defaults}
         # torch.optim.Optimizer.__init__ would rebuild param_groups; set up its hooks by hand.
         install_optimizer_hooks(self)
         self._sync_hooks = []
         self._copies = {name: {} for name in self._weight_copies}  # name -> {param: tensor}
         self._cached_state = {}  # param -> {state name: copy at the previous sync}
-        self._group_counters = []
+        for i, group in enumerate(self.param_groups):
+            self._check_group(self._with_defaults(group), f"param group {i}")
         for group in self.param_groups:
             self._init_group(group)
+        self._group_counters = [self._new_counters() for _ in self.param_groups]
         self._needs_copies = True
+        # loading a state dict straight into the inner optimizer keeps the groups' Lookahead values
+        self.optimizer.register_load_state_dict_pre_hook(self._keep_group_values)
+
+    def _extra_group_defaults(self):
+        """Per-group defaults of subclasses (NestedLookahead's ``nla_s``, ``nla_h``)."""
+        return {}
 
     # --- the inner optimizer's containers, shared, never copied ---------------------------------
     @property
@@ -155,23 +177,78 @@ class Lookahead(torch.optim.Optimizer):
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._patch_step_function()
+        # torch's Optimizer.__getstate__ drops hooks: a copied inner optimizer needs ours again
+        if self._keep_group_values not in self.optimizer._optimizer_load_state_dict_pre_hooks.values():
+            self.optimizer.register_load_state_dict_pre_hook(self._keep_group_values)
 
     def __repr__(self):
         return (f"{type(self).__name__}({self.optimizer!r}, k={self.defaults['la_k']}, "
                 f"alpha={self.defaults['la_alpha']}, pullback={self.pullback!r})")
 
+    # --- per-group values -----------------------------------------------------------------------
+    @staticmethod
+    def _new_counters():
+        return {"steps": 0, "syncs": 0}
+
+    def _with_defaults(self, group):
+        return {**self._group_defaults, **group}
+
+    def _check_group(self, group, where, error=None):
+        """Check the Lookahead values of ``group``; an error names ``where`` and the key. ``error``
+        forces one exception type (load_state_dict raises ValueError for every bad field)."""
+        for key, check in self._group_checks.items():
+            try:
+                check(key, group[key])
+            except (TypeError, ValueError) as e:
+                raise (error or type(e))(f"{where}: {e}") from None
+
     def _init_group(self, group):
         for key, value in self._group_defaults.items():
             group.setdefault(key, value)
-        check_positive_int("k", group["la_k"])
-        check_unit_interval("alpha", group["la_alpha"])
-        self._group_counters.append({"steps": 0, "syncs": 0})
+
+    def _check_groups_for_step(self):
+        """At every step: groups added to the inner optimizer directly get their counters (and
+        slow weights at this step); keys dropped by hand get the defaults; every value is checked."""
+        groups = self.param_groups
+        if len(groups) != len(self._group_counters):
+            if len(groups) < len(self._group_counters):
+                raise RuntimeError(f"the inner optimizer has {len(groups)} param groups, Lookahead counted "
+                                   f"{len(self._group_counters)}: groups cannot be removed")
+            self._group_counters.extend(self._new_counters() for _ in range(len(groups) - len(self._group_counters)))
+            self._needs_copies = True
+        for i, group in enumerate(groups):
+            for key, value in self._group_defaults.items():
+                if key not in group:
+                    group[key] = value
+            self._check_group(group, f"param group {i}")
+
+    def _keep_group_values(self, optimizer, state_dict):
+        """Pre-hook of the inner optimizer's ``load_state_dict``: a saved group without Lookahead
+        values (a plain optimizer's checkpoint) takes them from the group it replaces."""
+        saved = state_dict.get("param_groups") if isinstance(state_dict, Mapping) else None
+        if not isinstance(saved, (list, tuple)):
+            return None
+        current = optimizer.param_groups
+        filled, changed = [], False
+        for i, group in enumerate(saved):
+            if isinstance(group, Mapping) and any(key not in group for key in self._group_defaults):
+                source = current[i] if i < len(current) else {}
+                group = {**{key: source.get(key, value) for key, value in self._group_defaults.items()}, **group}
+                changed = True
+            filled.append(group)
+        return {**state_dict, "param_groups": filled} if changed else None
 
     def add_param_group(self, param_group):
-        """Add a group to the inner optimizer; its slow weights start from its weights at its
-        first step."""
+        """Add a group to the inner optimizer, after checking its Lookahead values (missing ones
+        take the defaults); a bad value raises before anything is added. The group's slow weights
+        start from its weights at its first step."""
+        if not isinstance(param_group, Mapping):
+            raise TypeError(f"param_group must be a dict, got {type(param_group).__name__}")
+        self._check_group(self._with_defaults(param_group), "param_group")
+        for key, value in self._group_defaults.items():
+            param_group.setdefault(key, value)
         self.optimizer.add_param_group(param_group)
-        self._init_group(self.param_groups[-1])
+        self._group_counters.append(self._new_counters())
         self._needs_copies = True
 
     def zero_grad(self, set_to_none=True):
@@ -208,16 +285,31 @@ class Lookahead(torch.optim.Optimizer):
         return self._copies_for("slow", [param])[0]
 
     @contextmanager
-    def use_slow_weights(self):
+    def use_slow_weights(self, *, model=None, bn_loader=None, bn_batches=None):
         """Within the block the model holds the slow weights; the fast ones come back after it
-        (also when the block raises). For evaluating as the paper's authors recommend."""
+        (also when the block raises). For evaluating as the paper's authors recommend.
+
+        BatchNorm: by default the running statistics are the ones gathered by the fast weights.
+        With ``model`` and ``bn_loader`` (training batches) they are recomputed for the slow weights
+        over ``bn_batches`` batches of it (all of it if None), as ``torch.optim.swa_utils.update_bn``
+        does; after the block the fast weights' statistics come back bit for bit, and the random
+        generators (torch, Python, NumPy, the loader's) are where they were, so training goes on
+        unchanged. See ``lookahead_fastai.optim.batchnorm.recomputed_bn``.
+        """
+        if (model is None) != (bn_loader is None):
+            raise ValueError("recomputing BatchNorm statistics needs both model= and bn_loader=")
+        if bn_loader is None and bn_batches is not None:
+            raise ValueError("bn_batches needs bn_loader= (and model=)")
+        if bn_batches is not None:
+            check_positive_int("bn_batches", bn_batches)
         self._ensure_copies()
         params = [p for g in self.param_groups for p in g["params"]]
         with torch.no_grad():
             fast_backup = [p.detach().clone() for p in params]
             _copy_into(params, self._copies_for("slow", params), self.foreach)
         try:
-            yield self
+            with (recomputed_bn(model, bn_loader, bn_batches) if bn_loader is not None else nullcontext()):
+                yield self
         finally:
             with torch.no_grad():
                 _copy_into(params, fast_backup, self.foreach)
@@ -235,6 +327,7 @@ class Lookahead(torch.optim.Optimizer):
 
     # --- the step ---------------------------------------------------------------------------------
     def step(self, closure=None):
+        self._check_groups_for_step()
         self._ensure_copies()
         loss = self.optimizer.step(closure)
         with torch.no_grad():
@@ -316,24 +409,150 @@ class Lookahead(torch.optim.Optimizer):
         return state_dict
 
     def load_state_dict(self, state_dict):
+        """Load a state dict saved by ``state_dict()``, or one of a plain inner optimizer.
+
+        Everything is checked first (the inner part: group count, group sizes, Lookahead values in
+        the groups, state indices; the ``lookahead`` entry: its keys, ``pullback``, one counter
+        entry per group, copy and cache indices within the parameters, tensors shaped like their
+        parameter); a bad field raises ``ValueError`` naming it, and the optimizer is left exactly
+        as it was.
+
+        A state dict without a ``lookahead`` entry (the inner optimizer's own, e.g. saved before
+        switching to Lookahead) loads too: the inner state and hyper-parameters are restored, the
+        groups keep their current ``la_*`` values when the saved ones have none, the counters start
+        at 0, the pullback cache is empty, and the slow weights start again from the parameters as
+        they are at the next step (or at the next ``slow_weights``/``use_slow_weights`` call), so
+        load the model's weights before stepping.
+        """
         for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
             result = pre_hook(self, state_dict)
             if result is not None:
                 state_dict = result
-        if "lookahead" not in state_dict:
-            raise ValueError("state_dict has no 'lookahead' entry: it was not saved by a Lookahead optimizer")
-        self.optimizer.load_state_dict({"state": state_dict["state"], "param_groups": state_dict["param_groups"]})
-        saved = state_dict["lookahead"]
-        check_pullback(saved["pullback"])
-        self.pullback = saved["pullback"]
-        params = [p for g in self.param_groups for p in g["params"]]
-        self._group_counters = [dict(c) for c in saved["groups"]]
-        for name in self._weight_copies:
-            self._copies[name] = {params[i]: t.to(device=params[i].device, dtype=params[i].dtype).clone()
-                                  for i, t in saved["copies"][name].items()}
-        self._cached_state = {params[i]: {n: t.to(device=params[i].device).clone() for n, t in c.items()}
-                              for i, c in saved["cached_state"].items()}
+        loaded = self._checked_state_dict(state_dict)
+        inner = self.optimizer
+        old_groups, old_state = inner.param_groups, inner.state
+        try:
+            inner.load_state_dict({"state": state_dict["state"], "param_groups": state_dict["param_groups"]})
+        except BaseException:
+            inner.param_groups, inner.state = old_groups, old_state
+            raise
+        self.pullback, self._group_counters, self._copies, self._cached_state = loaded
         self._needs_copies = True
         for post_hook in self._optimizer_load_state_dict_post_hooks.values():
             post_hook(self)
 
+    def _checked_state_dict(self, state_dict):
+        """Check ``state_dict`` against this optimizer and return what loading it installs:
+        (pullback, counters, copies, cached state). Changes nothing; raises ValueError naming the
+        first bad field."""
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        for key in ("state", "param_groups"):
+            if key not in state_dict:
+                raise ValueError(f"state_dict has no {key!r} entry")
+        groups = self.param_groups
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, (list, tuple)):
+            raise ValueError(f"state_dict['param_groups'] must be a list, got {type(saved_groups).__name__}")
+        if len(saved_groups) != len(groups):
+            raise ValueError(f"state_dict['param_groups'] has {len(saved_groups)} groups, this optimizer has "
+                             f"{len(groups)}")
+        saved_ids = []
+        for i, (group, saved) in enumerate(zip(groups, saved_groups)):
+            where = f"state_dict['param_groups'][{i}]"
+            if not isinstance(saved, Mapping) or not isinstance(saved.get("params"), (list, tuple)):
+                raise ValueError(f"{where} must be a dict with a 'params' list")
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"{where}['params'] has {len(saved['params'])} parameters, this optimizer's "
+                                 f"group {i} has {len(group['params'])}")
+            saved_ids.extend(saved["params"])
+            self._check_group({**group, **saved}, where, error=ValueError)
+        state = state_dict["state"]
+        if not isinstance(state, Mapping):
+            raise ValueError(f"state_dict['state'] must be a dict, got {type(state).__name__}")
+        known = set(saved_ids)
+        for key in state:
+            if key not in known:
+                raise ValueError(f"state_dict['state'] has an entry for parameter {key!r}, which no group of "
+                                 f"state_dict['param_groups'] lists")
+        params = [p for g in groups for p in g["params"]]
+        if "lookahead" not in state_dict:  # a plain inner optimizer's state dict
+            return (self.pullback, [self._new_counters() for _ in groups],
+                    {name: {} for name in self._weight_copies}, {})
+        return self._checked_lookahead_entry(state_dict["lookahead"], params, len(groups))
+
+    def _checked_lookahead_entry(self, saved, params, n_groups):
+        where = "state_dict['lookahead']"
+        if not isinstance(saved, Mapping):
+            raise ValueError(f"{where} must be a dict, got {type(saved).__name__}")
+        expected = {"pullback", "groups", "copies", "cached_state"}
+        missing, unexpected = expected - set(saved), set(saved) - expected
+        if missing or unexpected:
+            raise ValueError(f"{where} has keys {sorted(map(str, saved))}: "
+                             + "; ".join(filter(None, [missing and f"missing {sorted(missing)}",
+                                                       unexpected and f"unexpected {sorted(map(str, unexpected))}"])))
+        try:
+            pullback = check_pullback(saved["pullback"])
+        except ValueError as e:
+            raise ValueError(f"{where}['pullback']: {e}") from None
+
+        counters = saved["groups"]
+        if not isinstance(counters, (list, tuple)) or len(counters) != n_groups:
+            found = f"{len(counters)} entries" if isinstance(counters, (list, tuple)) else type(counters).__name__
+            raise ValueError(f"{where}['groups'] must have one entry per param group ({n_groups}), got {found}")
+        loaded_counters = []
+        for i, c in enumerate(counters):
+            if not isinstance(c, Mapping) or set(c) != {"steps", "syncs"}:
+                raise ValueError(f"{where}['groups'][{i}] must be a dict with keys 'steps' and 'syncs', got {c!r}")
+            for key in ("steps", "syncs"):
+                try:
+                    check_non_negative_int(key, c[key])
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"{where}['groups'][{i}]['{key}']: {e}") from None
+            loaded_counters.append({"steps": c["steps"], "syncs": c["syncs"]})
+
+        def index_of(i, field):
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(params):
+                raise ValueError(f"{field}: parameter index {i!r} is not one of this optimizer's "
+                                 f"{len(params)} parameters (0 to {len(params) - 1})")
+            return i
+
+        def tensor_for(i, t, field):
+            p = params[i]
+            if not torch.is_tensor(t) or not t.is_floating_point():
+                raise ValueError(f"{field} must be a floating point tensor, got {type(t).__name__}"
+                                 + (f" of {t.dtype}" if torch.is_tensor(t) else ""))
+            if t.shape != p.shape:
+                raise ValueError(f"{field} has shape {tuple(t.shape)}, its parameter has {tuple(p.shape)}")
+            return t
+
+        copies = saved["copies"]
+        if not isinstance(copies, Mapping) or set(copies) != set(self._weight_copies):
+            names = sorted(map(str, copies)) if isinstance(copies, Mapping) else type(copies).__name__
+            raise ValueError(f"{where}['copies'] must hold {list(self._weight_copies)} for {type(self).__name__}, "
+                             f"got {names}")
+        checked_copies = {}
+        for name in self._weight_copies:
+            field = f"{where}['copies'][{name!r}]"
+            if not isinstance(copies[name], Mapping):
+                raise ValueError(f"{field} must be a dict of parameter index -> tensor")
+            checked_copies[name] = {index_of(i, field): tensor_for(i, t, f"{field}[{i}]")
+                                    for i, t in copies[name].items()}
+
+        cached = saved["cached_state"]
+        field = f"{where}['cached_state']"
+        if not isinstance(cached, Mapping):
+            raise ValueError(f"{field} must be a dict of parameter index -> {{state name: tensor}}")
+        checked_cache = {}
+        for i, entry in cached.items():
+            index_of(i, field)
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{field}[{i}] must be a dict of state name -> tensor")
+            checked_cache[i] = {n: tensor_for(i, t, f"{field}[{i}][{n!r}]") for n, t in entry.items()}
+
+        # the copies this optimizer will own: cloned (and moved) now, so that nothing fails later
+        loaded_copies = {name: {params[i]: t.to(device=params[i].device, dtype=params[i].dtype).clone()
+                                for i, t in c.items()} for name, c in checked_copies.items()}
+        loaded_cache = {params[i]: {n: t.to(device=params[i].device).clone() for n, t in c.items()}
+                        for i, c in checked_cache.items()}
+        return pullback, loaded_counters, loaded_copies, loaded_cache

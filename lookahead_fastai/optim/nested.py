@@ -11,29 +11,23 @@ __all__ = ["NestedLookahead"]
 
 
 class NestedLookahead(Lookahead):
-    """Per param group: ``la_k``, ``la_alpha`` (inner) and ``nla_s``, ``nla_h`` (outer)."""
+    """Per param group: ``la_k``, ``la_alpha`` (inner) and ``nla_s``, ``nla_h`` (outer), checked like
+    Lookahead's (when a group is added, at every step, and when a state dict is loaded)."""
 
     _weight_copies = ("slow", "outer_slow")
+    _group_checks = {**Lookahead._group_checks, "nla_s": check_non_negative_int, "nla_h": check_unit_interval}
 
     def __init__(self, optimizer, k=5, alpha=0.5, s=5, h=0.5, pullback="none", foreach=True):
         check_non_negative_int("s", s)
         h = check_unit_interval("h", h)
         self._outer_defaults = {"nla_s": s, "nla_h": h}
         super().__init__(optimizer, k=k, alpha=alpha, pullback=pullback, foreach=foreach)
-        self._group_defaults = {**self._group_defaults, **self._outer_defaults}
-        self.defaults.update(self._outer_defaults)
-        for group in self.param_groups:
-            for key, value in self._outer_defaults.items():
-                group.setdefault(key, value)
+
+    def _extra_group_defaults(self):
+        return dict(self._outer_defaults)
 
     def __repr__(self):
         return super().__repr__()[:-1] + f", s={self.defaults['nla_s']}, h={self.defaults['nla_h']})"
-
-    def _init_group(self, group):
-        super()._init_group(group)
-        for key, value in getattr(self, "_outer_defaults", {}).items():
-            group.setdefault(key, value)
-        check_non_negative_int("s", group.get("nla_s", 0))
 
     def _sync_group(self, index, group):
         super()._sync_group(index, group)
