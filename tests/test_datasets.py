@@ -83,7 +83,12 @@ def _assert_stratified(sub_y, full_y, n):
 
 # --------------------------------------------------------------------------- registry
 def test_registry_entries():
-    assert set(D.DATASETS) == {"digits", "mnist", "cifar10", "cifar100", "imagenette", "imagewoof"}
+    assert set(D.DATASETS) == {"digits", "mnist", "cifar10", "cifar100", "imagenette", "imagewoof",
+                               "imagenette_320", "imagewoof_320"}
+    for name, url, stem in (("imagenette_320", URLs.IMAGENETTE_320, "imagenette2-320"),
+                            ("imagewoof_320", URLs.IMAGEWOOF_320, "imagewoof2-320")):
+        info = D.DATASETS[name]
+        assert (info.url, info.stem, info.valid_folder, info.image_size) == (url, stem, "val", 320)
     cifar, nette, woof = D.DATASETS["cifar10"], D.DATASETS["imagenette"], D.DATASETS["imagewoof"]
     assert (cifar.url, cifar.stem, cifar.n_classes, cifar.image_size, cifar.channels) == \
         (URLs.CIFAR, "cifar10", 10, 32, 3)

@@ -6,7 +6,15 @@ original: a 10-way head (it had 1000), the test set is not augmented (it went th
 45-degree rotations), pullback interpolates against a copy (its pullback was a no-op), the outer
 update fires once per s syncs (it fired on k-1 consecutive steps), the inner slow weights follow the
 outer, and lr/wd are what the spec says (it overwrote them).
+
+Reproduce first: where the original's mode did nothing, its row *is* the ``none`` row (its pullback
+was a no-op for every optimizer; its reset and pullback touched only ``momentum_buffer``, so its
+"LA/Adam reset" and "NLA/Adam reset" never reset Adam): those rows stand beside our ``none`` rows, and
+our working ``pullback`` / Adam ``reset`` rows are the corrections. Its nested update (outer step on
+k-1 consecutive steps, inner slow weights never re-synced) is a bug with no mode here: the NLA rows are
+the corrected algorithm only. Every difference is a row of ``DEVIATIONS``.
 """
+from .deviations import Deviation
 from .spec import Experiment, grid
 
 BASE = {"mom": 0.9, "wd": 1e-3}
@@ -54,10 +62,38 @@ LA/SGD 57.4%, LA/Adam 69.0%, NLA/SGD 56.6%, NLA/Adam 67.3%; "reset" hurt LA/SGD 
 Its test set went through the training augmentation (45-degree rotations) and its pullback was a no-op.
 """
 
+DEVIATIONS = (
+    Deviation("training augmentation", "RandomRotation(45) and ColorJitter", "random crop after 4-pixel padding + "
+              "horizontal flip (the suite's CIFAR augmentation)",
+              "the data path has no rotation / colour jitter; a reproduction row would need it there"),
+    Deviation("test-set augmentation", "the test set went through the training augmentation (45-degree rotations)",
+              "the test set is not augmented", "an augmented test set measures something else; REFERENCE.md: do "
+              "not copy it"),
+    Deviation("classifier head", "torchvision resnet18 with its 1000-way fc", "resnet18 through fastai's "
+              "cnn_learner, 10-way head (not pretrained)", "990 dead outputs change the loss; REFERENCE.md: do not "
+              "copy it"),
+    Deviation("pullback rows", "a no-op (the cache aliased the live buffer): its pullback rows trained as none",
+              "pullback interpolates against a copy (the paper's rule); the original's pullback rows correspond to "
+              "our none rows", "a no-op cannot be a condition; the working mode is the correction"),
+    Deviation("reset for Adam", "reset touched only momentum_buffer: its LA/Adam and NLA/Adam reset rows reset "
+              "nothing", "reset zeroes Adam's exp_avg, exp_avg_sq and step at every sync; the original's Adam "
+              "reset rows correspond to our Adam none rows", "the original's mode did nothing for Adam"),
+    Deviation("nested update", "outer update on k-1 consecutive steps; inner slow weights never re-synced to the "
+              "outer", "outer update once every s inner syncs, inner slow weights follow the outer",
+              "the original's bugs; no mode reproduces them"),
+    Deviation("lr and weight decay", "silently overwritten inside its NestedLookahead",
+              "what the spec says (lr 1e-3, momentum 0.9, wd 1e-3)", "the protocol's declared values"),
+    Deviation("numeric precision", "fp32", "mixed precision (fastai to_fp16) on CUDA",
+              "the runner trains every CUDA run in mixed precision"),
+    Deviation("cpu and smoke scales", "resnet18, full CIFAR-10, 20 epochs",
+              "the small CNN on the CIFAR-10 subset (5,085 / 1,017), 4 (1) epochs", "2 CPU cores, no full CIFAR "
+              "offline"),
+)
+
 EXPERIMENT = Experiment(
     name="nested_lookahead", description="Nested Lookahead vs Lookahead vs plain, x pullback mode, CIFAR-10",
     baseline="SGD", build=build, comparisons=_comparisons(), reference=REFERENCE,
-    default_seeds={"smoke": 1, "cpu": 3, "full": 3},
+    default_seeds={"smoke": 1, "cpu": 3, "full": 3}, deviations=DEVIATIONS,
     protocol={"smoke": "CIFAR-10 subset, 256 / 128 images, small CNN, 1 epoch",
               "cpu": "CIFAR-10 subset (5,085 / 1,017 real images), small CNN, 4 epochs, constant lr 1e-3",
               "full": "the original: CIFAR-10, resnet18 (10-way head), 20 epochs, constant lr 1e-3"},

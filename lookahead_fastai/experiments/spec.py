@@ -52,6 +52,8 @@ class RunSpec:
     sessions: tuple = ()           # optional list of {"epochs", "lr", "schedule", "reset_opt"}
     lr_mult: float = 1.0           # discriminative lr: body gets lr / lr_mult, head gets lr
     note: str = ""
+    loss: str = "cross_entropy"    # registry.losses: cross_entropy | label_smoothing
+    augment: str = "default"       # registry.augmentations: default | rrc_flip | none
 
     def __post_init__(self):
         for name in ("experiment", "name"):
@@ -96,6 +98,14 @@ class RunSpec:
             _fail("data_path", f"must be one of {', '.join(DATA_PATHS)}, got {self.data_path!r}")
         if self.data_path == "tensor" and not DATASETS[self.dataset].small:
             _fail("data_path", f"dataset {self.dataset!r} has no tensor path; use 'pil' or 'auto'")
+        from ..registry.augmentations import check_augment
+        from ..registry.losses import LOSSES
+        if self.loss not in LOSSES:
+            _fail("loss", f"unknown {self.loss!r}; choose one of {', '.join(LOSSES)}")
+        try:
+            check_augment(self.augment, DATASETS[self.dataset].small, self.data_path)
+        except ValueError as e:
+            _fail("augment", str(e))
         object.__setattr__(self, "sessions", tuple(dict(s) for s in self.sessions))
         for i, session in enumerate(self.sessions):
             unknown = set(session) - {"epochs", "lr", "schedule", "schedule_params", "reset_opt"}
@@ -161,6 +171,8 @@ class Experiment:
     lr_find_row: str = ""              # a row whose lr_find plot goes into the report
     protocol: dict = field(default_factory=dict)  # scale -> one-line description of data/protocol
     comparisons: tuple = ()            # (row, versus row) pairs for paired differences; default: vs baseline
+    deviations: tuple = ()             # Deviation(what, original, here, why) rows: how this differs from the original
+    tuned: dict = field(default_factory=dict)  # scale -> {row: the declared sweep its lr (and wd) came from}
 
     def specs(self, scale):
         if scale not in SCALES:

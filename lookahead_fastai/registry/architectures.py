@@ -3,6 +3,8 @@
 torchvision ResNets go through ``cnn_learner`` (never pretrained: no weights can be fetched here and
 the experiments train from scratch); the CIFAR-style ResNet-18 (3x3 stem, no max-pool, as in the
 Lookahead paper), the small CNN and the MLP are plain ``Learner`` models for small images.
+``xresnet50_mish`` is fastai's XResNet-50 with Mish activations, built as fastai's Imagenette recipe
+(``nbs/examples/train_imagenette.py``) builds it: a plain ``Learner`` (one parameter group).
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -10,7 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "ArchInfo", "body_and_head", "build_learner", "cifar_resnet18", "small_cnn", "mlp"]
+__all__ = ["ARCHITECTURES", "ArchInfo", "body_and_head", "build_learner", "cifar_resnet18", "small_cnn", "mlp",
+           "xresnet50_mish"]
 
 
 class _BasicBlock(nn.Module):
@@ -61,6 +64,14 @@ def mlp(n_in=1, n_out=10, size=28, hidden=(256, 128)):
     return nn.Sequential(*layers)
 
 
+def xresnet50_mish(n_in=3, n_out=10):
+    """fastai's ``xresnet50(n_out, act_cls=Mish, sa=False, sym=False, pool=AvgPool)``, the Imagenette
+    recipe's model (random init)."""
+    from fastai.layers import AvgPool, Mish
+    from fastai.vision.models.xresnet import xresnet50
+    return xresnet50(c_in=n_in, n_out=n_out, act_cls=Mish, sa=False, sym=False, pool=AvgPool)
+
+
 def body_and_head(model):
     """Two parameter groups for the plain models: everything but the last layer, and the last layer
     (so a discriminative lr can give the body less)."""
@@ -84,6 +95,13 @@ def _plain(model_fn):
     return build
 
 
+def _recipe(model_fn):
+    def build(dls, n_in, n_out, size, **learner_kwargs):
+        from fastai.learner import Learner
+        return Learner(dls, model_fn(n_in=n_in, n_out=n_out), **learner_kwargs)  # fastai's default splitter
+    return build
+
+
 def _torchvision(arch_name):
     def build(dls, n_in, n_out, size, **learner_kwargs):
         import torchvision.models as tvm
@@ -101,6 +119,8 @@ ARCHITECTURES = {
                                _plain(cifar_resnet18)),
     "small_cnn": ArchInfo("small_cnn", "3 conv blocks + linear head, for quick scales", _plain(small_cnn)),
     "mlp": ArchInfo("mlp", "2 hidden layers (256, 128), for MNIST / digits", _plain(mlp)),
+    "xresnet50_mish": ArchInfo("xresnet50_mish", "fastai XResNet-50 with Mish (fastai's Imagenette recipe)",
+                               _recipe(xresnet50_mish)),
 }
 
 

@@ -106,6 +106,12 @@ DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
           "Imagewoof (10 dog breeds from ImageNet), 160 px shorter side, train/ and val/",
           aliases=("imagewoof", "imagewoof2-160_subset", "imagewoof_subset"),
           train_folder="train", valid_folder="val"),
+    _info("imagenette_320", 10, 320, 3, URLs.IMAGENETTE_320,
+          "Imagenette, 320 px shorter side (fastai's Imagenette recipe and leaderboard source), train/ and val/",
+          train_folder="train", valid_folder="val"),
+    _info("imagewoof_320", 10, 320, 3, URLs.IMAGEWOOF_320,
+          "Imagewoof, 320 px shorter side (fastai's Imagenette recipe and leaderboard source), train/ and val/",
+          train_folder="train", valid_folder="val"),
 ]}
 
 

@@ -1,14 +1,18 @@
 """Optimizers: a name and fastai-style hyper-parameters -> an ``opt_func`` for ``Learner``.
 
-Names: ``sgd``, ``adam``, ``adamw``, ``rmsprop`` (torch classes), ``lamb``, ``radam``, ``ranger``
-(fastai's), and ``lookahead(NAME)`` / ``nested(NAME)`` around any of them.
+Names: ``sgd``, ``adam``, ``adamw``, ``rmsprop`` (torch classes), ``lamb``, ``radam``,
+``fastai_sgd``, ``fastai_adam``, ``fastai_rmsprop`` (fastai's), ``ranger``, and ``lookahead(NAME)`` /
+``nested(NAME)`` around any of them; ``fastai_ranger`` is fastai's own ``ranger`` (its ``Lookahead``
+over its ``RAdam``, a native fastai optimizer, untouched: the Imagenette leaderboard's optimizer).
 Hyper-parameters use one vocabulary for all: ``lr, mom, sqr_mom, eps, wd`` (+ ``nesterov``,
 ``centered``, ``decouple_wd`` where they apply), and ``k, alpha, pullback`` (+ ``s, h`` for nested).
 ``ranger`` is Lookahead(RAdam) with fastai's ranger defaults (k=6, alpha=0.5, mom=0.95, wd=0.01,
 eps=1e-6), built on our Lookahead so that schedules reach it.
 """
+import inspect
 import re
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import torch
@@ -18,7 +22,8 @@ from ..fastai_optimizers import AdamNoDebias
 from ..opt_funcs import lookahead_opt_func, nested_lookahead_opt_func, torch_opt_func
 from ..optim.scratch import ScratchSGD
 
-__all__ = ["INNER_OPTIMIZERS", "WRAPPERS", "make_opt_func", "parse_optimizer_name", "describe_optimizers"]
+__all__ = ["INNER_OPTIMIZERS", "WRAPPERS", "FASTAI_RANGER_DEFAULTS", "make_opt_func", "parse_optimizer_name",
+           "describe_optimizers", "optimizer_parts", "OptimizerParts"]
 
 
 @dataclass(frozen=True)
@@ -69,12 +74,19 @@ INNER_OPTIMIZERS = {
                                  ("mom", "wd", "decouple_wd")),
     "fastai_adam": InnerOptimizer("fastai_adam", "fastai Adam/AdamW", fastai_opt.Adam, _same,
                                   ("mom", "sqr_mom", "eps", "wd", "decouple_wd")),
+    "fastai_rmsprop": InnerOptimizer("fastai_rmsprop", "fastai RMSProp (decoupled wd by default, as fastai v1 "
+                                     "applied to torch's RMSprop)", fastai_opt.RMSProp, _same,
+                                     ("mom", "sqr_mom", "eps", "wd", "decouple_wd")),
     "adam_no_debias": InnerOptimizer("adam_no_debias", "fastai stats+steppers Adam without debiasing", AdamNoDebias,
                                      _same, ("mom", "sqr_mom", "eps", "wd", "decouple_wd")),
     "scratch_sgd": InnerOptimizer("scratch_sgd", "the optimizer tour's hand-written SGD-momentum Optimizer",
                                   ScratchSGD, _torch_kwargs({"mom": "momentum", "wd": "weight_decay"}), ("mom", "wd")),
 }
 RANGER_DEFAULTS = {"k": 6, "alpha": 0.5, "mom": 0.95, "wd": 0.01, "eps": 1e-6}
+# fastai's own ranger (fastai.optimizer.ranger): its Lookahead (k, alpha) around its RAdam
+FASTAI_RANGER = "fastai_ranger"
+FASTAI_RANGER_DEFAULTS = {"k": 6, "alpha": 0.5, "mom": 0.95, "wd": 0.01, "eps": 1e-6}
+_FASTAI_RANGER_KEYS = ("k", "alpha", "mom", "sqr_mom", "eps", "wd", "beta", "decouple_wd")
 WRAPPERS = {"lookahead": ("k", "alpha", "pullback"), "nested": ("k", "alpha", "pullback", "s", "h")}
 _NAME = re.compile(r"^\s*(?:(?P<wrapper>\w+)\s*\(\s*(?P<inner>\w+)\s*\)|(?P<plain>\w+))\s*$")
 
@@ -82,6 +94,7 @@ _NAME = re.compile(r"^\s*(?:(?P<wrapper>\w+)\s*\(\s*(?P<inner>\w+)\s*\)|(?P<plai
 def describe_optimizers():
     rows = [(name, o.description) for name, o in INNER_OPTIMIZERS.items()]
     rows.append(("ranger", "Lookahead(RAdam) with fastai's ranger defaults, on our Lookahead"))
+    rows.append((FASTAI_RANGER, "fastai's own ranger: its Lookahead over its RAdam (native fastai optimizer)"))
     rows += [(f"{w}(NAME)", f"{w.capitalize()} around any of the above") for w in WRAPPERS]
     return rows
 
@@ -92,6 +105,10 @@ def parse_optimizer_name(name):
     if not m:
         raise ValueError(f"optimizer name {name!r} is not NAME or WRAPPER(NAME)")
     wrapper, inner = (m["wrapper"], m["inner"]) if m["wrapper"] else (None, m["plain"])
+    if inner == FASTAI_RANGER:
+        if wrapper:
+            raise ValueError("fastai_ranger is already fastai's Lookahead(RAdam); wrap radam instead")
+        return None, FASTAI_RANGER  # not our Lookahead: no state reset at syncs, no slow-weight swap
     if inner == "ranger":
         if wrapper:
             raise ValueError("ranger is already Lookahead(RAdam); use lookahead(radam) or nested(radam)")
@@ -107,6 +124,12 @@ def make_opt_func(name, **hyper):
     """The ``opt_func`` for ``name`` with ``hyper`` (``lr`` is ignored here: fastai passes it)."""
     wrapper, inner_name = parse_optimizer_name(name)
     hyper = {k: v for k, v in hyper.items() if k != "lr"}
+    if inner_name == FASTAI_RANGER:
+        unknown = sorted(set(hyper) - set(_FASTAI_RANGER_KEYS))
+        if unknown:
+            raise ValueError(f"optimizer {name!r} does not take {', '.join(unknown)}; "
+                             f"it takes {', '.join(sorted({'lr', *_FASTAI_RANGER_KEYS}))}")
+        return partial(fastai_opt.ranger, **hyper)  # fastai's Learner takes a fastai optimizer as it is
     if inner_name == "ranger":
         hyper = {**RANGER_DEFAULTS, **hyper}
         inner_name = "radam"
@@ -124,3 +147,57 @@ def make_opt_func(name, **hyper):
     if wrapper == "nested":
         return nested_lookahead_opt_func(inner.cls, **wrapper_hp, **kwargs)
     return torch_opt_func(inner.cls, **kwargs)
+
+
+@dataclass(frozen=True)
+class OptimizerParts:
+    """An optimizer as a comparison sees it: the wrapper (None, ``lookahead``, ``nested``), whose
+    implementation (``ours`` or ``fastai``), the inner optimizer, and the effective hyper-parameters
+    of each (declared values over the constructors' defaults, in the fastai vocabulary)."""
+    wrapper: str | None
+    implementation: str | None
+    inner: str
+    inner_hyper: dict
+    wrapper_hyper: dict
+
+
+def _inner_defaults(inner):
+    """The inner optimizer's default hyper-parameters in the fastai vocabulary (mom, sqr_mom, eps, wd...)."""
+    opt = INNER_OPTIMIZERS[inner]
+    signature = inspect.signature(opt.cls.__init__ if isinstance(opt.cls, type) else opt.cls)
+    defaults = {k: p.default for k, p in signature.parameters.items() if p.default is not inspect.Parameter.empty}
+    out = {}
+    for key in opt.allowed:
+        if key in defaults:
+            out[key] = defaults[key]
+            continue
+        translated = opt.translate({key: 0})  # the constructor's name for this key
+        for torch_key in translated:
+            if torch_key == "betas" and "betas" in defaults:
+                out[key] = defaults["betas"][0 if key == "mom" else 1]
+            elif torch_key in defaults:
+                out[key] = defaults[torch_key]
+    return out
+
+
+_WRAPPER_DEFAULTS = {"lookahead": {"k": 5, "alpha": 0.5, "pullback": "none"},
+                     "nested": {"k": 5, "alpha": 0.5, "pullback": "none", "s": 5, "h": 0.5}}
+
+
+def optimizer_parts(name, hyper=None):
+    """:class:`OptimizerParts` of optimizer ``name`` with ``hyper``: what a like-for-like comparison
+    holds equal (inner optimizer and its effective hyper-parameters) and what it varies (the wrapper)."""
+    hyper = {k: v for k, v in dict(hyper or {}).items() if k != "lr"}
+    wrapper, inner = parse_optimizer_name(name)
+    implementation = "ours" if wrapper else None
+    if inner == FASTAI_RANGER:
+        wrapper, implementation, inner = "lookahead", "fastai", "radam"
+        hyper = {**FASTAI_RANGER_DEFAULTS, **hyper}
+    elif inner == "ranger":
+        inner, hyper = "radam", {**RANGER_DEFAULTS, **hyper}
+    wrapper_keys = WRAPPERS.get(wrapper, ("k", "alpha") if implementation == "fastai" else ())
+    wrapper_hyper = {**_WRAPPER_DEFAULTS.get(wrapper, {}), **{k: v for k, v in hyper.items() if k in wrapper_keys}}
+    if implementation == "fastai":
+        wrapper_hyper.pop("pullback", None)
+    inner_hyper = {**_inner_defaults(inner), **{k: v for k, v in hyper.items() if k not in wrapper_keys}}
+    return OptimizerParts(wrapper, implementation, inner, inner_hyper, wrapper_hyper)

@@ -2,6 +2,9 @@
 
 Each entry turns ``(learn, epochs, lr, params)`` into a ``learn.fit...`` call. One-cycle is fastai's
 ``fit_one_cycle``; the others are fastai ``ParamScheduler`` schedules over the training fraction.
+``flat_cos`` is fastai's ``fit_flat_cos`` (flat lr, then cosine annealing from ``pct_start``: the
+Imagenette leaderboard recipe's schedule), run through ``ParamScheduler`` here because fastai
+2.8's ``fit_flat_cos`` drops ``start_epoch`` (a resumed run would start its schedule again).
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -26,6 +29,12 @@ def cosine(lr, final_div=1e4):
 
 def warmup_cosine(lr, warmup=0.1, start_div=100, final_div=1e4):
     return combine_scheds([warmup, 1 - warmup], [SchedLin(lr / start_div, lr), SchedCos(lr, lr / final_div)])
+
+
+def flat_cos(lr, pct_start=0.75, div_final=1e5):
+    """fastai's ``fit_flat_cos``: lr flat for ``pct_start`` of training, then cosine down to lr/div_final."""
+    from fastai.callback.schedule import combined_cos
+    return combined_cos(pct_start, lr, lr, lr / div_final)
 
 
 def cyclic(lr, cycles=3, base_div=10):
@@ -61,6 +70,8 @@ SCHEDULES = {
     "warmup_cosine": Schedule("warmup_cosine", "linear warm-up then cosine", warmup_cosine,
                               ("warmup", "start_div", "final_div")),
     "cyclic": Schedule("cyclic", "triangular cyclical lr", cyclic, ("cycles", "base_div")),
+    "flat_cos": Schedule("flat_cos", "fastai fit_flat_cos: flat lr, then cosine (from 75% of training)", flat_cos,
+                         ("pct_start", "div_final")),
 }
 
 

@@ -1,0 +1,39 @@
+"""Deviations as data: where an experiment differs from the original it reproduces, and why.
+
+Every experiment declares a tuple of :class:`Deviation` (``Experiment.deviations``); reports and
+notebooks render it as a table, so nothing differs from the original without a row saying so.
+"""
+from dataclasses import dataclass
+
+__all__ = ["Deviation", "deviations_markdown"]
+
+
+@dataclass(frozen=True)
+class Deviation:
+    what: str       # the aspect, e.g. "weight decay"
+    original: str   # what the original did
+    here: str       # what this experiment does (and at which scales)
+    why: str        # the reason
+
+    def __post_init__(self):
+        for name in ("what", "original", "here", "why"):
+            if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
+                raise ValueError(f"Deviation.{name} must be a non-empty string")
+
+    def as_dict(self):
+        return {"what": self.what, "original": self.original, "here": self.here, "why": self.why}
+
+
+def _cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def deviations_markdown(deviations):
+    """A markdown table of ``deviations`` (Deviation objects or dicts with the same keys)."""
+    rows = [d.as_dict() if isinstance(d, Deviation) else dict(d) for d in deviations]
+    if not rows:
+        return "_No deviations declared: this experiment has no original to reproduce._\n"
+    lines = ["| what | original | here | why |", "|---|---|---|---|"]
+    lines += [f"| {_cell(r['what'])} | {_cell(r['original'])} | {_cell(r['here'])} | {_cell(r['why'])} |"
+              for r in rows]
+    return "\n".join(lines) + "\n"
