@@ -1,69 +1,176 @@
-"""Reports: tables over seeds, paired intervals, stale specs left out, the index."""
+"""Reports: tables over seeds, comparison kinds from the specs, Holm-adjusted verdicts, identical
+differences, where the runs ran, deviations, stale specs left out, the index's tally."""
+import math
+
+import numpy as np
 import pytest
 
 from lookahead_fastai import experiments
-from lookahead_fastai.experiments import Experiment
+from lookahead_fastai.experiments import Experiment, get_experiment
+from lookahead_fastai.experiments.deviations import Deviation
 from lookahead_fastai.experiments.spec import grid
-from lookahead_fastai.report import paired_differences, summary_table, write_index, write_report
+from lookahead_fastai.report import (UNKNOWN_ENV, compare, comparison_kind, holm, paired_differences,
+                                     run_environments, summary_table, write_index, write_report)
 from lookahead_fastai.runner import fit_and_record
 from lookahead_fastai.store import ResultsStore
 
 EPOCHS = {"value": 1}
+ROWS = [dict(name="SGD", optimizer="sgd", lr=0.05, hyper={"mom": 0.9}),
+        dict(name="LA/SGD", optimizer="lookahead(sgd)", lr=0.05, hyper={"mom": 0.9}),
+        dict(name="LA/SGD · lr 0.1", optimizer="lookahead(sgd)", lr=0.1, hyper={"mom": 0.9}),
+        dict(name="SGD again", optimizer="sgd", lr=0.05, hyper={"mom": 0.9})]
 
 
 def build(scale):
     common = dict(dataset="digits", arch="mlp", epochs=EPOCHS["value"], bs=32, n_train=160, n_valid=80,
                   schedule="constant")
-    return grid("tiny", scale, [dict(name="SGD", optimizer="sgd", lr=0.05, hyper={"mom": 0.9}),
-                                dict(name="LA/SGD", optimizer="lookahead(sgd)", lr=0.05, hyper={"mom": 0.9})],
-                **common)
+    return grid("tiny", scale, ROWS, **common)
 
 
-@pytest.fixture
-def tiny(monkeypatch, tmp_path):
-    exp = Experiment("tiny", "a tiny comparison", "SGD", build, protocol={"smoke": "digits, 160 / 80"})
-    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", exp)
-    monkeypatch.setitem(EPOCHS, "value", 1)
-    store = tmp_path / "r.sqlite"
+TINY = Experiment("tiny", "a tiny comparison", "SGD", build, protocol={"smoke": "digits, 160 / 80"},
+                  comparisons=(("LA/SGD", "SGD"), ("LA/SGD · lr 0.1", "SGD"), ("SGD again", "SGD")),
+                  deviations=(Deviation("data", "a big dataset", "160 digits", "a test must be fast"),))
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """The tiny experiment's 12 runs, trained once for the module."""
+    store = tmp_path_factory.mktemp("report") / "r.sqlite"
     for seed in range(3):
-        for spec in exp.specs("smoke"):
+        for spec in TINY.specs("smoke"):
             fit_and_record(spec, seed, store=store)
     return store
 
 
-def test_tables_intervals_and_report_file(tiny, tmp_path):
+@pytest.fixture
+def tiny(trained, monkeypatch, tmp_path):
+    """A copy of the trained store (tests may add runs), with the experiment registered."""
+    import sqlite3
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", TINY)
+    monkeypatch.setitem(EPOCHS, "value", 1)
+    store = tmp_path / "r.sqlite"
+    with sqlite3.connect(trained) as src, sqlite3.connect(store) as dst:
+        src.backup(dst)
+    return store
+
+
+def test_tables_intervals_kinds_and_report_file(tiny, tmp_path):
     with ResultsStore(tiny) as db:
         table = summary_table(db, "tiny", "smoke")
         pairs = paired_differences(db, "tiny", "smoke")
-    assert list(table["optimizer"]) == ["SGD", "LA/SGD"] and list(table["seeds"]) == [3, 3]
+        comparisons = compare(db, "tiny", "smoke")
+    assert list(table["optimizer"]) == ["SGD", "LA/SGD", "LA/SGD · lr 0.1", "SGD again"]
+    assert list(table["seeds"]) == [3, 3, 3, 3]
     assert table.loc[1, "slow-weights accuracy"] != "n/a" and table.loc[0, "slow-weights accuracy"] == "n/a"
+
+    la, la_lr, again = comparisons
+    assert (la.kind, la.differs, la.lookahead_vs_inner) == ("like-for-like", ("wrapper",), 1)
+    assert (la_lr.kind, set(la_lr.differs)) == ("confounded", {"lr", "wrapper"})
     row = pairs.iloc[0]
-    assert (row["optimizer"], row["vs"], row["paired seeds"]) == ("LA/SGD", "SGD", 3)
+    assert (row["optimizer"], row["vs"], row["paired seeds"], row["kind"]) == ("LA/SGD", "SGD", 3, "like-for-like")
     low, high = (float(v) for v in row["95% interval"].strip("[] p").split(", "))
     mean = float(row["mean difference"].split()[0])
     assert low <= mean <= high
-    assert row["conclusion"] == ("better" if low > 0 else "worse" if high < 0 else "no difference shown")
+    assert math.isclose(low, la.low * 100, abs_tol=0.006) and math.isclose(high, la.high * 100, abs_tol=0.006)
+    # the verdict is Holm's, over the comparisons that have a p-value
+    tested = [c for c in comparisons if not math.isnan(c.p_raw)]
+    assert [c.p_holm for c in tested] == pytest.approx(holm([c.p_raw for c in tested]))
+    for c in tested:
+        expected = ("better" if c.mean > 0 else "worse") if c.p_holm <= 0.05 else "no difference shown"
+        assert c.verdict == expected
+    # a rerun of the same spec under another name trains the same runs: identical in every seed
+    assert again.kind == "like-for-like" and again.differs == ()
+    assert again.differences == (0.0, 0.0, 0.0) and again.verdict == "identical in every seed"
+    assert math.isnan(again.p_raw) and math.isnan(again.low)
+    assert "no spread, no interval" in pairs.iloc[2]["95% interval"]
 
     path = write_report(tiny, "tiny", out_dir=tmp_path / "reports")
     text = path.read_text()
     for needle in ("## Scale `smoke`", "**Seeds**: 3 (0, 1, 2)", "digits (160 train / 80 valid images)",
-                   "**not** a reproduction", "Generated 20", "| LA/SGD | SGD | 3 |"):
+                   "**not** a reproduction", "Generated 20", "| LA/SGD | SGD | 3 | like-for-like | wrapper |",
+                   "family-wise error rate", "Holm", "## Deviations from the original",
+                   "| data | a big dataset | 160 digits | a test must be fast |", "**Ran on** (from the runs' records)",
+                   "like-for-like 2, tuned 0, confounded 1"):
         assert needle in text, needle
+    assert "no difference |" not in text.replace("no difference shown", "")  # never a bare "no difference"
     assert (tmp_path / "reports" / "tiny_smoke.png").exists()
 
 
 def test_runs_of_an_older_spec_are_left_out(tiny, monkeypatch):
     monkeypatch.setitem(EPOCHS, "value", 2)  # the experiment now declares 2 epochs: old runs are stale
-    exp = experiments.EXPERIMENTS["tiny"]
-    fit_and_record(exp.specs("smoke")[0], 0, store=tiny)
+    fit_and_record(TINY.specs("smoke")[0], 0, store=tiny)
     with ResultsStore(tiny) as db:
         table = summary_table(db, "tiny", "smoke")
-        assert len(db.runs("tiny")) == 7  # kept in the store
+        assert len(db.runs("tiny")) == 13  # kept in the store
     assert list(table["optimizer"]) == ["SGD"] and list(table["seeds"]) == [1]
 
 
-def test_index_lists_reports_and_conclusions(tiny, tmp_path):
+def test_index_counts_only_fair_lookahead_comparisons(tiny, tmp_path):
     path = write_index(tiny, out_dir=tmp_path, scale="smoke")
     text = path.read_text()
     assert "| [tiny](tiny.md) | `smoke` | digits (160 / 80) | 3 |" in text
-    assert "LA/SGD vs SGD" in text and "Does Lookahead help?" in text
+    assert "Does Lookahead help?" in text
+    # LA/SGD vs SGD is like-for-like and counted; LA/SGD at lr 0.1 vs SGD is confounded: listed, not counted
+    assert "Counted: the 1 like-for-like or tuned comparisons (like-for-like 1, tuned 0)" in text
+    assert "Not counted: 1 confounded Lookahead comparisons" in text
+    assert "LA/SGD · lr 0.1 vs SGD (confounded)" in text
+    assert "one in twenty" not in text and "no difference in the" not in text
+    assert "family-wise error rate" in text
+
+
+def test_holm_matches_the_step_down_definition():
+    p = [0.01, 0.04, 0.03, float("nan"), 0.005]
+    adjusted = holm(p)
+    # sorted: 0.005 (x4), 0.01 (x3), 0.03 (x2), 0.04 (x1), running maximum
+    assert adjusted[4] == pytest.approx(0.02) and adjusted[0] == pytest.approx(0.03)
+    assert adjusted[2] == pytest.approx(0.06) and adjusted[1] == pytest.approx(0.06)
+    assert math.isnan(adjusted[3])
+    assert holm([0.5, 0.9]) == pytest.approx([1.0, 1.0])
+
+
+def test_environment_of_each_run_or_unknown():
+    runs = [{"record": {"env": {"machine": "Linux x86_64, 16 CPU cores", "device": "cuda: NVIDIA H100",
+                                "torch": "2.14.1", "fastai": "2.8.12", "python": "3.11.9"}}},
+            {"record": {"env": {"machine": "Linux x86_64, 16 CPU cores", "device": "cuda: NVIDIA H100",
+                                "torch": "2.14.1", "fastai": "2.8.12", "python": "3.11.9"}}},
+            {"record": {}}]
+    envs = run_environments(runs)
+    assert envs == ["Linux x86_64, 16 CPU cores; device cuda: NVIDIA H100; torch 2.14.1; fastai 2.8.12; "
+                    "python 3.11.9", UNKNOWN_ENV]
+
+
+def test_kinds_come_from_the_specs_not_the_labels():
+    paper = get_experiment("paper_cifar")
+    full = {s.name: s for s in paper.specs("full")}
+    tuned = paper.tuned["full"]
+    # the paper's Lookahead setting against SGD's: each from the paper's sweep -> tuned
+    assert comparison_kind(full["LA/SGD · C10"], full["SGD · C10"], tuned)[0] == "tuned"
+    assert comparison_kind(full["LA/SGD · SGD's lr · C10"], full["SGD · C10"], tuned) == ("like-for-like", ("wrapper",))
+    cpu = {s.name: s for s in paper.specs("cpu")}  # no sweep declared at cpu: the lr differs -> confounded
+    assert comparison_kind(cpu["LA/SGD · C10"], cpu["SGD · C10"], paper.tuned.get("cpu", {}))[0] == "confounded"
+    start = {s.name: s for s in get_experiment("start_off").specs("cpu")}
+    # the original's LA/SGD: momentum 0 and lr 0.1 against SGD's 0.9 and 0.05
+    assert comparison_kind(start["LA/SGD · C10"], start["SGD · C10"]) == ("confounded", ("mom", "lr", "wrapper"))
+    # a relabelled spec keeps its kind: labels play no part
+    import dataclasses
+    renamed = dataclasses.replace(start["LA/SGD · C10 · lr 0.05"], name="anything at all")
+    assert comparison_kind(renamed, start["SGD · C10"]) == ("like-for-like", ("wrapper",))
+    # fastai's ranger against RAdam with the same settings: only the wrapper differs
+    board = {s.name: s for s in get_experiment("imagenette_leaderboard").specs("full")}
+    assert comparison_kind(board["ranger (fastai) · Imagenette · 5 ep"], board["RAdam · Imagenette · 5 ep"]) == \
+        ("like-for-like", ("wrapper",))
+    assert comparison_kind(board["LA/RAdam (ours) · Imagenette · 5 ep"], board["RAdam · Imagenette · 5 ep"]) == \
+        ("like-for-like", ("wrapper",))
+
+
+def test_every_experiment_declares_deviations_with_all_fields():
+    from lookahead_fastai.experiments import EXPERIMENTS
+    for name, exp in EXPERIMENTS.items():
+        assert exp.deviations, name
+        for d in exp.deviations:
+            assert all(getattr(d, f).strip() for f in ("what", "original", "here", "why")), (name, d)
+    rows = {d.what for d in get_experiment("start_off").deviations}
+    assert "plain rows in the reset tables" in rows
+    assert np.all([bool(get_experiment(n).deviations) for n in ("nested_lookahead", "optimizer_state",
+                                                               "optimizer_tour", "optimizers_from_scratch",
+                                                               "imagenette", "data_paths", "demo")])

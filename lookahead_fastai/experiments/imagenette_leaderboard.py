@@ -14,8 +14,8 @@ Here, at size 128, 5 and 20 epochs, on Imagenette and Imagewoof, rows: fastai's 
 (untouched), ours ``lookahead(radam)`` with the same k, alpha and RAdam settings, RAdam alone,
 fastai's Adam and SGD -- everything else identical, 5 runs each at ``full`` (the leaderboard's rule:
 a mean of 5 runs). "LA/RAdam (ours) vs RAdam" and "ranger (fastai) vs RAdam" are like-for-like
-comparisons (only the wrapper differs); Adam and SGD at the recipe's shared lr 1e-2 are confounded
-with the lr (untuned for them).
+comparisons (only the wrapper differs); Adam and SGD against RAdam differ only in the optimizer, at the
+recipe's shared lr 1e-2, which nobody tuned for them: a verdict there holds at that lr only.
 
 No Imagenette or Imagewoof copy exists offline: ``cpu`` and ``smoke`` run the recipe's optimizers,
 loss, schedule, lr and wd on the CIFAR-10 subset (a SUBSTITUTE, with the small CNN and CIFAR's
