@@ -11,6 +11,11 @@ from pathlib import Path
 
 EXIT_BAD_INPUT = 2
 EXIT_RUNS_FAILED = 1  # some runs of the grid failed (executor ray); the others finished
+MAX_SEEDS = 1000
+SCALES = ("smoke", "cpu", "full")        # experiments.SCALES, without importing torch for --help
+WANDB_MODES = ("offline", "online", "disabled")
+DEVICES = ("cpu", "cuda")
+EXECUTORS = ("local", "ray")
 
 
 class CliError(Exception):
@@ -22,22 +27,35 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}")
 
 
+def _seeds(text):
+    """--seeds: an int from 1 to MAX_SEEDS (a grid is seeds x rows runs, each kept in the store)."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if not 1 <= n <= MAX_SEEDS:
+        raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SEEDS}, got {n}")
+    return n
+
+
 def _parser():
     p = _Parser(prog="lookahead-fastai", description="Compare Lookahead and other optimizers with fastai.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="experiments, datasets, architectures, optimizers, schedules")
     run = sub.add_parser("run", help="run an experiment's pending runs (finished ones are skipped)")
     run.add_argument("experiment")
-    run.add_argument("--scale", default="smoke", help="smoke | cpu | full (default: smoke)")
-    run.add_argument("--seeds", type=int, default=None, help="number of seeds: 0..N-1 (default: per experiment)")
+    run.add_argument("--scale", default="smoke", choices=SCALES, help="smoke | cpu | full (default: smoke)")
+    run.add_argument("--seeds", type=_seeds, default=None,
+                     help=f"number of seeds, 1 to {MAX_SEEDS}: seeds 0..N-1 (default: per experiment)")
     run.add_argument("--only", nargs="+", metavar="NAME", help="only these optimizer rows")
     run.add_argument("--data-dir", type=Path, default=None, help="folder holding the datasets (offline copies)")
     run.add_argument("--store", type=Path, default=None, help="results database (default: runs/results.sqlite)")
-    run.add_argument("--wandb", default="disabled", help="offline | online | disabled (default: disabled)")
-    run.add_argument("--device", default=None, help="cpu | cuda (default: cuda when available)")
+    run.add_argument("--wandb", default="disabled", choices=WANDB_MODES,
+                     help="offline | online | disabled (default: disabled)")
+    run.add_argument("--device", default=None, choices=DEVICES, help="cpu | cuda (default: cuda when available)")
     run.add_argument("--progress", action="store_true", help="show fastai's per-epoch progress bars")
     # --- scaling out (executors.py, distributed.py) ---
-    run.add_argument("--executor", default="local", help="local | ray: where the runs train (default: local, "
+    run.add_argument("--executor", default="local", choices=EXECUTORS, help="local | ray: where the runs train (default: local, "
                      "one after another in this process; ray: one Ray task per run)")
     run.add_argument("--address", default=None, help="with --executor ray: the Ray cluster to use, e.g. auto or "
                      "ray://HEAD:10001 (default: start a local Ray instance)")
@@ -46,12 +64,18 @@ def _parser():
     run.add_argument("--distributed", action="store_true", help="train each run with DDP on every process of a "
                      "torchrun / accelerate launch (only rank 0 writes)")
     # --- end scaling out ---
+    plan = sub.add_parser("plan", help="what an experiment's grid costs: runs, epochs, total epochs, and "
+                                       "device-hours where benchmarks/results/ holds a measured time per epoch")
+    plan.add_argument("experiment")
+    plan.add_argument("--scale", default="full", choices=SCALES, help="default: full")
+    plan.add_argument("--seeds", type=_seeds, default=None,
+                      help=f"seeds per row, 1 to {MAX_SEEDS} (default: per experiment)")
     rep = sub.add_parser("report", help="write reports/EXP.md and plots from the store ('all': every "
                                         "experiment and reports/README.md)")
     rep.add_argument("experiment")
     rep.add_argument("--store", type=Path, default=None)
     rep.add_argument("--out", type=Path, default=Path("reports"))
-    rep.add_argument("--scale", action="append", help="only this scale (repeatable)")
+    rep.add_argument("--scale", action="append", choices=SCALES, help="only this scale (repeatable)")
     return p
 
 
@@ -80,24 +104,32 @@ def _cmd_list(args):
 
 
 def _check_store_path(path):
-    if path.exists() and path.is_dir():
-        raise CliError(f"--store {path}: is a directory, expected a database file")
+    try:
+        if path.is_dir():
+            raise CliError(f"--store {path}: is a directory, expected a database file")
+    except OSError as e:
+        raise CliError(f"--store {path}: {_os_reason(e)}") from None
+
+
+def _check_data_dir(path):
+    try:
+        if not path.is_dir():
+            raise CliError(f"--data-dir {path}: no such folder")
+        next(os.scandir(path), None)  # can it be listed?
+    except OSError as e:
+        raise CliError(f"--data-dir {path}: cannot read it: {_os_reason(e)}") from None
+
+
+def _os_reason(e):
+    return f"{e.strerror or type(e).__name__}" + (f" ({e.filename})" if getattr(e, "filename", None) else "")
 
 
 def _cmd_run(args):
-    from .experiments import SCALES, SpecError
+    from .experiments import SpecError
     from .sweep import plan, run_experiment
 
-    if args.scale not in SCALES:
-        raise CliError(f"--scale must be one of {', '.join(SCALES)}, got {args.scale!r}")
-    if args.wandb not in ("offline", "online", "disabled"):
-        raise CliError(f"--wandb must be offline, online or disabled, got {args.wandb!r}")
-    if args.seeds is not None and args.seeds < 1:
-        raise CliError(f"--seeds must be at least 1, got {args.seeds}")
-    if args.data_dir is not None and not args.data_dir.is_dir():
-        raise CliError(f"--data-dir {args.data_dir}: no such folder")
-    if args.device not in (None, "cpu", "cuda"):
-        raise CliError(f"--device must be cpu or cuda, got {args.device!r}")
+    if args.data_dir is not None:
+        _check_data_dir(args.data_dir)
     _check_scale_out(args)  # --executor, --address, --gpus-per-run, --cpus-per-run, --distributed
     if args.device == "cuda" and args.executor != "ray":  # ray: the GPUs are the workers'
         import torch
@@ -119,7 +151,8 @@ def _cmd_run(args):
               f"{'; executor ray' if args.executor == 'ray' else ''}", flush=True)
 
     from fastprogress.fastprogress import progress_bar
-    bar = progress_bar(range(len(jobs)), display=sys.stdout.isatty() and not args.progress) if talk else ()
+    # the grid's bar only on a terminal: piped or logged output gets the lines alone, no glyphs
+    bar = progress_bar(range(len(jobs))) if talk and sys.stdout.isatty() and not args.progress else ()
     bar_iter = iter(bar)
     next(bar_iter, None)
     done = [0]  # runs reported so far (with ray they finish in any order)
@@ -140,23 +173,35 @@ def _cmd_run(args):
             print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: FAILED ({error})", flush=True)
             next(bar_iter, None)
 
+    skipped = []
+
+    def skip_line(i, job, reason):
+        done[0] += 1
+        skipped.append(job)
+        if talk:
+            print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: skipped, another process is training "
+                  f"it ({reason.rsplit(' by ', 1)[-1]})", flush=True)
+            next(bar_iter, None)
+
     try:
         run_experiment(args.experiment, args.scale, args.seeds, args.only, store, data_dir=args.data_dir,
                        device=args.device, wandb=args.wandb, progress=args.progress, on_record=report_line,
                        executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
-                       cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=error_line)
+                       cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=error_line,
+                       on_skip=skip_line)
     except RunsFailed as e:
         print(f"lookahead-fastai: {' '.join(str(e).split())}; they are marked failed in the store, "
               f"a rerun retries them", file=sys.stderr)
         return EXIT_RUNS_FAILED
+    if skipped and talk:
+        print(f"{len(skipped)} runs were being trained by another process sharing the store; they are theirs "
+              f"to finish", flush=True)
     return 0
 
 
 def _check_scale_out(args):
     """--executor / --address / --gpus-per-run / --cpus-per-run / --distributed."""
-    from .executors import EXECUTORS, ExecutorUnavailable, import_ray
-    if args.executor not in EXECUTORS:
-        raise CliError(f"--executor must be one of {', '.join(EXECUTORS)}, got {args.executor!r}")
+    from .executors import ExecutorUnavailable, import_ray
     ray_only = [f for f, v in (("--address", args.address), ("--gpus-per-run", args.gpus_per_run),
                                ("--cpus-per-run", args.cpus_per_run)) if v is not None]
     if ray_only and args.executor != "ray":
@@ -188,6 +233,12 @@ def _check_scale_out(args):
                            "-m lookahead_fastai.cli run EXP --distributed")
 
 
+def _cmd_plan(args):
+    from .planning import cost_plan, format_plan
+    print(format_plan(cost_plan(args.experiment, args.scale, args.seeds)))  # SpecError: one line, exit 2
+    return 0
+
+
 def _cmd_report(args):
     from .experiments import EXPERIMENTS
     from .experiments.spec import SpecError
@@ -196,6 +247,8 @@ def _cmd_report(args):
     _check_store_path(store_path)
     if not store_path.exists():
         raise CliError(f"--store {store_path}: no results database; run `lookahead-fastai run {args.experiment}` first")
+    if args.experiment != "all" and args.experiment not in EXPERIMENTS:
+        raise CliError(f"unknown experiment {args.experiment!r}; choose one of all, {', '.join(EXPERIMENTS)}")
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     try:
         for name in names:
@@ -211,14 +264,19 @@ def main(argv=None):
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
         args = _parser().parse_args(argv)
-        return {"list": _cmd_list, "run": _cmd_run, "report": _cmd_report}[args.command](args)
+        return {"list": _cmd_list, "run": _cmd_run, "plan": _cmd_plan, "report": _cmd_report}[args.command](args)
     except CliError as e:
         print(str(e), file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("lookahead-fastai: interrupted; finished runs are kept in the store", file=sys.stderr)
         return 130
-    except (ValueError, TypeError, FileNotFoundError, sqlite3.Error) as e:
+    except OSError as e:  # permissions, read-only filesystem, over-long names, full disk, ...
+        if os.environ.get("LOOKAHEAD_FASTAI_DEBUG"):
+            raise
+        print(f"lookahead-fastai: {_os_reason(e)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except (ValueError, TypeError, sqlite3.Error) as e:
         # DatasetUnavailable, SpecError, bad store file, ...: their messages are written for users;
         # LOOKAHEAD_FASTAI_DEBUG=1 shows the traceback instead
         if os.environ.get("LOOKAHEAD_FASTAI_DEBUG"):

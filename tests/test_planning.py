@@ -1,0 +1,73 @@
+"""`lookahead-fastai plan`: runs, epochs and total epochs of a grid, and device-hours only where a
+measured time per image exists (gpu_check's projection section)."""
+import json
+
+import pytest
+
+from lookahead_fastai.cli import main
+from lookahead_fastai.experiments import get_experiment
+from lookahead_fastai.planning import cost_plan, format_plan, load_measurements
+
+
+def _gpu_json(path, configs, mode="full", device="NVIDIA H100 80GB HBM3"):
+    path.write_text(json.dumps({"meta": {"mode": mode, "device": "cuda", "device_name": device, "date": "2026-11-26"},
+                                "sections": {"projection": {"status": "ok", "result": {"configs": configs}}}}))
+
+
+def test_runs_and_epochs_follow_the_specs():
+    plan = cost_plan("paper_cifar", "full")
+    specs = get_experiment("paper_cifar").specs("full")
+    assert plan.seeds == 3 and len(plan.rows) == len(specs) == 10
+    assert plan.runs == 30 and plan.total_epochs == 30 * 200
+    assert plan.hours is None or plan.measured_rows  # hours only from measurements
+    state = cost_plan("optimizer_state", "full", seeds=2)
+    assert {r.epochs for r in state.rows} == {25}  # sessions 10 + 10 + 5
+    assert state.total_epochs == 8 * 2 * 25
+    board = cost_plan("imagenette_leaderboard", "full")
+    assert board.runs == 20 * 5 and board.total_epochs == 5 * (10 * 5 + 10 * 20)
+
+
+def test_hours_from_a_measurement_and_only_from_one(tmp_path):
+    _gpu_json(tmp_path / "gpu.json", {
+        "cifar_resnet18 · cifar10 · 32px · bs 128": {"status": "ok", "bs": 128, "size": 32,
+                                                     "train_s_per_image": 1e-4, "valid_s_per_image": 2e-5},
+        "cifar_resnet18 · cifar100 · 32px · bs 128": {"status": "error: boom"},
+    })
+    _gpu_json(tmp_path / "smoke.json", {  # a smoke file is no measurement, whatever it says
+        "cifar_resnet18 · cifar100 · 32px · bs 128": {"status": "ok", "bs": 128, "size": 32,
+                                                      "train_s_per_image": 1.0, "valid_s_per_image": 1.0}},
+              mode="smoke")
+    assert set(load_measurements(tmp_path)) == {("cifar_resnet18", "cifar10", 32, 128)}
+    plan = cost_plan("paper_cifar", "full", results_dir=tmp_path)
+    c10 = [r for r in plan.rows if r.row.endswith("C10")]
+    assert len(plan.measured_rows) == len(c10) == 5
+    per_epoch = 1e-4 * 50000 + 2e-5 * 10000
+    assert all(r.seconds_per_epoch == pytest.approx(per_epoch) for r in c10)
+    assert plan.hours == pytest.approx(5 * 3 * 200 * per_epoch / 3600)
+    text = format_plan(plan)
+    assert "5 of 10 rows" in text and "NVIDIA H100 80GB HBM3" in text and "not in the total" in text
+
+
+def test_folder_datasets_are_lower_bounds(tmp_path):
+    _gpu_json(tmp_path / "gpu.json", {
+        "xresnet50_mish · imagenette_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
+                                                            "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4},
+        "xresnet50_mish · imagewoof_320 · 128px · bs 32": {"status": "ok", "bs": 16, "size": 128,  # capped: skipped
+                                                           "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4}})
+    plan = cost_plan("imagenette_leaderboard", "full", results_dir=tmp_path)
+    measured = plan.measured_rows
+    assert len(measured) == 10 and all(r.lower_bound and "Imagenette" in r.row for r in measured)
+    assert "lower bounds" in format_plan(plan)
+
+
+def test_cli_plan_prints_the_plan_and_rejects_bad_input(capsys):
+    assert main(["plan", "paper_cifar", "--scale", "full"]) == 0
+    out = capsys.readouterr().out
+    assert "paper_cifar at scale full: 10 rows x 3 seeds = 30 runs, 6000 epochs in all" in out
+    assert "SGD · C10" in out and "total" in out
+    assert main(["plan", "demo", "--scale", "cpu", "--seeds", "2"]) == 0
+    assert "8 runs" in capsys.readouterr().out
+    assert main(["plan", "demo", "--scale", "huge"]) == 2
+    assert "invalid choice: 'huge'" in capsys.readouterr().err
+    assert main(["plan", "no_such_experiment"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
