@@ -32,7 +32,7 @@ def check_non_negative_int(name, value):
 
 def check_unit_interval(name, value):
     """A step fraction in (0, 1]."""
-    if isinstance(value, bool) or not isinstance(value, Real):
+    if type(value) is not float and (isinstance(value, bool) or not isinstance(value, Real)):  # float: fast path
         raise TypeError(f"{name} must be a real number in (0, 1], got {value!r} of type {type(value).__name__}")
     if not 0.0 < float(value) <= 1.0:
         raise ValueError(f"{name} must be in (0, 1], got {value}")

@@ -144,6 +144,8 @@ def recomputed_bn(model, loader, batches=None):
                 del batch_iter
             if not seen:
                 raise ValueError("recomputing BatchNorm statistics: the loader gave no batch")
+        for m, momentum, *_ in backup:  # the pass is done: momentum and modes as before it
+            m.momentum = momentum
         for m, training in flags:
             m.training = training
         yield model
