@@ -91,19 +91,25 @@ class TensorDataLoader(DataLoader):
         return res
 
 
-def _crop_and_flip(name):
-    """Random crop + horizontal flip suit natural images (CIFAR), not digits."""
-    return name in ("cifar10", "cifar100")
+def _augmentation(info, augment):
+    """The augmentation a run gets: ``augment`` is a ``RunSpec.augment`` name (True/False: default/none);
+    "default" is the dataset entry's own (``DatasetInfo.augment``)."""
+    if augment is True or augment is None:
+        augment = "default"
+    elif augment is False:
+        augment = "none"
+    return info.augment if augment == "default" else augment
 
 
-def _tensor_dataloaders(name, data_dir, bs, n_train, n_valid, device, augment):
-    data = load_arrays(name, data_dir=data_dir, n_train=n_train, n_valid=n_valid, seed=0)
+def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment):
+    if augment not in ("pad_crop_flip", "none"):
+        raise ValueError(f"augmentation {augment!r} needs the PIL path; the tensor path does pad_crop_flip or none")
+    data = load_arrays(info.name, data_dir=data_dir, n_train=n_train, n_valid=n_valid, seed=0)
     x_train = data.x_train.to(device)
     x_valid = data.x_valid.to(device)
     mean = x_train.float().mean(dim=(0, 2, 3)) / 255
     std = x_train.float().std(dim=(0, 2, 3)) / 255
-    pad = 4 if (augment and _crop_and_flip(name)) else 0
-    flip = bool(augment and _crop_and_flip(name))
+    pad, flip = (4, True) if augment == "pad_crop_flip" else (0, False)
     train = TensorDataLoader(x_train, data.y_train.to(device), BatchAugment(mean, std, pad, flip, train=True),
                              bs=bs, shuffle=True, drop_last=True)
     valid = TensorDataLoader(x_valid, data.y_valid.to(device), BatchAugment(mean, std),
@@ -122,27 +128,29 @@ def _folder_items(root, folder, n, seed):
     return list(files)
 
 
-def _pil_dataloaders(name, data_dir, bs, n_train, n_valid, size, device, augment):
+def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment):
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import GrandparentSplitter, Normalize, parent_label
-    from fastai.vision.augment import CropPad, FlipItem, RandomCrop, RandomResizedCrop, Resize, aug_transforms
-    from fastai.vision.core import cifar_stats, imagenet_stats, mnist_stats
+    from fastai.vision.augment import CropPad, FlipItem, RandomCrop
     from fastai.vision.data import ImageBlock
 
-    info = dataset_info(name)
-    root = folder_path(name, data_dir)
+    from .registry.augmentations import folder_transforms
+
+    root = folder_path(info.name, data_dir)
     train_folder, valid_folder = info.train_folder, info.valid_folder
     items = _folder_items(root, train_folder, n_train, (0, 1)) + _folder_items(root, valid_folder, n_valid, (0, 2))
     size = size or info.image_size
-    if info.small:
-        # the same augmentation as the tensor path: for CIFAR zero-pad 4, random crop, horizontal flip
-        crop_flip = augment and _crop_and_flip(name)
-        item_tfms = [CropPad(size + 8, pad_mode="zeros"), RandomCrop(size), FlipItem(0.5)] if crop_flip else []
-        mean, std = cifar_stats if name.startswith("cifar") else mnist_stats
-        batch_tfms = [Normalize.from_stats(mean * 3 if len(mean) == 1 else mean, std * 3 if len(std) == 1 else std)]
-    else:
-        item_tfms = [RandomResizedCrop(size, min_scale=0.35) if augment else Resize(size)]
-        batch_tfms = [*(aug_transforms(size=size) if augment else []), Normalize.from_stats(*imagenet_stats)]
+    batch_tfms = []
+    if augment == "pad_crop_flip":  # the same as the tensor path: zero-pad 4, random crop, horizontal flip
+        item_tfms = [CropPad(size + 8, pad_mode="zeros"), RandomCrop(size), FlipItem(0.5)]
+    elif augment == "none" and info.small:
+        item_tfms = []
+    else:  # folder_default, rrc_flip, none (Resize) for folders
+        item_tfms, batch_tfms = folder_transforms("default" if augment == "folder_default" else augment, size)
+    mean, std = info.stats
+    channels = 3  # fastai's ImageBlock opens images as RGB
+    batch_tfms = [*batch_tfms, Normalize.from_stats(tuple(mean) * (channels // len(mean)),
+                                                    tuple(std) * (channels // len(std)))]
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: items,
                       splitter=GrandparentSplitter(train_name=train_folder, valid_name=valid_folder),
                       get_y=parent_label, item_tfms=item_tfms, batch_tfms=batch_tfms)
@@ -152,16 +160,18 @@ def _pil_dataloaders(name, data_dir, bs, n_train, n_valid, size, device, augment
 
 
 def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None, size=None, path="auto",
-                      device="cpu", augment=True):
+                      device="cpu", augment="default"):
     """DataLoaders for dataset ``name``; ``path`` is ``tensor``, ``pil`` or ``auto`` (tensor for
-    small-image datasets, PIL for folder datasets)."""
+    small-image datasets, PIL for folder datasets); ``augment`` a ``RunSpec.augment`` name
+    ("default": the dataset entry's own augmentation)."""
     info = dataset_info(name)
+    augment = _augmentation(info, augment)
     if path == "auto":
         path = "tensor" if info.small else "pil"
     if path == "tensor":
         if not info.small:
             raise ValueError(f"dataset {name!r} has no in-memory tensor path; use data_path 'pil'")
-        return _tensor_dataloaders(name, data_dir, bs, n_train, n_valid, device, augment)
+        return _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment)
     if path == "pil":
-        return _pil_dataloaders(name, data_dir, bs, n_train, n_valid, size, device, augment)
+        return _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment)
     raise ValueError(f"data path must be 'tensor', 'pil' or 'auto', got {path!r}")

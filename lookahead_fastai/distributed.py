@@ -19,9 +19,12 @@ adds it.
 
 Only rank 0 writes
 ------------------
-In a distributed run every rank trains, but only rank 0 writes the results store, checkpoints,
-reports and W&B: the other ranks get a :class:`ReadOnlyStore` (they read the store, so every rank
-skips the same finished runs and resumes from the same checkpoint, and write nothing).
+In a distributed run every rank trains, but only rank 0 claims the run and writes the results store,
+checkpoints, reports and W&B: the other ranks follow it through ``ResultsStore.observe`` (a lease
+that reads the store and the checkpoint and writes nothing), so every rank skips the same finished
+runs and resumes from the same checkpoint. A DDP sweep should not share its store with another
+sweep running at the same time: rank 0 would skip a run the other sweep holds, which the other
+ranks cannot know.
 
 Launching: ``torchrun --nproc_per_node 2 -m lookahead_fastai.cli run EXP --distributed`` (or
 ``accelerate launch -m lookahead_fastai.cli run EXP --distributed``); fastai's ``distrib_ctx``
@@ -39,7 +42,7 @@ from fastai.torch_core import num_distrib, rank_distrib
 from .callbacks.lookahead import lookahead_of
 from .optim import Lookahead
 
-__all__ = ["is_rank_zero", "ReadOnlyStore", "broadcast_lookahead_state", "LookaheadDDPSync", "require_accelerate",
+__all__ = ["is_rank_zero", "broadcast_lookahead_state", "LookaheadDDPSync", "require_accelerate",
            "setup_device", "distributed_callbacks", "ACCELERATE_INSTALL_HINT"]
 
 ACCELERATE_INSTALL_HINT = "pip install 'lookahead-fastai[distributed]'"
@@ -48,50 +51,6 @@ ACCELERATE_INSTALL_HINT = "pip install 'lookahead-fastai[distributed]'"
 def is_rank_zero():
     """True unless this process is a non-zero rank of a distributed run (``RANK`` set by the launcher)."""
     return rank_distrib() == 0
-
-
-class ReadOnlyStore:
-    """A ResultsStore as a non-zero rank sees it: reads go to the real store, writes go nowhere."""
-
-    def __init__(self, store):
-        self._store = store
-        self.path = store.path
-
-    # reads
-    def status(self, run_id):
-        return self._store.status(run_id)
-
-    def is_finished(self, run_id):
-        return self._store.is_finished(run_id)
-
-    def runs(self, *args, **kwargs):
-        return self._store.runs(*args, **kwargs)
-
-    def epochs(self, run_id):
-        return self._store.epochs(run_id)
-
-    def checkpoint_dir(self, run_id):
-        """Where rank 0 keeps the run's checkpoint (read on resume); not created here."""
-        return self._store._checkpoint_path(run_id)
-
-    # writes: none
-    def start_run(self, *args, **kwargs):
-        pass
-
-    def log_epoch(self, *args, **kwargs):
-        pass
-
-    def finish_run(self, *args, **kwargs):
-        pass
-
-    def fail_run(self, *args, **kwargs):
-        pass
-
-    def drop_checkpoint(self, run_id):
-        return False
-
-    def __repr__(self):
-        return f"ReadOnlyStore({self._store!r})"
 
 
 def _find_lookahead(obj):

@@ -1,29 +1,28 @@
 """Where the runs of a grid train: here, one after another (``local``, the default), or as Ray tasks
 on a cluster (``ray``, optional: ``pip install 'lookahead-fastai[ray]'``).
 
-Both executors go through :func:`~lookahead_fastai.runner.fit_and_record`, and in both the process
-that runs the sweep (the *driver*) is the only writer of the results store:
+Both are thin loops over the one run lifecycle of the store (``ResultsStore.claim`` -> a
+``RunLease``: resume point, epoch rows, finish or fail), and in both the process that runs the sweep
+(the *driver*) is the only writer of the results store:
 
-* ``LocalExecutor`` trains every pending run in this process, writing the store as it goes
-  (per-epoch rows, epoch checkpoints, resume); the first run that raises stops the sweep.
-* ``RayExecutor`` makes every pending run one Ray task. A worker trains with a private temporary
-  store (no checkpoints) and hands back ``(record, per-epoch rows)``; the driver writes them into
-  the real store (``start_run`` when the task is submitted, ``log_epoch`` + ``finish_run`` when its
-  result comes back), so skip-finished, resume (a killed sweep redoes its unfinished runs) and
-  exactly-once hold as with the local executor. A worker lost mid-run (process killed, node
-  lost) is retried by Ray up to ``max_retries`` times; a run that raises is marked failed with its
-  error and the rest of the grid goes on; :func:`run_jobs` then raises :class:`RunsFailed`.
+* ``LocalExecutor`` runs :func:`~lookahead_fastai.runner.fit_and_record` for every run in this
+  process (claim, resume from the epoch checkpoint, epoch rows as they end, finish); a run another
+  live process holds is skipped; the first run that raises stops the sweep.
+* ``RayExecutor`` claims every pending run, then makes each one Ray task that calls
+  :func:`~lookahead_fastai.runner.train` (no storage, no checkpoints) and hands back the record and
+  its per-epoch rows; the driver writes them through the run's lease. A worker lost mid-run
+  (process killed, node lost) is retried by Ray up to ``max_retries`` times; a run that raises is
+  marked failed with its error and the rest of the grid goes on; ``run`` then raises
+  :class:`RunsFailed`.
 """
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runner import fit_and_record
+from .runner import RunHeld, fit_and_record, train
 from .store import ResultsStore
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "RunsFailed", "Failure", "ExecutorUnavailable", "make_executor",
@@ -68,17 +67,24 @@ def _callbacks_for(extra_cbs, spec, seed):
 
 class LocalExecutor:
     """Every run in this process, one after another; an exception stops the sweep (the run is
-    marked failed in the store first)."""
+    marked failed in the store first). A run that another live process is training is skipped
+    (``on_skip(i, job, reason)``; its record is None here)."""
     name = "local"
 
     def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
-            on_record=None, on_error=None, distributed=False):
+            on_record=None, on_error=None, on_skip=None, distributed=False):
         records = []
         with ResultsStore(Path(store)) as db:
             for i, job in enumerate(jobs):
-                record = fit_and_record(job.spec, job.seed, store=db, data_dir=data_dir, device=device,
-                                        wandb=wandb, progress=progress, distributed=distributed,
-                                        extra_cbs=_callbacks_for(extra_cbs, job.spec, job.seed))
+                try:
+                    record = fit_and_record(job.spec, job.seed, store=db, data_dir=data_dir, device=device,
+                                            wandb=wandb, progress=progress, distributed=distributed,
+                                            extra_cbs=_callbacks_for(extra_cbs, job.spec, job.seed))
+                except RunHeld as e:
+                    records.append(None)
+                    if on_skip is not None:
+                        on_skip(i, job, str(e))
+                    continue
                 records.append(record)
                 if on_record is not None:
                     on_record(i, job, record)
@@ -96,31 +102,29 @@ def import_ray():
     return ray
 
 
-def _train_on_worker(spec, seed, data_dir, device, wandb, progress, extra_cbs, threads):
-    """A Ray task: train one run with a private temporary store; return its record and epochs.
-    Offline W&B runs are kept on the worker, in ``<tmp>/lookahead-fastai-ray-*/wandb``."""
+def _train_on_worker(spec, seed, data_dir, device, wandb, wandb_dir, progress, extra_cbs, threads):
+    """A Ray task: train one run (no storage); return its record and per-epoch rows. Offline W&B
+    runs are written under ``wandb_dir`` (the driver's store folder, when the worker shares it)."""
     import torch
 
     if threads:
         torch.set_num_threads(threads)
-    workdir = Path(tempfile.mkdtemp(prefix=f"lookahead-fastai-ray-{spec.run_id(seed)}-"))
+    epochs = []
+    wandb_run = None
+    if wandb != "disabled":
+        from .callbacks.wandb import open_wandb_run
+        wandb_run = open_wandb_run(wandb, spec, seed, spec.run_id(seed), Path(wandb_dir))
     try:
-        with ResultsStore(workdir / "results.sqlite") as db:
-            record = fit_and_record(spec, seed, store=db, data_dir=data_dir, device=device, wandb=wandb,
-                                    checkpoint=False, progress=progress,
-                                    extra_cbs=_callbacks_for(extra_cbs, spec, seed))
-            epochs = db.epochs(spec.run_id(seed))
-        return {"record": record, "epochs": epochs, "node": socket.gethostname(), "pid": os.getpid()}
-    finally:
-        if not (workdir / "wandb").exists():
-            shutil.rmtree(workdir, ignore_errors=True)
-        else:  # keep the W&B files only
-            for path in workdir.iterdir():
-                if path.name != "wandb":
-                    if path.is_dir():
-                        shutil.rmtree(path, ignore_errors=True)
-                    else:
-                        path.unlink(missing_ok=True)
+        record = train(spec, seed, data_dir=data_dir, device=device, progress=progress,
+                       on_epoch=lambda epoch, metrics: epochs.append((epoch, metrics)), wandb_run=wandb_run,
+                       extra_cbs=_callbacks_for(extra_cbs, spec, seed))
+    except BaseException:
+        if wandb_run is not None:
+            wandb_run.finish(None)
+        raise
+    if wandb_run is not None:
+        wandb_run.finish(record)
+    return {"record": record, "epochs": epochs, "node": socket.gethostname(), "pid": os.getpid()}
 
 
 def _describe_error(ray, exc):
@@ -173,7 +177,7 @@ class RayExecutor:
         return True
 
     def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
-            on_record=None, on_error=None, distributed=False):
+            on_record=None, on_error=None, on_skip=None, distributed=False):
         if distributed:
             raise ValueError("the ray executor runs each run in one task; distributed (DDP) runs are launched "
                              "with torchrun or accelerate launch")
@@ -182,7 +186,7 @@ class RayExecutor:
         threads = max(1, int(self.cpus_per_run))
         data_dir = None if data_dir is None else str(Path(data_dir).resolve())
         started_here = self._init()
-        records, failures, pending = [None] * len(jobs), [], {}
+        records, failures, pending, leases = [None] * len(jobs), [], {}, {}
         try:
             task = ray.remote(_train_on_worker).options(
                 num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
@@ -190,33 +194,39 @@ class RayExecutor:
             with ResultsStore(Path(store)) as db:
                 for i, job in enumerate(jobs):
                     spec, run_id = job.spec, job.spec.run_id(job.seed)
-                    if db.is_finished(run_id):
-                        records[i] = next(r["record"] for r in db.runs(spec.experiment) if r["run_id"] == run_id)
+                    lease = db.claim(run_id, spec.experiment, spec.name, job.seed, spec.to_dict())
+                    if lease.state == "finished":
+                        records[i] = lease.record
                         if on_record is not None:
                             on_record(i, job, records[i])
                         continue
-                    db.start_run(run_id, spec.experiment, spec.name, job.seed, spec.to_dict())
-                    ref = task.remote(spec, job.seed, data_dir, device, wandb, progress, extra_cbs, threads)
+                    if lease.state == "held":
+                        if on_skip is not None:
+                            on_skip(i, job, f"{spec.experiment}/{spec.name} seed {job.seed} is being trained "
+                                            f"by {lease.holder}")
+                        continue
+                    lease.resume_point(resumable=False)  # a worker trains from the start: drop old rows
+                    leases[i] = lease
+                    ref = task.remote(spec, job.seed, data_dir, device, wandb, str(db.path.parent), progress,
+                                      extra_cbs, threads)
                     pending[ref] = i
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
                     for ref in done:
                         i = pending.pop(ref)
-                        job = jobs[i]
-                        run_id = job.spec.run_id(job.seed)
+                        job, lease = jobs[i], leases.pop(i)
                         try:
                             result = ray.get(ref)
                         except ray.exceptions.RayError as e:
                             failure = Failure(i, job, _describe_error(ray, e))
-                            db.fail_run(run_id, failure.error)
+                            lease.fail(failure.error)
                             failures.append(failure)
                             if on_error is not None:
                                 on_error(i, job, failure.error)
                             continue
-                        for row in result["epochs"]:
-                            db.log_epoch(run_id, row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
-                        db.finish_run(run_id, result["record"])
-                        db.drop_checkpoint(run_id)  # a local sweep's leftover, if any
+                        for epoch, metrics in result["epochs"]:
+                            lease.log_epoch(epoch, metrics)
+                        lease.finish(result["record"])  # drops a local sweep's leftover checkpoint too
                         records[i] = result["record"]
                         if on_record is not None:
                             on_record(i, job, records[i])
@@ -228,6 +238,8 @@ class RayExecutor:
                     pass
             raise
         finally:
+            for lease in leases.values():  # claims of runs that never came back: stale for the next sweep
+                lease.release()
             if started_here:
                 ray.shutdown()
         if failures:

@@ -462,7 +462,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None):
     experiment = get_experiment(experiment_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    with ResultsStore(store_path) as store:
+    with ResultsStore(store_path, readonly=True) as store:
         runs = _runs(store, experiment_name)
         present = sorted({r["record"]["scale"] for r in runs}, key=SCALES.index)
         scales = [s for s in (scales or present) if s in present]
@@ -550,7 +550,7 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
     from .experiments import EXPERIMENTS
     out_dir = Path(out_dir)
     rows, shown, not_shown, constant, lookahead = [], [], [], [], []
-    with ResultsStore(store_path) as store:
+    with ResultsStore(store_path, readonly=True) as store:
         for name in EXPERIMENTS:
             runs = _runs(store, name, scale)
             if not runs:

@@ -1,4 +1,5 @@
-"""``fit_and_record``: one spec + one seed -> a fastai Learner trained once -> a record in the store.
+"""``train``: one spec + one seed -> a fastai Learner trained once -> a record (no storage), and
+``fit_and_record``: the same run through the store's lifecycle (claim, resume, epoch rows, finish).
 
 This is the only training loop of the suite (fastai's ``Learner``); notebooks, the CLI and the
 executors all come through here.
@@ -11,21 +12,21 @@ from pathlib import Path
 import torch
 from fastai.callback.mixup import MixUp
 from fastai.callback.schedule import *  # noqa: F401,F403  (patches fit_one_cycle onto Learner)
-from fastai.losses import CrossEntropyLossFlat
 from fastai.metrics import accuracy, top_k_accuracy
 from fastai.torch_core import set_seed
 
 from .callbacks.lookahead import SlowWeightEvalCallback, StateResetCallback, lookahead_of
-from .callbacks.record import EpochCheckpoint, EpochRecorder, load_checkpoint
+from .callbacks.record import EpochRecorder, RunCheckpoint
 from .data import build_dataloaders
-from .distributed import ReadOnlyStore, distributed_callbacks, is_rank_zero, require_accelerate, setup_device
+from .distributed import distributed_callbacks, is_rank_zero, require_accelerate, setup_device
 from .experiments.spec import RunSpec
 from .registry.architectures import build_learner
+from .registry.losses import make_loss
 from .registry.optimizers import make_opt_func
 from .registry.schedules import fit_with_schedule
-from .store import ResultsStore
+from .store import LeaseLost, ResultsStore
 
-__all__ = ["fit_and_record", "default_device", "DEFAULT_STORE"]
+__all__ = ["fit_and_record", "train", "RunHeld", "default_device", "run_environment", "DEFAULT_STORE"]
 
 DEFAULT_STORE = Path("runs") / "results.sqlite"
 
@@ -48,13 +49,14 @@ def _rename(metrics):
 
 def build_learner_for(spec, seed, data_dir=None, device=None):
     """The fastai Learner of a spec, seeded; exposed for notebooks (lr_find, plots)."""
-    spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
+    spec = _as_spec(spec)
     device = device or default_device()
     set_seed(seed, reproducible=True)
     bundle = build_dataloaders(spec.dataset, data_dir=data_dir, bs=spec.bs, n_train=spec.n_train,
-                               n_valid=spec.n_valid, size=spec.size, path=spec.data_path, device=device)
+                               n_valid=spec.n_valid, size=spec.size, path=spec.data_path, device=device,
+                               augment=spec.augment)
     learn = build_learner(spec.arch, bundle.dls, bundle.n_in, bundle.n_out, bundle.size,
-                          opt_func=make_opt_func(spec.optimizer, **spec.hyper), loss_func=CrossEntropyLossFlat(),
+                          opt_func=make_opt_func(spec.optimizer, **spec.hyper), loss_func=make_loss(spec.loss),
                           metrics=_metrics(bundle.n_out))
     learn.model.to(device)  # before the optimizer exists, so its state lands on the same device
     if device == "cuda":
@@ -67,10 +69,88 @@ def _spec_callbacks(spec):
     if spec.state_reset != "off":
         cbs.append(StateResetCallback(spec.state_reset))
     if spec.eval_slow_weights:
-        cbs.append(SlowWeightEvalCallback())
+        cbs.append(SlowWeightEvalCallback(bn_batches=spec.slow_bn_batches))
     if spec.mixup:
         cbs.append(MixUp(spec.mixup))
     return cbs
+
+
+def run_environment(device):
+    """Where a run trains: machine, device, library versions (kept in its record, shown by reports)."""
+    import platform
+
+    import fastai
+    device = torch.device(device)
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    else:
+        name = platform.processor() or platform.machine()
+    return {"machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} CPU cores",
+            "device": f"{device.type}: {name}", "torch": torch.__version__, "fastai": fastai.__version__,
+            "python": platform.python_version()}
+
+
+def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir=None, on_epoch=None,
+          wandb_run=None, progress=False, extra_cbs=(), distributed=False):
+    """Train ``spec`` with ``seed`` through fastai's Learner and return its record; knows nothing
+    of storage.
+
+    ``resume``: a checkpoint (``checkpoint.read_checkpoint``) to continue from: the run goes on
+    from the epoch after it, with every state that decides the rest restored, so its metrics equal
+    those of a run never interrupted. ``checkpoint_dir``: write such a checkpoint there after every
+    epoch (None: none). ``on_epoch(epoch, metrics)`` is called after each epoch trained here.
+    Runs with sessions (several fits) neither resume nor checkpoint: they restart.
+    """
+    spec = _as_spec(spec)
+    learn, bundle = build_learner_for(spec, seed, data_dir=data_dir, device=device)
+    learn.create_opt()
+    if spec.sessions:
+        resume = checkpoint_dir = None
+    history = [dict(row) for row in resume["history"]] if resume else []
+    start_epoch = resume["epoch"] + 1 if resume else 0
+    offset = [0]  # epochs of the earlier sessions
+
+    def sink(epoch, metrics):
+        metrics = _rename(metrics)
+        epoch += offset[0]
+        history.append({"epoch": epoch, **metrics})
+        if on_epoch is not None:
+            on_epoch(epoch, metrics)
+
+    started = time.perf_counter()
+    with ExitStack() as stack:
+        if not progress:
+            stack.enter_context(learn.no_bar())
+            stack.enter_context(learn.no_logging())
+        cbs = [*_spec_callbacks(spec), *(wandb_run.callbacks if wandb_run else []), *extra_cbs]
+        if distributed:  # DDP (fastai's DistributedTrainer), then rank 0's slow weights everywhere
+            stack.enter_context(learn.distrib_ctx(cpu=learn.dls.device.type == "cpu"))  # cpu: gloo
+            cbs.extend(distributed_callbacks(wandb=wandb_run is not None))
+        if spec.sessions:
+            for session in spec.sessions:
+                fit_with_schedule(learn, session["epochs"], _lr(spec, session.get("lr", spec.lr)),
+                                  session.get("schedule", spec.schedule), session.get("schedule_params"),
+                                  cbs=[EpochRecorder(sink), *cbs], reset_opt=session.get("reset_opt", False))
+                offset[0] += session["epochs"]
+        else:
+            run_cbs = [EpochRecorder(sink, start_epoch)]
+            if resume is not None or checkpoint_dir is not None:
+                run_cbs.append(RunCheckpoint(checkpoint_dir, history, resume))
+            fit_with_schedule(learn, spec.epochs, _lr(spec, spec.lr), spec.schedule, spec.schedule_params,
+                              cbs=[*run_cbs, *cbs], start_epoch=start_epoch)
+        slow = None
+        la = lookahead_of(learn)
+        if la is not None:
+            bn = dict(model=learn.model, bn_loader=learn.dls.train, bn_batches=spec.slow_bn_batches) \
+                if spec.slow_bn_batches else {}
+            with la.use_slow_weights(**bn):
+                slow = _validate(learn)
+    seconds = time.perf_counter() - started + (resume or {}).get("seconds", 0.0)
+    return _make_record(spec, seed, spec.run_id(seed), history, slow, seconds, bundle)
+
+
+class RunHeld(RuntimeError):
+    """Another live process is training this run (it holds the claim); this one skips it."""
 
 
 def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="disabled", checkpoint=True,
@@ -78,102 +158,63 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
     """Train ``spec`` with ``seed`` unless the store already holds that run finished; returns the
     run's record (also written to the store).
 
+    The run's life is the store's (:meth:`ResultsStore.claim`): claimed by this process (another
+    process holding it live: :class:`RunHeld`), resumed from its last epoch checkpoint when an
+    earlier attempt was killed or failed, each epoch's metrics written as it ends, then finished
+    (checkpoint dropped) or failed (checkpoint kept for the next attempt).
+
     Records per epoch: train_loss (epoch mean), valid_loss, accuracy, top5 (more than 5 classes),
-    lr, time; at the end the same validation metrics on the slow weights for Lookahead runs.
-    A run killed midway resumes from its last epoch checkpoint (runs with sessions restart).
+    lr, time; at the end the same validation metrics on the slow weights for Lookahead runs, and
+    where the run trained (``env``: machine, device, torch and fastai versions).
 
     ``distributed=True``: train with DDP through fastai's ``distrib_ctx`` (in a process started by
-    ``torchrun`` or ``accelerate launch``; see distributed.py). In any distributed run only rank 0
-    writes the store, checkpoints and W&B; the other ranks train and return the record.
+    ``torchrun`` or ``accelerate launch``; see distributed.py). Only rank 0 writes the store,
+    checkpoints and W&B; the other ranks follow the store read-only (same skip, same resume point).
     """
-    spec = spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
+    spec = _as_spec(spec)
     own_store = store is None or isinstance(store, (str, os.PathLike))
     store = ResultsStore(store or DEFAULT_STORE) if own_store else store
     try:
-        # --- distributed: only rank 0 writes (store, checkpoints, W&B); see distributed.py ---
         writer = is_rank_zero()
         if distributed:
             require_accelerate()
             device = setup_device(device)
-        run_store = store if writer else ReadOnlyStore(store)
-        wandb = wandb if writer else "disabled"
-        # --- end distributed ---
-        return _fit_and_record(spec, seed, run_store, data_dir, device, wandb, checkpoint, progress, extra_cbs,
-                               distributed, writer)
+        run_id = spec.run_id(seed)
+        lease = (store.claim(run_id, spec.experiment, spec.name, seed, spec.to_dict()) if writer
+                 else store.observe(run_id))
+        with lease:
+            if lease.state == "finished":
+                return lease.record
+            if lease.state == "held":
+                raise RunHeld(f"{spec.experiment}/{spec.name} seed {seed} is being trained by {lease.holder}")
+            resumable = checkpoint and not spec.sessions
+            resume = lease.resume_point(resumable)
+            wandb_run = None
+            if wandb != "disabled" and writer:
+                from .callbacks.wandb import open_wandb_run  # imports wandb only when asked for
+                wandb_run = open_wandb_run(wandb, spec, seed, run_id, Path(store.path).parent)
+            try:
+                record = train(spec, seed, data_dir=data_dir, device=device, resume=resume,
+                               checkpoint_dir=lease.checkpoint_dir if resumable and writer else None,
+                               on_epoch=lease.log_epoch, wandb_run=wandb_run, progress=progress,
+                               extra_cbs=extra_cbs, distributed=distributed)
+            except BaseException as e:  # a failed run is recorded (checkpoint kept), then the error goes on
+                if not isinstance(e, LeaseLost):
+                    lease.fail(f"{type(e).__name__}: {e}")
+                if wandb_run is not None:
+                    wandb_run.finish(None)
+                raise
+            if wandb_run is not None:
+                wandb_run.finish(record)
+            lease.finish(record)
+            return record
     finally:
         if own_store:
             store.close()
 
 
-def _fit_and_record(spec, seed, store, data_dir, device, wandb, checkpoint, progress, extra_cbs,
-                    distributed=False, writer=True):
-    spec_dict = spec.to_dict()
-    run_id = spec.run_id(seed)
-    if store.is_finished(run_id):
-        return next(r["record"] for r in store.runs(spec.experiment) if r["run_id"] == run_id)
-    resumable = checkpoint and not spec.sessions
-    # a run killed (running) or failed midway resumes from its last checkpoint: keep the epochs before it
-    earlier_epochs = store.epochs(run_id) if store.status(run_id) in ("running", "failed") else []
-    learn, bundle = build_learner_for(spec, seed, data_dir=data_dir, device=device)
-    learn.create_opt()
-    ckpt_dir = store.checkpoint_dir(run_id)
-    start_epoch = load_checkpoint(learn, ckpt_dir) if resumable else 0
-    store.start_run(run_id, spec.experiment, spec.name, seed, spec_dict)
-    for row in earlier_epochs:
-        if row["epoch"] < start_epoch:
-            store.log_epoch(run_id, row["epoch"], {k: v for k, v in row.items() if k != "epoch"})
-
-    history = [dict(row) for row in earlier_epochs if row["epoch"] < start_epoch]
-    offset = [0]  # epochs of the earlier sessions
-
-    def sink(epoch, metrics):
-        metrics = _rename(metrics)
-        epoch += offset[0]
-        store.log_epoch(run_id, epoch, metrics)
-        history.append({"epoch": epoch, **metrics})
-
-    wandb_run = None
-    if wandb != "disabled":
-        from .callbacks.wandb import open_wandb_run  # imports wandb only when asked for
-        wandb_run = open_wandb_run(wandb, spec, seed, run_id, Path(store.path).parent)
-    started = time.perf_counter()
-    try:
-        with ExitStack() as stack:
-            if not progress:
-                stack.enter_context(learn.no_bar())
-                stack.enter_context(learn.no_logging())
-            cbs = [*_spec_callbacks(spec), *(wandb_run.callbacks if wandb_run else []), *extra_cbs]
-            if distributed:  # DDP (fastai's DistributedTrainer), then rank 0's slow weights everywhere
-                stack.enter_context(learn.distrib_ctx(cpu=learn.dls.device.type == "cpu"))  # cpu: gloo
-                cbs.extend(distributed_callbacks(wandb=wandb_run is not None))
-            if spec.sessions:
-                for session in spec.sessions:
-                    fit_with_schedule(learn, session["epochs"], _lr(spec, session.get("lr", spec.lr)),
-                                      session.get("schedule", spec.schedule), session.get("schedule_params"),
-                                      cbs=[EpochRecorder(sink), *cbs], reset_opt=session.get("reset_opt", False))
-                    offset[0] += session["epochs"]
-            else:
-                recorder_cbs = [EpochRecorder(sink, start_epoch)]
-                if resumable and writer:  # every rank resumes from rank 0's checkpoint
-                    recorder_cbs.append(EpochCheckpoint(ckpt_dir, start_epoch))
-                fit_with_schedule(learn, spec.epochs, _lr(spec, spec.lr), spec.schedule, spec.schedule_params,
-                                  cbs=[*recorder_cbs, *cbs], start_epoch=start_epoch)
-            slow = None
-            la = lookahead_of(learn)
-            if la is not None:
-                with la.use_slow_weights():
-                    slow = _validate(learn)
-    except BaseException as e:  # a failed run is recorded, then the error goes on
-        store.fail_run(run_id, f"{type(e).__name__}: {e}")
-        if wandb_run is not None:
-            wandb_run.finish(None)
-        raise
-    record = _make_record(spec, seed, run_id, history, slow, time.perf_counter() - started, bundle)
-    if wandb_run is not None:
-        wandb_run.finish(record)
-    store.finish_run(run_id, record)
-    store.drop_checkpoint(run_id)
-    return record
+def _as_spec(spec):
+    return spec if isinstance(spec, RunSpec) else RunSpec.from_dict(spec)
 
 
 def _lr(spec, lr):
@@ -190,10 +231,11 @@ def _make_record(spec, seed, run_id, history, slow, seconds, bundle):
     final = dict(history[-1]) if history else {}
     final.pop("epoch", None)
     accuracies = [h["accuracy"] for h in history if "accuracy" in h]
+    device = bundle.dls.device
     return {
         "run_id": run_id, "experiment": spec.experiment, "name": spec.name, "seed": seed, "scale": spec.scale,
         "dataset": spec.dataset, "n_train": bundle.n_train, "n_valid": bundle.n_valid, "data": bundle.path,
         "epochs": len(history), "final": final,
         "best_accuracy": max(accuracies) if accuracies else None,
-        "slow": slow, "seconds": seconds, "device": str(bundle.dls.device),
+        "slow": slow, "seconds": seconds, "device": str(device), "env": run_environment(device),
     }

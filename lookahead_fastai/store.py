@@ -25,8 +25,19 @@ commits surviving a power loss or kernel crash (the database is still never corr
 back to an earlier commit). Pass ``synchronous="FULL"`` to fsync the WAL on every commit if that
 matters more than speed.
 
-Several processes may share one store (e.g. parallel workers): writes take the write lock up front
-(``BEGIN IMMEDIATE``) and wait up to ``busy_timeout_ms`` for it.
+Several processes, one store
+----------------------------
+Writes take the write lock up front (``BEGIN IMMEDIATE``) and wait up to ``busy_timeout_ms`` for
+it. A run is trained by the process that *claims* it (:meth:`ResultsStore.claim`): the claim is one
+transaction that records the claimant (pid, host, a random token) and a heartbeat, which a thread of
+the claimant renews every ``HEARTBEAT_S`` seconds. Another process skips a run under a live claim and
+takes over a stale one: its process is gone (same host) or its heartbeat is older than ``LEASE_S``.
+Every write of a claimed run checks the token, so a process whose claim was taken over cannot write
+into the run any more (:class:`LeaseLost`).
+
+Checkpoints belong to their store: ``<store>.files/checkpoints/<run_id>/`` beside the database
+file (``runs/results.sqlite`` -> ``runs/results.files/``), so two stores in one folder never share
+one. Other artefacts of a store (lr_find curves, W&B files) live under the same folder.
 """
 from __future__ import annotations
 
@@ -36,14 +47,21 @@ import json
 import os
 import re
 import shutil
+import socket
 import sqlite3
+import threading
+import time
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-__all__ = ["ResultsStore", "run_identity", "canonical_json", "SCHEMA_VERSION", "STATUSES"]
+__all__ = ["ResultsStore", "RunLease", "LeaseLost", "run_identity", "canonical_json", "SCHEMA_VERSION", "STATUSES",
+           "LEASE_S", "HEARTBEAT_S", "store_files_dir"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+LEASE_S = 120.0       # a claim whose heartbeat is older than this is stale (its process is presumed dead)
+HEARTBEAT_S = 15.0    # how often a claimant renews its heartbeat
 STATUSES = ("running", "finished", "failed")
 
 _SQLITE_HEADER = b"SQLite format 3\x00"
@@ -61,7 +79,10 @@ CREATE TABLE runs (
     finished_at TEXT,
     error       TEXT,
     record_json TEXT,
-    pid         INTEGER
+    pid         INTEGER,
+    host        TEXT,
+    owner       TEXT,
+    heartbeat   REAL
 );
 CREATE INDEX runs_experiment_status ON runs (experiment, status);
 CREATE TABLE epochs (
@@ -134,43 +155,89 @@ class ResultsStore:
     """SQLite-backed store of runs and per-epoch metrics; see the module docstring.
 
     ``ResultsStore(path)`` creates the file (and its parent directories) when missing. Raises
-    ``ValueError`` when ``path`` is not an SQLite database, or is one written by something else
-    (another schema or a newer schema version).
+    ``ValueError`` (one line) when ``path`` is not an SQLite database, is one written by something
+    else (another schema or a newer schema version; such a file is looked at, never modified), or
+    cannot be created or opened (permissions, read-only filesystem, over-long name).
+
+    ``readonly=True`` opens an existing store for reading only (reports): nothing is written, not
+    even the journal mode, so a store on a read-only filesystem or in a read-only folder can be read.
     """
 
     def __init__(self, path: str | os.PathLike, *, synchronous: str = "NORMAL",
-                 busy_timeout_ms: int = 30_000) -> None:
+                 busy_timeout_ms: int = 30_000, readonly: bool = False) -> None:
         synchronous = synchronous.upper()
         if synchronous not in ("NORMAL", "FULL", "EXTRA"):
             raise ValueError(f"synchronous must be NORMAL, FULL or EXTRA, not {synchronous!r}")
-        self.path = Path(path).expanduser().resolve()
+        self.path = Path(path).expanduser().absolute()
+        self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
-        self._check_file()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._busy_timeout_ms = int(busy_timeout_ms)
         try:
-            conn = sqlite3.connect(self.path, timeout=busy_timeout_ms / 1000, isolation_level=None)
+            self.path = self.path.resolve()
+            self._check_file()
+            if readonly:
+                conn, mode = self._open_readonly(), "unchanged (read-only)"
+            else:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = self._connect(f"file:{_quote(self.path)}?mode=rwc")
+                mode = self._setup_writable(conn, synchronous)
+        except OSError as exc:
+            raise ValueError(f"cannot open results store {self.path}: {_os_reason(exc)}") from None
+        self._conn = conn
+        self.journal_mode = str(mode).lower()
+
+    # -- opening ---------------------------------------------------------------------------------
+    def _connect(self, uri: str) -> sqlite3.Connection:
+        try:
+            conn = sqlite3.connect(uri, uri=True, timeout=self._busy_timeout_ms / 1000, isolation_level=None)
+            conn.execute(f"PRAGMA busy_timeout = {self._busy_timeout_ms}")
+            return conn
         except sqlite3.Error as exc:
             raise ValueError(f"cannot open results store {self.path}: {exc}") from None
+
+    def _setup_writable(self, conn: sqlite3.Connection, synchronous: str) -> str:
         try:
-            conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
+            self._check_schema(conn)  # before anything is written: a foreign file stays as it was
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._conn = conn
             self._init_schema()
+            return mode
         except sqlite3.DatabaseError as exc:
             conn.close()
             self._conn = None
             if _is_busy(exc):
                 raise
+            if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
+                raise ValueError(f"cannot write results store {self.path}: {exc} (to read it, e.g. for a "
+                                 "report, it can be opened read-only)") from None
             raise ValueError(f"{self.path} is not a usable SQLite database: {exc}") from None
         except BaseException:
             conn.close()
             self._conn = None
             raise
-        self.journal_mode = str(mode).lower()
 
-    # -- opening ---------------------------------------------------------------------------------
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.exists():
+            raise ValueError(f"no results store at {self.path}")
+        writable = os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK) and \
+            not _on_readonly_fs(self.path.parent)
+        # immutable=1 reads a WAL-mode database without creating -wal/-shm files (read-only media);
+        # when the folder is writable the normal read-only mode sees a live writer's commits too
+        uri = f"file:{_quote(self.path)}?mode=ro" + ("" if writable else "&immutable=1")
+        conn = self._connect(uri)
+        try:
+            self._check_schema(conn)
+            conn.execute("SELECT count(*) FROM runs").fetchone()
+        except sqlite3.DatabaseError as exc:
+            conn.close()
+            raise ValueError(f"{self.path} is not a usable SQLite database: {exc}") from None
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
     def _check_file(self) -> None:
         if self.path.is_dir():
             raise ValueError(f"{self.path} is a directory, not an SQLite database")
@@ -179,25 +246,38 @@ class ResultsStore:
                 with open(self.path, "rb") as fh:
                     header = fh.read(len(_SQLITE_HEADER))
             except OSError as exc:
-                raise ValueError(f"cannot read results store {self.path}: {exc}") from None
+                raise ValueError(f"cannot read results store {self.path}: {_os_reason(exc)}") from None
             if header != _SQLITE_HEADER:
                 raise ValueError(f"{self.path} is not an SQLite database (bad file header)")
+
+    def _check_schema(self, conn: sqlite3.Connection) -> None:
+        """Refuse a database that is not ours, reading only (nothing is written before this)."""
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ValueError(f"{self.path} has results-store schema version {version}, newer "
+                             f"than this code's {SCHEMA_VERSION}; upgrade lookahead_fastai")
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if version == 0:
+            n = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            if n:
+                raise ValueError(f"{self.path} is an SQLite database but not a results store "
+                                 f"(it already holds {n} other schema objects)")
+            if self.readonly:
+                raise ValueError(f"{self.path} is an empty database, not a results store")
+        elif not {"runs", "epochs"} <= tables:
+            raise ValueError(f"{self.path} is an SQLite database but not a results store (no runs/epochs tables)")
 
     def _init_schema(self) -> None:
         with self._tx() as c:
             version = c.execute("PRAGMA user_version").fetchone()[0]
             if version == SCHEMA_VERSION:
                 return
-            if version > SCHEMA_VERSION:
-                raise ValueError(f"{self.path} has results-store schema version {version}, newer "
-                                 f"than this code's {SCHEMA_VERSION}; upgrade lookahead_fastai")
             if version == 0:
-                n = c.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-                if n:
-                    raise ValueError(f"{self.path} is an SQLite database but not a results store "
-                                     f"(it already holds {n} other schema objects)")
-            for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
-                c.execute(stmt)
+                for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
+                    c.execute(stmt)
+            elif version == 1:  # v1 -> v2: claims (owner, host, heartbeat)
+                for column in ("host TEXT", "owner TEXT", "heartbeat REAL"):
+                    c.execute(f"ALTER TABLE runs ADD COLUMN {column}")
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
@@ -258,27 +338,102 @@ class ResultsStore:
                        finished_at = NULL, error = NULL, record_json = NULL, pid = excluded.pid""",
                 (run_id, experiment, name, int(seed), canonical_json(spec), _now(), os.getpid()))
 
-    def log_epoch(self, run_id: str, epoch: int, metrics: dict) -> None:
-        """Upsert one epoch's metrics of a ``running`` run (own transaction)."""
+    # -- claims: one process trains a run at a time --------------------------------------------
+    def claim(self, run_id: str, experiment: str, name: str, seed: int, spec: dict, *,
+              lease_s: float = LEASE_S, heartbeat_s: float = HEARTBEAT_S) -> "RunLease":
+        """Claim ``run_id`` for this process, atomically; returns a :class:`RunLease` whose
+        ``state`` says what happened:
+
+        * ``"finished"``: the run is done (``lease.record`` holds its record); nothing was written.
+        * ``"held"``: another live process holds it (``lease.holder`` says who); nothing was written.
+        * ``"claimed"``: this process now holds it (a new run, or one killed, failed or abandoned by
+          a process that is gone); its epoch rows and checkpoint are kept for the resume, and a
+          heartbeat thread keeps the claim alive until :meth:`RunLease.finish`, ``fail`` or ``release``.
+        """
+        token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        with self._tx() as c:
+            row = c.execute("SELECT status, record_json, owner, host, pid, heartbeat FROM runs WHERE run_id = ?",
+                            (run_id,)).fetchone()
+            if row is not None:
+                status, record_json, owner, host, pid, heartbeat = row
+                if status == "finished":
+                    return RunLease(self, run_id, "finished", record=_loads(record_json))
+                if status == "running" and _alive(host, pid, heartbeat, lease_s):
+                    return RunLease(self, run_id, "held", holder=f"pid {pid} on {host or 'unknown host'}")
+            c.execute(
+                """INSERT INTO runs (run_id, experiment, name, seed, spec_json, status, started_at,
+                                     finished_at, error, record_json, pid, host, owner, heartbeat)
+                   VALUES (?, ?, ?, ?, ?, 'running', ?, NULL, NULL, NULL, ?, ?, ?, ?)
+                   ON CONFLICT (run_id) DO UPDATE SET
+                       experiment = excluded.experiment, name = excluded.name, seed = excluded.seed,
+                       spec_json = excluded.spec_json, status = 'running', started_at = excluded.started_at,
+                       finished_at = NULL, error = NULL, record_json = NULL, pid = excluded.pid,
+                       host = excluded.host, owner = excluded.owner, heartbeat = excluded.heartbeat""",
+                (run_id, experiment, name, int(seed), canonical_json(spec), _now(), os.getpid(),
+                 socket.gethostname(), token, time.time()))
+        return RunLease(self, run_id, "claimed", token=token, heartbeat_s=heartbeat_s)
+
+    def observe(self, run_id: str) -> "RunLease":
+        """The run as a process that follows another's writes sees it (a non-zero DDP rank):
+        ``"finished"`` with its record, else a lease that reads the checkpoint and writes nothing."""
+        record = self.record(run_id)
+        if record is not None:
+            return RunLease(self, run_id, "finished", record=record)
+        return RunLease(self, run_id, "observed")
+
+    def _owned_tx(self, c: sqlite3.Connection, run_id: str, token: str | None, action: str) -> None:
+        if token is None:
+            return
+        row = c.execute("SELECT owner, status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None or row[0] != token or row[1] != "running":
+            raise LeaseLost(f"cannot {action} run {run_id}: this process's claim on it was taken over "
+                            f"(its heartbeat was older than {LEASE_S:g} s)")
+
+    def keep_epochs_before(self, run_id: str, epoch: int, token: str | None = None) -> list[dict]:
+        """Drop the run's epoch rows from ``epoch`` on (a resume from the checkpoint of epoch - 1
+        trains them again); returns the rows kept."""
+        with self._tx() as c:
+            self._owned_tx(c, run_id, token, "resume")
+            c.execute("DELETE FROM epochs WHERE run_id = ? AND epoch >= ?", (run_id, int(epoch)))
+        return self.epochs(run_id)
+
+    def _beat(self, run_id: str, token: str) -> bool:
+        """Renew the heartbeat of ``token``'s claim (own connection: called from the heartbeat thread)."""
+        conn = sqlite3.connect(self.path, timeout=self._busy_timeout_ms / 1000, isolation_level=None)
+        try:
+            cur = conn.execute("UPDATE runs SET heartbeat = ? WHERE run_id = ? AND owner = ? AND status = 'running'",
+                               (time.time(), run_id, token))
+            return cur.rowcount == 1
+        finally:
+            conn.close()
+
+    def log_epoch(self, run_id: str, epoch: int, metrics: dict, token: str | None = None) -> None:
+        """Upsert one epoch's metrics of a ``running`` run (own transaction); with ``token``, only
+        while that claim holds the run (else :class:`LeaseLost`)."""
         with self._tx() as c:
             self._require_status(c, run_id, ("running",), "log an epoch to")
+            self._owned_tx(c, run_id, token, "log an epoch to")
+            if token is not None:
+                c.execute("UPDATE runs SET heartbeat = ? WHERE run_id = ?", (time.time(), run_id))
             c.execute(
                 """INSERT INTO epochs (run_id, epoch, metrics_json) VALUES (?, ?, ?)
                    ON CONFLICT (run_id, epoch) DO UPDATE SET metrics_json = excluded.metrics_json""",
                 (run_id, int(epoch), _dumps(metrics)))
 
-    def finish_run(self, run_id: str, record: dict) -> None:
+    def finish_run(self, run_id: str, record: dict, token: str | None = None) -> None:
         """Mark a ``running`` run finished with its final record, in one transaction."""
         with self._tx() as c:
             self._require_status(c, run_id, ("running",), "finish")
+            self._owned_tx(c, run_id, token, "finish")
             c.execute("""UPDATE runs SET status = 'finished', record_json = ?, finished_at = ?,
                                          error = NULL
                          WHERE run_id = ?""", (_dumps(record), _now(), run_id))
 
-    def fail_run(self, run_id: str, error: str) -> None:
+    def fail_run(self, run_id: str, error: str, token: str | None = None) -> None:
         """Mark a ``running`` (or re-mark a ``failed``) run failed with ``error``."""
         with self._tx() as c:
             self._require_status(c, run_id, ("running", "failed"), "fail")
+            self._owned_tx(c, run_id, token, "fail")
             c.execute("UPDATE runs SET status = 'failed', error = ?, finished_at = ? WHERE run_id = ?",
                       (str(error), _now(), run_id))
 
@@ -297,6 +452,12 @@ class ResultsStore:
 
     def is_finished(self, run_id: str) -> bool:
         return self.status(run_id) == "finished"
+
+    def record(self, run_id: str) -> dict | None:
+        """The record of a finished run (None otherwise): one row read, by key."""
+        row = self.conn.execute("SELECT record_json FROM runs WHERE run_id = ? AND status = 'finished'",
+                                (run_id,)).fetchone()
+        return None if row is None else _loads(row[0])
 
     def runs(self, experiment: str | None = None, status: str | None = None) -> list[dict]:
         """Runs (optionally of one experiment / status), ordered by experiment, name, seed.
@@ -370,9 +531,66 @@ class ResultsStore:
             rows.append(row)
         return _frame(pd, rows, ["run_id", "name", "seed"])
 
+    # -- raw results as JSON lines (committed beside reports; see `lookahead-fastai store`) --------
+    def export_jsonl(self, experiment: str, path: str | os.PathLike) -> int:
+        """Write every finished run of ``experiment`` (spec, record, epoch rows) to ``path``, one JSON
+        object per line in a stable order; returns the number of runs. Atomic (temp file + rename)."""
+        path = Path(path)
+        lines = []
+        for r in self.runs(experiment, status="finished"):
+            lines.append(_dumps({"run_id": r["run_id"], "experiment": r["experiment"], "name": r["name"],
+                                 "seed": r["seed"], "spec": r["spec"], "started_at": r["started_at"],
+                                 "finished_at": r["finished_at"], "record": r["record"],
+                                 "epochs": self.epochs(r["run_id"])}))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp.write_text("".join(line + "\n" for line in lines))
+        tmp.replace(path)
+        return len(lines)
+
+    def import_jsonl(self, path: str | os.PathLike) -> tuple[int, int]:
+        """Add the finished runs of an exported file; runs this store already finished are left as
+        they are. Returns (added, already present). A malformed line raises ValueError naming it."""
+        added = present = 0
+        with open(path, encoding="utf-8") as fh:
+            for number, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    run = json.loads(line)
+                    run_id, spec, record = run["run_id"], run["spec"], run["record"]
+                    fields = (run["experiment"], run["name"], int(run["seed"]))
+                    epochs = [(int(e["epoch"]), {k: v for k, v in e.items() if k != "epoch"}) for e in run["epochs"]]
+                except (ValueError, KeyError, TypeError) as exc:
+                    raise ValueError(f"{path}, line {number}: not an exported run ({type(exc).__name__}: {exc})") from None
+                if not isinstance(run_id, str) or not _SAFE_RUN_ID.match(run_id):
+                    raise ValueError(f"{path}, line {number}: run_id {run_id!r} is not safe")
+                with self._tx() as c:
+                    row = c.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+                    if row is not None and row[0] == "finished":
+                        present += 1
+                        continue
+                    c.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+                    c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+                    c.execute("""INSERT INTO runs (run_id, experiment, name, seed, spec_json, status, started_at,
+                                                   finished_at, error, record_json, pid)
+                                 VALUES (?, ?, ?, ?, ?, 'finished', ?, ?, NULL, ?, NULL)""",
+                              (run_id, *fields, canonical_json(spec), run.get("started_at") or _now(),
+                               run.get("finished_at") or _now(), _dumps(record)))
+                    c.executemany("INSERT INTO epochs (run_id, epoch, metrics_json) VALUES (?, ?, ?)",
+                                  [(run_id, e, _dumps(m)) for e, m in epochs])
+                    added += 1
+        return added, present
+
     # -- checkpoints -----------------------------------------------------------------------------
+    @property
+    def files_dir(self) -> Path:
+        """This store's own folder of artefacts: ``<db_dir>/<db_stem>.files/`` (checkpoints,
+        lr_find curves, W&B files), so two stores in one folder never share them."""
+        return store_files_dir(self.path)
+
     def checkpoint_dir(self, run_id: str) -> Path:
-        """``<db_dir>/checkpoints/<run_id>/``, created if missing."""
+        """``<db_dir>/<db_stem>.files/checkpoints/<run_id>/``, created if missing."""
         d = self._checkpoint_path(run_id)
         d.mkdir(parents=True, exist_ok=True)
         return d
@@ -388,7 +606,120 @@ class ResultsStore:
     def _checkpoint_path(self, run_id: str) -> Path:
         if not _SAFE_RUN_ID.match(run_id) or run_id in (".", ".."):
             raise ValueError(f"run_id {run_id!r} is not safe as a directory name")
-        return self.path.parent / "checkpoints" / run_id
+        return self.files_dir / "checkpoints" / run_id
+
+
+def store_files_dir(path: str | os.PathLike) -> Path:
+    """The folder of artefacts that belongs to the store at ``path``: ``<dir>/<stem>.files/``."""
+    path = Path(path)
+    return path.parent / f"{path.stem}.files"
+
+
+class LeaseLost(RuntimeError):
+    """This process's claim on a run was taken over by another process (its heartbeat went stale)."""
+
+
+class RunLease:
+    """What :meth:`ResultsStore.claim` returns: the outcome (``state``) and, when ``"claimed"``, the
+    one handle through which the run's life is written: epoch rows, checkpoint location, finish or
+    fail. From :meth:`ResultsStore.observe` (state ``"observed"``) the same handle writes nothing. A heartbeat thread renews the claim until the lease ends. Also a context manager (the
+    heartbeat stops on exit; a run neither finished nor failed then stays ``running``, and is taken
+    over by the next process that claims it)."""
+
+    def __init__(self, store, run_id, state, *, record=None, holder=None, token=None, heartbeat_s=HEARTBEAT_S):
+        self.store, self.run_id, self.state = store, run_id, state
+        self.record, self.holder, self.token = record, holder, token
+        self._stop = threading.Event()
+        self._thread = None
+        if state == "claimed" and heartbeat_s:
+            self._thread = threading.Thread(target=self._heartbeat, args=(heartbeat_s,), daemon=True,
+                                            name=f"lookahead-fastai-heartbeat-{run_id}")
+            self._thread.start()
+
+    def _heartbeat(self, every):
+        while not self._stop.wait(every):
+            try:
+                if not self.store._beat(self.run_id, self.token):
+                    return  # taken over: the next write raises LeaseLost
+            except sqlite3.Error:
+                pass  # busy for longer than the timeout: try again at the next beat
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where this run's checkpoint lives (not created here)."""
+        return self.store._checkpoint_path(self.run_id)
+
+    @property
+    def writes(self) -> bool:
+        return self.state == "claimed"
+
+    def resume_point(self, resumable: bool = True):
+        """The checkpoint to resume from (plain data, see ``checkpoint.read_checkpoint``) or None,
+        after dropping the epoch rows it does not cover. An unreadable checkpoint is moved aside
+        (one-line warning) and the run starts over."""
+        from .checkpoint import read_checkpoint  # torch: only where a run trains
+        state = read_checkpoint(self.checkpoint_dir, move_aside=self.writes) if resumable else None
+        if self.writes:
+            self.resume_from(state["epoch"] + 1 if state else 0)
+        return state
+
+    def resume_from(self, epoch: int) -> list[dict]:
+        """Keep the epoch rows before ``epoch`` (what the checkpoint holds), drop the rest."""
+        return self.store.keep_epochs_before(self.run_id, epoch, self.token)
+
+    def log_epoch(self, epoch: int, metrics: dict) -> None:
+        if self.writes:
+            self.store.log_epoch(self.run_id, epoch, metrics, self.token)
+
+    def finish(self, record: dict) -> None:
+        if not self.writes:
+            return
+        self.store.finish_run(self.run_id, record, self.token)
+        self.release()
+        self.store.drop_checkpoint(self.run_id)
+
+    def fail(self, error: str) -> None:
+        if not self.writes:
+            return
+        try:
+            self.store.fail_run(self.run_id, error, self.token)
+        finally:
+            self.release()
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=5)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.release()
+
+    def __repr__(self):
+        return f"RunLease({self.run_id!r}, {self.state!r})"
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _alive(host, pid, heartbeat, lease_s) -> bool:
+    """Whether a ``running`` row's claimant is presumed alive: a heartbeat younger than ``lease_s``,
+    and on this host a process that still exists (and is not this one: our own leftover is stale)."""
+    if heartbeat is None:
+        return False  # written by a store of schema 1, or by start_run: nobody renews it
+    if host == socket.gethostname() and pid is not None:
+        if pid == os.getpid() or not _pid_alive(pid):
+            return False
+    return time.time() - heartbeat <= lease_s
 
 
 def _frame(pd, rows: list[dict], base: list[str]):
@@ -397,6 +728,24 @@ def _frame(pd, rows: list[dict], base: list[str]):
     df = pd.DataFrame(rows)
     rest = [c for c in df.columns if c not in base]
     return df[base + rest].reset_index(drop=True)
+
+
+def _quote(path: Path) -> str:
+    from urllib.parse import quote
+    return quote(str(path))
+
+
+def _os_reason(exc: OSError) -> str:
+    """An OSError as one short line: 'Permission denied', 'File name too long', ..."""
+    reason = exc.strerror or type(exc).__name__
+    return f"{reason} ({exc.filename})" if getattr(exc, "filename", None) else reason
+
+
+def _on_readonly_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:

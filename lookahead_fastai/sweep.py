@@ -7,7 +7,7 @@ from fastai.torch_core import rank_distrib
 
 from .experiments import SCALES, SpecError, get_experiment
 from .runner import DEFAULT_STORE
-from .store import ResultsStore
+from .store import ResultsStore, store_files_dir
 
 __all__ = ["Job", "plan", "run_experiment"]
 
@@ -42,7 +42,7 @@ def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAU
                    device=None, wandb="disabled", progress=False, on_record=None,
                    # --- executors (see executors.py) ---
                    executor="local", address=None, gpus_per_run=None, cpus_per_run=None, extra_cbs=(),
-                   on_error=None, distributed=False):
+                   on_error=None, on_skip=None, distributed=False):
     """Run every pending run of the grid; returns the records in grid order. ``on_record(i, job,
     record)`` is called after each run (the CLI prints a line there).
 
@@ -52,14 +52,16 @@ def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAU
     ``on_error(i, job, error)`` is called for each, and :class:`~.executors.RunsFailed` is raised
     at the end. ``extra_cbs``: fastai callbacks for every run, or ``f(spec, seed) -> callbacks``.
     ``distributed``: local executor in a torchrun / accelerate launch, every run DDP over its
-    processes (see distributed.py)."""
+    processes (see distributed.py). ``on_skip(i, job, reason)``: a run another live process is
+    training (several sweeps may share one store); its record is None."""
     from .executors import RunsFailed, make_executor
     runner = make_executor(executor, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
     jobs = plan(experiment, scale, seeds, only, store)
     failed = None
     try:
         records = runner.run(jobs, store, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
-                             extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, distributed=distributed)
+                             extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, on_skip=on_skip,
+                             distributed=distributed)
     except RunsFailed as e:
         records, failed = e.records, e
     exp = get_experiment(experiment)
@@ -74,21 +76,27 @@ def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAU
 
 
 def lr_find_path(store, experiment, scale):
-    """Where a sweep keeps the lr_find curve of an experiment, beside its store."""
-    return Path(store).parent / "lr_find" / f"{experiment}_{scale}.json"
+    """Where a sweep keeps the lr_find curve of an experiment: in its store's own folder."""
+    return store_files_dir(store) / "lr_find" / f"{experiment}_{scale}.json"
 
 
 def save_lr_find(spec, path, data_dir=None, device=None, seed=0):
     """fastai's ``lr_find`` on ``spec``'s learner; the curve (lr, smoothed loss) and the valley
     suggestion go to ``path`` as JSON, for the report."""
     import json
+    import os
+    import tempfile
 
     from .runner import build_learner_for
     learn, _ = build_learner_for(spec, seed, data_dir=data_dir, device=device)
-    with learn.no_bar(), learn.no_logging():
-        suggestion = learn.lr_find(show_plot=False)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"row": spec.name, "lrs": [float(v) for v in learn.recorder.lrs],
-                                "losses": [float(v) for v in learn.recorder.losses],
-                                "valley": float(suggestion.valley)}))
+    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:  # lr_find saves the model there, not in the cwd
+        learn.path = Path(scratch)
+        with learn.no_bar(), learn.no_logging():
+            suggestion = learn.lr_find(show_plot=False)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # several sweeps may write it at once
+    tmp.write_text(json.dumps({"row": spec.name, "lrs": [float(v) for v in learn.recorder.lrs],
+                               "losses": [float(v) for v in learn.recorder.losses],
+                               "valley": float(suggestion.valley)}))
+    tmp.replace(path)
     return path

@@ -2,6 +2,7 @@
 
 Never touches the network: LOOKAHEAD_FASTAI_OFFLINE=1 and socket connections/look-ups raise.
 """
+import dataclasses
 import socket
 
 import numpy as np
@@ -83,7 +84,7 @@ def _assert_stratified(sub_y, full_y, n):
 
 # --------------------------------------------------------------------------- registry
 def test_registry_entries():
-    assert set(D.DATASETS) == {"digits", "mnist", "cifar10", "cifar100", "imagenette", "imagewoof",
+    assert set(D.DATASETS) == {"digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "imagenette", "imagewoof",
                                "imagenette_320", "imagewoof_320"}
     for name, url, stem in (("imagenette_320", URLs.IMAGENETTE_320, "imagenette2-320"),
                             ("imagewoof_320", URLs.IMAGEWOOF_320, "imagewoof2-320")):
@@ -148,27 +149,21 @@ def test_stratified_subset_edge_cases():
 
 
 # --------------------------------------------------------------------------- cifar10 subset
-def test_cifar10_alias_located_through_untar_data(shared_data, untar_spy):
+def test_cifar10_alias_located_without_untar_data(shared_data, untar_spy):
+    "A folder that already exists is used as it is: no detour through untar_data (issue 9)."
     root = D.locate("cifar10", shared_data)
     assert root == shared_data / "cifar10_subset"
-    assert len(untar_spy.calls) == 1
-    (url,), kwargs, result = untar_spy.calls[0]
-    # the alias folder is resolved like the stem: fastai's URL renamed to the alias
-    assert url == URLs.CIFAR.rsplit("/", 1)[0] + "/cifar10_subset.tgz"
-    assert kwargs == {"data": shared_data}
-    assert result == shared_data / "cifar10_subset"
-    # untar_data's in-memory config change is undone
-    assert fastai_cfg().d.get("data", raw=True) == "data"
+    assert untar_spy.calls == []
+    assert fastai_cfg().d.get("data", raw=True) == "data"  # fastai's config untouched
 
 
-def test_cifar10_stem_located_through_untar_data(shared_data, tmp_path, untar_spy):
-    "A folder named like fastai's extracted archive goes through untar_data(URLs.CIFAR, data=DIR)."
+def test_cifar10_stem_located_without_untar_data(shared_data, tmp_path, untar_spy):
+    "A folder named like fastai's extracted archive is found in --data-dir and used directly."
     data = tmp_path / "data"
     data.mkdir()
     (data / "cifar10").symlink_to(shared_data / "cifar10_subset", target_is_directory=True)
     assert D.locate("cifar10", data) == data / "cifar10"
-    assert [(c[0], c[1], c[2]) for c in untar_spy.calls] == \
-        [((URLs.CIFAR,), {"data": data}, data / "cifar10")]
+    assert untar_spy.calls == []
     # a --data-dir that is itself the dataset folder works too
     assert D.locate("cifar10", shared_data / "cifar10_subset") == shared_data / "cifar10_subset"
     assert D.folder_path("cifar10", data) == data / "cifar10"
@@ -202,7 +197,7 @@ def test_cifar10_load_arrays_and_cache_hit(shared_data, tmp_path, decode_spy):
 def test_mnist_idx_subset(shared_data, untar_spy):
     m = D.load_arrays("mnist", shared_data)
     assert m.source == shared_data / "mnist_subset"
-    assert untar_spy.calls[0][1] == {"data": shared_data}
+    assert untar_spy.calls == []
     assert m.x_train.shape == (17435, 1, 28, 28) and m.x_valid.shape == (10000, 1, 28, 28)
     assert m.x_train.dtype == torch.uint8 and m.y_train.dtype == torch.int64
     assert set(m.y_train.tolist()) == set(range(10)) == set(m.y_valid.tolist())
@@ -226,7 +221,7 @@ def test_mnist_png_layout_loads(tmp_path, untar_spy, decode_spy):
     data = tmp_path / "data"
     root = _fake_mnist_png(data / "mnist_png")
     m = D.load_arrays("mnist", data)
-    assert untar_spy.calls[0][0] == (URLs.MNIST,) and untar_spy.calls[0][1] == {"data": data}
+    assert untar_spy.calls == []
     assert m.source == root
     assert m.x_train.shape == (20, 1, 28, 28) and m.x_valid.shape == (10, 1, 28, 28)
     assert m.classes == [str(i) for i in range(10)]
@@ -241,6 +236,31 @@ def test_mnist_png_layout_loads(tmp_path, untar_spy, decode_spy):
     assert len(list((tmp_path / "cache").glob("mnist-*.npz"))) == 2   # $LOOKAHEAD_FASTAI_CACHE
 
 
+# --------------------------------------------------------------------------- fashion-mnist
+def test_fashion_mnist_complete_through_the_tensor_path(shared_data, untar_spy):
+    f = D.load_arrays("fashion_mnist", shared_data)
+    assert f.source == shared_data / "fashion_mnist" and untar_spy.calls == []
+    assert f.x_train.shape == (60000, 1, 28, 28) and f.x_valid.shape == (10000, 1, 28, 28)
+    assert torch.bincount(f.y_train).tolist() == [6000] * 10 and torch.bincount(f.y_valid).tolist() == [1000] * 10
+    from lookahead_fastai.data import build_dataloaders
+    bundle = build_dataloaders("fashion_mnist", data_dir=shared_data, bs=32, n_train=320, n_valid=64)
+    x, y = bundle.dls.train.one_batch()
+    assert x.shape == (32, 1, 28, 28) and x.dtype == torch.float32 and bundle.n_out == 10
+
+
+def test_fashion_mnist_found_in_the_system_path_or_one_line_error(tmp_path, shared_data, monkeypatch):
+    info = D.DATASETS["fashion_mnist"]
+    system = tmp_path / "usr" / "share" / "datasets" / "fashion-mnist"
+    monkeypatch.setitem(D.DATASETS, "fashion_mnist", dataclasses.replace(info, system_paths=(str(system),)))
+    with pytest.raises(D.DatasetUnavailable) as e:
+        D.locate("fashion_mnist", tmp_path / "nothing_here")
+    msg = str(e.value)
+    assert "\n" not in msg and str(system) in msg and "--data-dir" in msg and "no download" in msg
+    system.parent.mkdir(parents=True)
+    system.symlink_to(shared_data / "fashion_mnist", target_is_directory=True)  # as Debian's package lays it
+    assert D.locate("fashion_mnist") == system
+
+
 # --------------------------------------------------------------------------- folder datasets
 def test_imagenette_folder_path_works_with_fastai(tmp_path, untar_spy):
     from fastai.vision.augment import Resize
@@ -252,7 +272,7 @@ def test_imagenette_folder_path_works_with_fastai(tmp_path, untar_spy):
             for i in range(2):
                 _png(root / split / c / f"{i}.JPEG.png", np.full((20, 24, 3), v + i))
     assert D.folder_path("imagenette", data) == root
-    assert untar_spy.calls[0][0] == (URLs.IMAGENETTE_160,)
+    assert untar_spy.calls == []
     info = D.dataset_info("imagenette")
     dls = ImageDataLoaders.from_folder(root, train=info.train_folder, valid=info.valid_folder,
                                        item_tfms=Resize(16), bs=2, num_workers=0, device="cpu")

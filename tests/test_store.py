@@ -209,7 +209,8 @@ def test_frames(store):
 def test_checkpoint_dir_and_drop(store):
     rid = _start(store)
     d = store.checkpoint_dir(rid)
-    assert d == store.path.parent / "checkpoints" / rid and d.is_dir()
+    # checkpoints belong to their store: <dir>/<stem>.files/checkpoints/<run_id>/
+    assert d == store.path.parent / "results.files" / "checkpoints" / rid and d.is_dir()
     (d / "epoch_0.pth").write_bytes(b"weights")
     assert store.checkpoint_dir(rid) == d and (d / "epoch_0.pth").exists()
     store.finish_run(rid, {})

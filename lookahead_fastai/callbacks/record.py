@@ -1,13 +1,13 @@
-"""Per-epoch records and checkpoints for fit_and_record."""
-import random
+"""Per-epoch records and exact-resume checkpoints for ``runner.train``."""
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from fastai.callback.core import Callback
 
-__all__ = ["EpochRecorder", "EpochCheckpoint", "load_checkpoint"]
+from ..checkpoint import rng_state, save_checkpoint, set_rng_state
+
+__all__ = ["EpochRecorder", "RunCheckpoint", "load_optimizer_state"]
 
 
 class EpochRecorder(Callback):
@@ -42,44 +42,64 @@ class EpochRecorder(Callback):
         self.sink(self.epoch, metrics)
 
 
-def _rng_state():
-    return {"torch": torch.get_rng_state(), "numpy": np.random.get_state(), "python": random.getstate()}
+class RunCheckpoint(Callback):
+    """Exact resume of a run: after every epoch, writes (atomically, as data only) everything that
+    decides the rest of the run to ``directory``; given ``resume`` (a checkpoint read back), puts
+    all of it back at the start of the fit, so the epochs after it equal a run never interrupted.
 
+    Saved: model, optimizer (Lookahead's slow weights, cached state and counters), every RNG
+    (torch, CUDA, numpy, Python, each DataLoader's own), the GradScaler, the epoch reached (the
+    schedules' position: fastai computes them from it), the per-epoch metrics so far, the seconds
+    spent, and the state of any callback with ``checkpoint_state()`` / ``load_checkpoint_state()``.
+    """
+    order = 65  # after_epoch: after EpochRecorder (60) handed the epoch to the store; before_fit:
+    # after MixedPrecision (10, makes the GradScaler) and DistributedTrainer (11, wraps the model)
 
-def _set_rng_state(state):
-    torch.set_rng_state(state["torch"])
-    np.random.set_state(state["numpy"])
-    random.setstate(state["python"])
+    def __init__(self, directory=None, history=None, resume=None):
+        self.directory = None if directory is None else Path(directory)
+        self.history, self.resume = history if history is not None else [], resume
+        self.base_seconds = float(resume.get("seconds", 0.0)) if resume else 0.0
 
+    def _loaders(self):
+        return [getattr(dl, "dl", dl) for dl in self.learn.dls.loaders]  # fastai's DistributedDL wraps one
 
-class EpochCheckpoint(Callback):
-    """Save model + optimizer (with Lookahead's slow weights) and RNG states after every epoch to
-    ``directory``, atomically, so a killed run resumes from its last finished epoch."""
-    order = 65  # after EpochRecorder wrote the epoch to the store
+    def _model(self):
+        return getattr(self.learn.model, "module", self.learn.model)  # DDP wraps the model
 
-    def __init__(self, directory, start_epoch=0):
-        self.directory, self.start_epoch = Path(directory), start_epoch
+    def _stateful(self):
+        return {type(cb).__name__: cb for cb in self.learn.cbs if hasattr(cb, "checkpoint_state")}
+
+    def before_fit(self):
+        self._started = time.perf_counter()
+        state = self.resume
+        if state is None:
+            return
+        self._model().load_state_dict(state["model"])
+        load_optimizer_state(self.learn.opt, state["opt"])
+        scaler = getattr(self.learn, "scaler", None)
+        if scaler is not None and state.get("scaler"):
+            scaler.load_state_dict(state["scaler"])
+        for name, cb in self._stateful().items():
+            cb.load_checkpoint_state(state["callbacks"][name])
+        set_rng_state(state["rng"], self._loaders())
 
     def after_epoch(self):
-        if self.epoch < self.start_epoch:
+        if self.directory is None or (self.resume is not None and self.epoch <= self.resume["epoch"]):
             return
-        self.directory.mkdir(parents=True, exist_ok=True)
-        state = {"model": self.learn.model.state_dict(), "opt": self.learn.opt.state_dict(),
-                 "epoch": self.epoch, "rng": _rng_state()}
-        tmp = self.directory / "last.pth.tmp"
-        torch.save(state, tmp)
-        tmp.replace(self.directory / "last.pth")
+        scaler = getattr(self.learn, "scaler", None)
+        cuda = self.learn.dls.device is not None and torch.device(self.learn.dls.device).type == "cuda"
+        save_checkpoint(self.directory, {
+            "epoch": self.epoch, "history": self.history, "model": self._model().state_dict(),
+            "opt": self.learn.opt.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
+            "callbacks": {name: cb.checkpoint_state() for name, cb in self._stateful().items()},
+            "rng": rng_state(self._loaders(), cuda=cuda),
+            "seconds": self.base_seconds + time.perf_counter() - self._started})
 
 
-def load_checkpoint(learn, directory):
-    """Restore a checkpoint written by EpochCheckpoint; returns the next epoch to train (0 if none)."""
-    path = Path(directory) / "last.pth"
-    if not path.exists():
-        return 0
-    state = torch.load(path, weights_only=False, map_location=learn.dls.device)
-    learn.model.load_state_dict(state["model"])
-    if learn.opt is None:
-        learn.create_opt()
-    learn.opt.load_state_dict(state["opt"])
-    _set_rng_state(state["rng"])
-    return state["epoch"] + 1
+def load_optimizer_state(opt, state):
+    """Load a plain (``to_plain``) optimizer state dict: fastai's own optimizers keep ``hypers`` as
+    a fastcore ``L``, which a checkpoint stores as a list."""
+    if "hypers" in state and hasattr(opt, "param_lists"):
+        from fastcore.foundation import L
+        state = {**state, "hypers": L(state["hypers"])}
+    opt.load_state_dict(state)

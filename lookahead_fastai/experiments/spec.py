@@ -54,6 +54,7 @@ class RunSpec:
     note: str = ""
     loss: str = "cross_entropy"    # registry.losses: cross_entropy | label_smoothing
     augment: str = "default"       # registry.augmentations: default | rrc_flip | none
+    slow_bn_batches: int | None = None  # slow-weight eval: recompute BatchNorm stats over N train batches
 
     def __post_init__(self):
         for name in ("experiment", "name"):
@@ -106,6 +107,9 @@ class RunSpec:
             check_augment(self.augment, DATASETS[self.dataset].small, self.data_path)
         except ValueError as e:
             _fail("augment", str(e))
+        if self.slow_bn_batches is not None and (isinstance(self.slow_bn_batches, bool) or
+                                                 not isinstance(self.slow_bn_batches, int) or self.slow_bn_batches < 1):
+            _fail("slow_bn_batches", f"must be a positive int or null, got {self.slow_bn_batches!r}")
         object.__setattr__(self, "sessions", tuple(dict(s) for s in self.sessions))
         for i, session in enumerate(self.sessions):
             unknown = set(session) - {"epochs", "lr", "schedule", "schedule_params", "reset_opt"}
@@ -113,14 +117,6 @@ class RunSpec:
                 _fail(f"sessions[{i}]", f"unknown keys {sorted(unknown)}")
             if not isinstance(session.get("epochs"), int) or session["epochs"] < 1:
                 _fail(f"sessions[{i}].epochs", "must be a positive int")
-
-    @property
-    def is_lookahead(self):
-        return parse_optimizer_name(self.optimizer)[0] is not None
-
-    @property
-    def total_epochs(self):
-        return sum(s["epochs"] for s in self.sessions) if self.sessions else self.epochs
 
     def to_dict(self):
         d = asdict(self)

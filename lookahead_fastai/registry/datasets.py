@@ -1,20 +1,20 @@
 """Dataset registry: where each dataset lives, and how to load it offline or online.
 
-Small-image datasets (``digits``, ``mnist``, ``cifar10``, ``cifar100``) are decoded once into
-uint8 tensors by :func:`load_arrays` and cached as ``.npz`` files; folder datasets (``imagenette``,
-``imagewoof``, and ``cifar10``/``cifar100`` too) are handed to fastai's
-``ImageDataLoaders.from_folder`` through :func:`folder_path`.
+Each dataset is one :class:`DatasetInfo` entry in :data:`DATASETS`: its layout (and so its
+decoder), normalisation statistics and default augmentation live there, nowhere else.
+Small-image datasets (``digits``, ``mnist``, ``fashion_mnist``, ``cifar10``, ``cifar100``) are
+decoded once into uint8 tensors by :func:`load_arrays` and cached as ``.npz`` files; folder
+datasets (``imagenette``, ``imagewoof``, and ``cifar10``/``cifar100`` too) are handed to fastai's
+DataBlock through :func:`folder_path`.
 
-Every URL dataset is found by :func:`locate`, which always goes through fastai's
-``untar_data(url, data=DIR)``. fastai returns ``DIR/<stem>`` at once, without touching the network,
-when that folder exists, so local folders are checked first and ``untar_data`` is only ever asked
-to *download* when nothing local exists. Set ``LOOKAHEAD_FASTAI_OFFLINE=1`` to skip that download
-attempt entirely; then a missing dataset raises :class:`DatasetUnavailable` at once.
+:func:`locate` uses a folder that already exists as it is; only when none exists does fastai's
+``untar_data(url, data=DIR)`` download the dataset. Set ``LOOKAHEAD_FASTAI_OFFLINE=1`` to skip that
+download attempt entirely; then a missing dataset raises :class:`DatasetUnavailable` at once.
 
 Besides the stem fastai extracts to (``cifar10``, ``mnist_png``...), ``locate`` accepts the alias
-folders of the offline subsets (``cifar10_subset``, ``mnist_subset``), so ``--data-dir
-../shared/data`` works. MNIST is read from fastai's ``mnist_png`` layout (``training/<digit>/*.png``)
-or from the IDX files (``train-images-idx3-ubyte[.gz]`` ...), whichever the folder holds.
+folders of the offline subsets (``cifar10_subset``, ``mnist_subset``, ``fashion_mnist``), so
+``--data-dir ../shared/data`` works. IDX datasets are read from the IDX files
+(``train-images-idx3-ubyte[.gz]`` ...) or, for MNIST, fastai's ``mnist_png`` layout.
 """
 from __future__ import annotations
 
@@ -54,18 +54,31 @@ class DatasetUnavailable(ValueError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """What the suite knows about one dataset."""
+    """Everything the suite knows about one dataset, in one place: adding a dataset is one entry.
+
+    ``layout`` says what a folder of it holds, and so how it is found and decoded: ``embedded``
+    (shipped inside a package), ``idx`` (MNIST-style IDX files, or fastai's ``mnist_png`` folders
+    ``training/`` + ``testing/``) or ``folders`` (``<split>/<class>/*.png``). ``stats`` are the
+    normalisation statistics of the PIL path (the tensor path computes them from the training
+    images); ``augment`` is what ``RunSpec.augment = "default"`` means for it: ``pad_crop_flip``
+    (zero-pad 4, random crop, horizontal flip), ``none``, or ``folder_default``
+    (``RandomResizedCrop(min_scale=0.35)`` + fastai's ``aug_transforms``).
+    """
     name: str
     n_classes: int
     image_size: int                 # side in pixels (for imagenette/imagewoof: the shorter side)
     channels: int
-    url: str | None                 # fastai ``URLs.*``; None for embedded data
+    url: str | None                 # fastai ``URLs.*``; None when fastai cannot download it
     stem: str | None                # folder ``untar_data`` extracts ``url`` to
     description: str
     aliases: tuple[str, ...] = ()   # other accepted folder names (offline subsets)
     train_folder: str | None = None  # folder layout: training split under root/<train_folder>/<class>/
     valid_folder: str | None = None  # ... validation split (``valid=`` of ``from_folder``)
     small: bool = False             # decodable to arrays by ``load_arrays``
+    layout: str = "folders"         # embedded | idx | folders
+    stats: tuple | None = None      # (mean, std) per channel, for the PIL path
+    augment: str = "none"           # pad_crop_flip | none | folder_default
+    system_paths: tuple[str, ...] = ()  # where an OS package installs it (e.g. Debian's)
 
     @property
     def folder_names(self) -> tuple[str, ...]:
@@ -84,34 +97,44 @@ def _info(name, n_classes, size, channels, url, description, **kw) -> DatasetInf
                        description, **kw)
 
 
+_MNIST_STATS = ((0.131,), (0.308,))                                      # fastai.vision.core.mnist_stats
+_CIFAR_STATS = ((0.491, 0.482, 0.447), (0.247, 0.243, 0.261))       # fastai.vision.core.cifar_stats
+_IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))    # fastai.vision.core.imagenet_stats
+_IMAGE_FOLDERS = dict(train_folder="train", valid_folder="val", augment="folder_default", stats=_IMAGENET_STATS)
+
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
     _info("digits", 10, 8, 1, None,
           "scikit-learn's 1,797 handwritten 8x8 digits, embedded (no download); fixed stratified "
-          "80/20 split", small=True),
+          "80/20 split", small=True, layout="embedded", stats=_MNIST_STATS),
     _info("mnist", 10, 28, 1, URLs.MNIST,
           "MNIST 28x28 grayscale digits (60k/10k); fastai's mnist_png layout or IDX files",
           aliases=("mnist_subset", "mnist"), train_folder="training", valid_folder="testing",
-          small=True),
+          small=True, layout="idx", stats=_MNIST_STATS),
+    _info("fashion_mnist", 10, 28, 1, None,
+          "Fashion-MNIST 28x28 grayscale clothing (60k/10k, Zalando, MIT licence), IDX files with MNIST's "
+          "names; from --data-dir or Debian's dataset-fashion-mnist package",
+          aliases=("fashion_mnist", "fashion-mnist"), small=True, layout="idx",
+          stats=((0.2860,), (0.3530,)), system_paths=("/usr/share/datasets/fashion-mnist",)),
     _info("cifar10", 10, 32, 3, URLs.CIFAR,
           "CIFAR-10 32x32 RGB (50k/10k), fastai layout train/<class>/, test/<class>/",
-          aliases=("cifar10_subset",), train_folder="train", valid_folder="test", small=True),
+          aliases=("cifar10_subset",), train_folder="train", valid_folder="test", small=True,
+          stats=_CIFAR_STATS, augment="pad_crop_flip"),
     _info("cifar100", 100, 32, 3, URLs.CIFAR_100,
           "CIFAR-100 32x32 RGB (50k/10k), fastai layout train/<class>/, test/<class>/",
-          aliases=("cifar100_subset",), train_folder="train", valid_folder="test", small=True),
+          aliases=("cifar100_subset",), train_folder="train", valid_folder="test", small=True,
+          stats=_CIFAR_STATS, augment="pad_crop_flip"),
     _info("imagenette", 10, 160, 3, URLs.IMAGENETTE_160,
           "Imagenette (10 easy ImageNet classes), 160 px shorter side, train/ and val/",
-          aliases=("imagenette", "imagenette2-160_subset", "imagenette_subset"),
-          train_folder="train", valid_folder="val"),
+          aliases=("imagenette", "imagenette2-160_subset", "imagenette_subset"), **_IMAGE_FOLDERS),
     _info("imagewoof", 10, 160, 3, URLs.IMAGEWOOF_160,
           "Imagewoof (10 dog breeds from ImageNet), 160 px shorter side, train/ and val/",
-          aliases=("imagewoof", "imagewoof2-160_subset", "imagewoof_subset"),
-          train_folder="train", valid_folder="val"),
+          aliases=("imagewoof", "imagewoof2-160_subset", "imagewoof_subset"), **_IMAGE_FOLDERS),
     _info("imagenette_320", 10, 320, 3, URLs.IMAGENETTE_320,
           "Imagenette, 320 px shorter side (fastai's Imagenette recipe and leaderboard source), train/ and val/",
-          train_folder="train", valid_folder="val"),
+          **_IMAGE_FOLDERS),
     _info("imagewoof_320", 10, 320, 3, URLs.IMAGEWOOF_320,
           "Imagewoof, 320 px shorter side (fastai's Imagenette recipe and leaderboard source), train/ and val/",
-          train_folder="train", valid_folder="val"),
+          **_IMAGE_FOLDERS),
 ]}
 
 
@@ -153,8 +176,8 @@ def _idx_files(root: Path) -> dict[str, Path] | None:
     return None
 
 
-def _mnist_layout(root: Path) -> str | None:
-    "'idx' or 'png' (fastai's mnist_png), judged by what ``root`` holds; None for neither."
+def _idx_or_png(root: Path) -> str | None:
+    "'idx' (IDX files) or 'png' (fastai's mnist_png folders), judged by what ``root`` holds; None for neither."
     if _idx_files(root) is not None:
         return "idx"
     if (root / "training").is_dir() and (root / "testing").is_dir():
@@ -165,23 +188,16 @@ def _mnist_layout(root: Path) -> str | None:
 def _layout_ok(info: DatasetInfo, root: Path) -> bool:
     if not root.is_dir():
         return False
-    if info.name == "mnist":
-        return _mnist_layout(root) is not None
+    if info.layout == "idx":
+        return _idx_or_png(root) is not None
     return (root / info.train_folder).is_dir() and (root / info.valid_folder).is_dir()
 
 
 def _layout_hint(info: DatasetInfo) -> str:
-    if info.name == "mnist":
-        return "training/ + testing/ or IDX files"
+    if info.layout == "idx":
+        return "IDX files (train-images-idx3-ubyte.gz, ...)" + (
+            " or training/ + testing/" if info.train_folder else "")
     return f"{info.train_folder}/ + {info.valid_folder}/"
-
-
-def _url_for_folder(info: DatasetInfo, folder_name: str) -> str:
-    "``info.url`` when ``folder_name`` is its stem; else the same URL renamed so its stem is the alias."
-    if folder_name == info.stem:
-        return info.url
-    base, _, fname = info.url.rpartition("/")
-    return f"{base}/{folder_name}{fname[len(info.stem):]}"
 
 
 def _call_untar_data(url: str, data: Path | None) -> Path:
@@ -207,22 +223,6 @@ def _call_untar_data(url: str, data: Path | None) -> Path:
                     cfg["data"] = old
             except Exception:
                 pass
-
-
-def _via_untar_data(info: DatasetInfo, folder_name: str, base: Path, data_arg: Path | None) -> Path:
-    "Resolve the existing folder ``base/folder_name`` through ``untar_data`` (no network: it exists)."
-    expected = base / folder_name
-    url = _url_for_folder(info, folder_name)
-    try:
-        got = _call_untar_data(url, data_arg)
-    except Exception as e:  # e.g. ~/.fastai not writable (untar_data takes a lock file there)
-        warnings.warn(f"fastai untar_data({url!r}, data={data_arg}) failed on the existing folder "
-                      f"{expected} ({type(e).__name__}: {e}); using the folder directly")
-        return expected
-    if got.resolve() != expected.resolve() and not _layout_ok(info, got):
-        warnings.warn(f"fastai untar_data({url!r}) returned {got}, not {expected}; using {expected}")
-        return expected
-    return got
 
 
 def _embedded_path(info: DatasetInfo) -> Path:
@@ -253,39 +253,40 @@ def _one_line(msg: str) -> str:
 
 
 def locate(name: str, data_dir: str | os.PathLike | None = None) -> Path:
-    """Root folder of dataset ``name``, found (or downloaded) through fastai's ``untar_data``.
+    """Root folder of dataset ``name``: an existing folder, or one fastai's ``untar_data`` downloads.
 
     Looks, in order, in ``data_dir/<stem>``, ``data_dir/<alias>``, ``data_dir`` itself when it is
-    named like the dataset, then fastai's data folder (``~/.fastai/data``). The first folder with the
-    right layout is resolved with ``untar_data(url, data=its_parent)``, which returns it at once.
-    Only when nothing local exists, and ``LOOKAHEAD_FASTAI_OFFLINE`` is unset, does it ask
-    ``untar_data`` to download (into ``data_dir`` if given); any failure raises
+    named like the dataset, fastai's data folder (``~/.fastai/data``), then the entry's system paths
+    (e.g. Debian's package). The first folder with the right layout is used as it is. Only when
+    nothing local exists, the dataset has a fastai URL and ``LOOKAHEAD_FASTAI_OFFLINE`` is unset,
+    does ``untar_data`` download it (into ``data_dir`` if given); any failure raises
     :class:`DatasetUnavailable` with a one-line message. ``digits`` is embedded: its sklearn file.
     """
     info = dataset_info(name)
-    if info.url is None:
+    if info.layout == "embedded":
         return _embedded_path(info)
     data = Path(data_dir).expanduser().resolve() if data_dir is not None else None
     fastai_data = _fastai_data_dir()
-
-    # (folder, parent, data= argument for untar_data); None means fastai's default data dir.
-    candidates: list[tuple[Path, Path, Path | None]] = []
+    candidates: list[Path] = []
     if data is not None:
-        candidates += [(data / n, data, data) for n in info.folder_names]
+        candidates += [data / n for n in info.folder_names]
         if data.name in info.folder_names:
-            candidates.append((data, data.parent, data.parent))
-    if data is None or data.resolve() != fastai_data.resolve():
-        candidates += [(fastai_data / n, fastai_data, None) for n in info.folder_names]
+            candidates.append(data)
+    if data is None or data != fastai_data.resolve():
+        candidates += [fastai_data / n for n in info.folder_names]
+    candidates += [Path(p) for p in info.system_paths]
 
     looked, notes = [], []
-    for folder, parent, data_arg in candidates:
+    for folder in candidates:
         looked.append(str(folder))
         if _layout_ok(info, folder):
-            return _via_untar_data(info, folder.name, parent, data_arg)
+            return folder
         if folder.is_dir():
             notes.append(f"{folder} exists but lacks {_layout_hint(info)}")
 
-    if _offline():
+    if info.url is None:
+        reason = "fastai has no download for it"
+    elif _offline():
         reason = f"download skipped because {OFFLINE_ENV}=1"
     else:
         reason = _reachable(info.url)
@@ -302,11 +303,14 @@ def locate(name: str, data_dir: str | os.PathLike | None = None) -> Path:
             reason = f"download not possible: {reason}"
     noted = f" ({'; '.join(notes)})" if notes else ""
     target = "DIR" if data is None else str(data)
+    folder = info.stem or info.folder_names[0]
+    source = f"the extracted {info.url}" if info.url else "the dataset's files"
+    network = " or run with network access so fastai's untar_data can download it" if info.url else ""
+    system = f" or install it where {info.system_paths[0]} is looked at" if info.system_paths else ""
     raise DatasetUnavailable(_one_line(
         f"dataset {info.name!r} not found: looked in {', '.join(looked)}{noted}; {reason}. "
-        f"Provide it with --data-dir DIR holding {info.stem}/ (the extracted {info.url}, "
-        f"with {_layout_hint(info)}), e.g. {target}/{info.stem}/, or run with network access "
-        f"so fastai's untar_data can download it."))
+        f"Provide it with --data-dir DIR holding {folder}/ ({source}, with {_layout_hint(info)}), "
+        f"e.g. {target}/{folder}/{system}{network}."))
 
 
 def folder_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
@@ -320,8 +324,8 @@ def folder_path(name: str, data_dir: str | os.PathLike | None = None) -> Path:
     if info.train_folder is None:
         raise ValueError(f"dataset {info.name!r} has no folder layout; use load_arrays()")
     root = locate(info.name, data_dir)
-    if info.name == "mnist" and not ((root / "training").is_dir() and (root / "testing").is_dir()):
-        raise ValueError(f"mnist at {root} is in IDX layout, not image folders; use load_arrays()")
+    if info.layout == "idx" and _idx_or_png(root) != "png":
+        raise ValueError(f"{info.name} at {root} is in IDX layout, not image folders; use load_arrays()")
     return root
 
 
@@ -435,18 +439,18 @@ def _decode_digits() -> dict[str, np.ndarray]:
 
 
 def decode_dataset(name: str, root: Path | None) -> dict[str, np.ndarray]:
-    "Decode the whole dataset at ``root`` (ignored for digits) into numpy arrays (no caching)."
+    "Decode the whole dataset at ``root`` (ignored when embedded) into numpy arrays (no caching)."
     info = dataset_info(name)
-    if info.name == "digits":
+    if not info.small:
+        raise ValueError(f"dataset {info.name!r} is not a small-image dataset; use folder_path()")
+    if info.layout == "embedded":
         return _decode_digits()
-    if info.name == "mnist":
-        if _mnist_layout(root) == "idx":
+    if info.layout == "idx":
+        if _idx_or_png(root) == "idx":
             return _decode_idx(root)
-        return _decode_image_folder(root, "training", "testing", "L",
-                                    classes=[str(i) for i in range(10)])
-    if info.name in ("cifar10", "cifar100"):
-        return _decode_image_folder(root, info.train_folder, info.valid_folder, "RGB")
-    raise ValueError(f"dataset {info.name!r} is not a small-image dataset; use folder_path()")
+        return _decode_image_folder(root, info.train_folder, info.valid_folder, "L",
+                                    classes=[str(i) for i in range(info.n_classes)])
+    return _decode_image_folder(root, info.train_folder, info.valid_folder, "RGB" if info.channels == 3 else "L")
 
 
 # --------------------------------------------------------------------------- arrays + cache
