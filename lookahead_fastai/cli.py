@@ -1,4 +1,4 @@
-"""``lookahead-fastai list | run EXP | report EXP``.
+"""``lookahead-fastai list | run EXP | plan EXP | store export|import | report EXP``.
 
 Bad input gives one line on stderr and exit code 2, never a traceback; a run that finished is in
 the store before the next one starts, so an error or Ctrl-C never loses it.
@@ -70,6 +70,12 @@ def _parser():
     plan.add_argument("--scale", default="full", choices=SCALES, help="default: full")
     plan.add_argument("--seeds", type=_seeds, default=None,
                       help=f"seeds per row, 1 to {MAX_SEEDS} (default: per experiment)")
+    st = sub.add_parser("store", help="raw results as JSON lines: export an experiment's finished runs "
+                                      "(to commit beside its report), or import them into a store")
+    st.add_argument("action", choices=("export", "import"))
+    st.add_argument("target", metavar="EXP|FILE", help="export: the experiment; import: the .jsonl file")
+    st.add_argument("--store", type=Path, default=None, help="results database (default: runs/results.sqlite)")
+    st.add_argument("--out", type=Path, default=None, help="export: the file (default: reports/data/EXP.jsonl)")
     rep = sub.add_parser("report", help="write reports/EXP.md and plots from the store ('all': every "
                                         "experiment and reports/README.md)")
     rep.add_argument("experiment")
@@ -239,6 +245,29 @@ def _cmd_plan(args):
     return 0
 
 
+def _cmd_store(args):
+    from .store import ResultsStore
+    store_path = args.store or Path("runs") / "results.sqlite"
+    _check_store_path(store_path)
+    if args.action == "export":
+        from .experiments import EXPERIMENTS
+        if args.target not in EXPERIMENTS:
+            raise CliError(f"unknown experiment {args.target!r}; choose one of {', '.join(EXPERIMENTS)}")
+        if not store_path.exists():
+            raise CliError(f"--store {store_path}: no results database")
+        out = args.out or Path("reports") / "data" / f"{args.target}.jsonl"
+        with ResultsStore(store_path, readonly=True) as db:
+            n = db.export_jsonl(args.target, out)
+        print(f"wrote {out}: {n} finished runs of {args.target}")
+        return 0
+    if not Path(args.target).is_file():
+        raise CliError(f"{args.target}: no such file")
+    with ResultsStore(store_path) as db:
+        added, present = db.import_jsonl(args.target)
+    print(f"imported {args.target} into {store_path}: {added} runs added, {present} already there")
+    return 0
+
+
 def _cmd_report(args):
     from .experiments import EXPERIMENTS
     from .experiments.spec import SpecError
@@ -264,7 +293,8 @@ def main(argv=None):
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
         args = _parser().parse_args(argv)
-        return {"list": _cmd_list, "run": _cmd_run, "plan": _cmd_plan, "report": _cmd_report}[args.command](args)
+        return {"list": _cmd_list, "run": _cmd_run, "plan": _cmd_plan, "store": _cmd_store,
+                "report": _cmd_report}[args.command](args)
     except CliError as e:
         print(str(e), file=sys.stderr)
         return EXIT_BAD_INPUT
