@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo bench clean
+.PHONY: venv test demo bench clean lab
 
 venv: $(STAMP)
 
@@ -21,6 +21,13 @@ test: venv
 demo: venv
 	$(VENV)/bin/lookahead-fastai run demo --scale cpu --seeds 3
 	$(VENV)/bin/lookahead-fastai report demo
+
+# JupyterLab on notebooks/, this venv registered as the kernel the notebooks name ("Python (lookahead-fastai)")
+LAB_DIR ?= notebooks
+LAB_ARGS ?=
+lab: venv
+	$(PY) -m ipykernel install --sys-prefix --name lookahead-fastai --display-name "Python (lookahead-fastai)" >/dev/null
+	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(LAB_DIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 bench: venv
 	$(PY) benchmarks/bench_optimizer_step.py

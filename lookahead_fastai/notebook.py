@@ -1,35 +1,251 @@
-"""What the notebooks show: the report's tables and plots for one experiment and scale, read from
-the store (no logic lives in the notebooks themselves)."""
+"""What the notebooks show, so that the notebooks themselves hold no logic: a sweep with a live
+fastprogress bar (:func:`run_grid`), the report's tables as styled DataFrames and its plots inline
+(:func:`show_results`), an experiment's deviations from its original (:func:`show_deviations`).
+
+Importing this module inside IPython/Jupyter also makes the errors a user can fix from the
+parameters cell (a dataset that is missing, a bad scale or seed count) show as one line instead of a
+traceback (:func:`register_one_line_errors`)."""
+import dataclasses
 import json
+import math
+from contextlib import contextmanager
 from pathlib import Path
 
-from .experiments import get_experiment
+from .experiments import SpecError, get_experiment
+from .registry.datasets import DatasetUnavailable
 from .report import paired_differences, plot_curves, plot_lr_find, summary_table
+from .runner import DEFAULT_STORE
 from .store import ResultsStore
 
-__all__ = ["show_results"]
+__all__ = ["KERNEL_NAME", "KERNEL_DISPLAY_NAME", "ONE_LINE_ERRORS", "run_grid", "show_results", "show_deviations",
+           "style_summary", "style_pairs", "register_one_line_errors"]
+
+# the Jupyter kernel `make lab` registers for this project's venv; the notebooks' kernelspec names it
+KERNEL_NAME = "lookahead-fastai"
+KERNEL_DISPLAY_NAME = "Python (lookahead-fastai)"
+
+# errors whose message says all (what is wrong, what to do): one line in a notebook, no traceback
+ONE_LINE_ERRORS = (DatasetUnavailable, SpecError)
+
+RUN_TABLE_HEADERS = ["run", "row", "seed", "final accuracy", "seconds"]
 
 
-def show_results(experiment, scale, store, figures_dir=None):
-    """Display (in Jupyter) the summary table, the paired differences, the learning curves and, where
-    the experiment has one, the lr_find plot. Returns the two tables."""
+# ------------------------------------------------------------------------------------------------
+# running a grid with a progress bar
+# ------------------------------------------------------------------------------------------------
+def _progress_callback(bar, label):
+    """A fastai callback drawing the training batches of one run as a child bar of ``bar``."""
+    from fastai.callback.core import Callback
+    from fastprogress.fastprogress import progress_bar
+
+    class GridRunProgress(Callback):
+        order = 90
+
+        def before_fit(self):
+            self.batches_done = 0
+            self.child = progress_bar(range(max(1, self.n_epoch * len(self.dls.train))), parent=bar, comment=label)
+            self.child.update(0)
+
+        def after_batch(self):
+            if self.training:
+                self.batches_done += 1
+                self.child.update(self.batches_done)
+
+    return GridRunProgress()
+
+
+def run_grid(experiment, scale="cpu", seeds=None, store=DEFAULT_STORE, data_dir=None, wandb="disabled",
+             **options):
+    """:func:`~lookahead_fastai.sweep.run_experiment` with what a notebook should show while it runs:
+    a fastprogress bar over the grid's runs, a child bar over the batches of the run in training, and
+    a table of the runs finished so far (runs already in the store are not trained again). Returns
+    the records in grid order. ``options`` go to ``run_experiment`` (``only``, ``device``, ...)."""
+    from fastprogress.fastprogress import master_bar
+
+    from .sweep import plan, run_experiment
+
+    n_runs = len(plan(experiment, scale, seeds, options.get("only"), store))
+    bar = master_bar(range(n_runs))
+    bar.update(0)
+    bar.write(RUN_TABLE_HEADERS, table=True)
+    done = [0]
+
+    def on_record(i, job, record):
+        done[0] += 1
+        accuracy = record["final"].get("accuracy")
+        bar.write([str(done[0]), job.spec.name, str(job.seed), "—" if accuracy is None else f"{accuracy:.2%}",
+                   f"{record.get('seconds') or 0:.1f}"], table=True)
+        bar.main_bar.comment = f"{job.spec.name} seed {job.seed}"
+        bar.update(done[0])
+
+    def callbacks(spec, seed):
+        return [_progress_callback(bar, f"{spec.name} seed {seed}")]
+
+    return run_experiment(experiment, scale, seeds, store=store, data_dir=data_dir, wandb=wandb,
+                          on_record=on_record, extra_cbs=callbacks, **options)
+
+
+# ------------------------------------------------------------------------------------------------
+# tables and plots
+# ------------------------------------------------------------------------------------------------
+def _leading_number(text):
+    """93.1 from '93.10 ± 0.52%'; nan for '—' or 'n/a'."""
+    try:
+        return float(str(text).split()[0].rstrip("%"))
+    except (ValueError, IndexError):
+        return math.nan
+
+
+def style_summary(table, baseline=None, n_seeds=None):
+    """The summary table as a Styler: the best mean final accuracy in bold on green, the baseline row
+    in italics, no index."""
+    scores = table["final accuracy"].map(_leading_number) if "final accuracy" in table else None
+    best = scores.idxmax() if scores is not None and scores.notna().any() else None
+
+    def row_style(row):
+        css = []
+        if row.name == best:
+            css.append("font-weight: bold; background-color: #d9f2d9")
+        if baseline is not None and row.get("optimizer") == baseline:
+            css.append("font-style: italic")
+        return ["; ".join(css)] * len(row)
+
+    caption = "mean ± std over seeds" + (f" ({n_seeds})" if n_seeds else "")
+    if baseline:
+        caption += f"; baseline (italics): {baseline}; best final accuracy in bold"
+    return (table.style.apply(row_style, axis=1).hide(axis="index").set_caption(caption)
+            .set_table_styles([{"selector": "caption", "props": "caption-side: bottom; font-size: 0.9em"},
+                               {"selector": "td", "props": "white-space: nowrap"}]))
+
+
+def style_pairs(pairs):
+    """The paired differences as a Styler: a verdict the interval supports in green (better) or red
+    (worse)."""
+    colours = {"better": "color: #1a7f37; font-weight: bold", "worse": "color: #cf222e; font-weight: bold"}
+    styler = pairs.style.hide(axis="index").set_caption("paired by seed; 95% Student-t interval of the mean")
+    if "conclusion" in pairs:
+        styler = styler.map(lambda v: colours.get(v, ""), subset=["conclusion"])
+    return styler
+
+
+@contextmanager
+def _keep_matplotlib_backend():
+    """report.py switches matplotlib to Agg to write its PNGs; in a notebook, keep the inline
+    backend afterwards so that later plots (``learn.lr_find()``...) still show."""
+    import matplotlib
+    backend = matplotlib.get_backend()
+    try:
+        yield
+    finally:
+        if matplotlib.get_backend() != backend:
+            shell = _shell()
+            if shell is not None and "inline" in backend:  # matplotlib.use() alone shows no more plots
+                shell.enable_matplotlib("inline")
+            else:
+                matplotlib.use(backend)
+
+
+def _shell():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def _deviation_rows(deviations):
+    """Rows (dicts) from what an experiment declares as its deviations: a DataFrame, or a sequence of
+    dataclasses, named tuples, dicts, (what, original, here, why) tuples or strings; or a dict."""
+    import pandas as pd
+    if isinstance(deviations, pd.DataFrame):
+        return deviations.to_dict("records")
+    if isinstance(deviations, dict):
+        return [{"what": k, **(v if isinstance(v, dict) else {"here": v})} for k, v in deviations.items()]
+    rows = []
+    for item in deviations:
+        if hasattr(item, "as_dict"):  # experiments.deviations.Deviation
+            rows.append(dict(item.as_dict()))
+        elif dataclasses.is_dataclass(item):
+            rows.append(dataclasses.asdict(item))
+        elif hasattr(item, "_asdict"):
+            rows.append(dict(item._asdict()))
+        elif isinstance(item, dict):
+            rows.append(dict(item))
+        elif isinstance(item, (list, tuple)):
+            rows.append(dict(zip(("what", "original", "here", "why"), item)))
+        else:
+            rows.append({"what": str(item)})
+    return rows
+
+
+def show_deviations(experiment):
+    """Display the experiment's deviations from the original it reproduces (``Experiment.deviations``:
+    what, original, here, why), as a table. Shows nothing, and returns None, for an experiment that
+    declares none. Returns the table."""
+    import pandas as pd
+    from IPython.display import Markdown, display
+
+    deviations = getattr(get_experiment(experiment), "deviations", None)
+    if deviations is None or len(deviations) == 0:
+        return None
+    if isinstance(deviations, str):
+        display(Markdown("#### Deviations from the original\n" + deviations))
+        return deviations
+    frame = pd.DataFrame(_deviation_rows(deviations))
+    display(Markdown("#### Deviations from the original"))
+    display(frame.style.hide(axis="index").set_properties(**{"text-align": "left", "white-space": "pre-wrap"})
+            .set_table_styles([{"selector": "th", "props": "text-align: left"}]))
+    return frame
+
+
+def show_results(experiment, scale, store=DEFAULT_STORE, figures_dir=None):
+    """Display (in Jupyter) the summary table and the paired differences as styled tables, the
+    learning curves (mean ± std over seeds) and, where the experiment has one, the lr_find sweep,
+    inline; then the experiment's deviations and reference numbers. Returns the two tables (plain
+    DataFrames)."""
     from IPython.display import Image, Markdown, display
 
     exp = get_experiment(experiment)
     figures_dir = Path(figures_dir or Path(store).parent / "figures")
     figures_dir.mkdir(parents=True, exist_ok=True)
-    with ResultsStore(store) as db:
+    with ResultsStore(store, readonly=True) as db, _keep_matplotlib_backend():
         table = summary_table(db, experiment, scale)
         pairs = paired_differences(db, experiment, scale)
+        seeds = sorted({int(s) for s in table["seeds"]}) if "seeds" in table else []
         display(Markdown(f"### {experiment} at scale `{scale}`: {exp.protocol.get(scale, '')}"))
-        display(table)
+        display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None))
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
-        display(pairs)
+        display(style_pairs(pairs))
         display(Image(filename=str(plot_curves(db, experiment, scale, figures_dir / f"{experiment}_{scale}.png"))))
-    curve_file = Path(store).parent / "lr_find" / f"{experiment}_{scale}.json"
-    if exp.lr_find_row and curve_file.exists():
-        curve = json.loads(curve_file.read_text())
-        display(Image(filename=str(plot_lr_find(curve, figures_dir / f"{experiment}_{scale}_lr_find.png"))))
+        curve_file = Path(store).parent / "lr_find" / f"{experiment}_{scale}.json"
+        if exp.lr_find_row and curve_file.exists():
+            curve = json.loads(curve_file.read_text())
+            display(Image(filename=str(plot_lr_find(curve, figures_dir / f"{experiment}_{scale}_lr_find.png"))))
+    show_deviations(experiment)
     if exp.reference:
         display(Markdown("#### Reference numbers from the original work\n" + exp.reference))
     return table, pairs
+
+
+# ------------------------------------------------------------------------------------------------
+# one-line errors
+# ------------------------------------------------------------------------------------------------
+def _one_line_error(shell, etype, value, tb, tb_offset=None):
+    """IPython custom exception handler: the error as one line (shown as the cell's error output;
+    the cell still fails, so "Run All" stops there)."""
+    stb = [f"\x1b[0;31m{etype.__name__}\x1b[0m: {' '.join(str(value).split())}"]
+    shell._showtraceback(etype, value, stb)
+    return stb
+
+
+def register_one_line_errors(shell=None):
+    """In IPython/Jupyter: show :data:`ONE_LINE_ERRORS` as one line. Returns whether a shell was
+    found. Called when this module is imported."""
+    shell = shell or _shell()
+    if shell is None or not hasattr(shell, "set_custom_exc"):
+        return False
+    shell.set_custom_exc(ONE_LINE_ERRORS, _one_line_error)
+    return True
+
+
+register_one_line_errors()

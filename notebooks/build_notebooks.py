@@ -1,43 +1,127 @@
-"""Writes the thin notebooks (run once after changing this file: python notebooks/build_notebooks.py).
-Each notebook: a title, one parameters cell, a call to the sweep, a call to show the results."""
+"""Writes the thin notebooks (run after changing this file: python notebooks/build_notebooks.py).
+
+Experiment notebooks: a title, one parameters cell, a call that runs the grid (with a progress bar),
+a call that shows the results. ``quickstart``: the demo grid, then Lookahead in your own Learner.
+The output is deterministic (fixed cell ids, no outputs), so the committed notebooks can be checked
+against this generator."""
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
 from lookahead_fastai.experiments import EXPERIMENTS
+from lookahead_fastai.notebook import KERNEL_DISPLAY_NAME, KERNEL_NAME
 
 HERE = Path(__file__).parent
-NOTEBOOKS = ["start_off", "imagenette", "nested_lookahead", "optimizer_state", "optimizer_tour",
-             "optimizers_from_scratch"]
+EXPERIMENT_NOTEBOOKS = ["start_off", "imagenette", "nested_lookahead", "optimizer_state", "optimizer_tour",
+                        "optimizers_from_scratch"]
+NOTEBOOKS = ["quickstart", *EXPERIMENT_NOTEBOOKS]
 
-PARAMETERS = '''# Parameters (the tests run every notebook with SCALE = "smoke")
-SCALE = "cpu"                    # smoke | cpu | full
-SEEDS = None                     # None: the experiment's default for the scale (3 at cpu)
-DATA_DIR = "../../shared/data"   # folder holding the datasets (offline copies), or None to download
-WANDB = "disabled"               # offline | online | disabled
-STORE = "../runs/results.sqlite" # the results database (finished runs are not run again)'''
+PARAMETERS = [  # (assignment, comment); SCALE and SEEDS are filled in per notebook
+    ('SCALE = "{scale}"', "smoke (seconds) | cpu (minutes on a laptop) | full (the original protocol, a GPU)"),
+    ("SEEDS = {seeds}", "None: the experiment's default for the scale (3 at cpu)"),
+    ("DATA_DIR = None", "None: fastai's data folder (~/.fastai/data), downloading what is missing; "
+                        "or a folder holding the datasets"),
+    ('WANDB = "disabled"', "offline | online | disabled (see the README's W&B section)"),
+    ('STORE = "../runs/results.sqlite"', "the results database: finished runs are not run again"),
+]
+
+METADATA = {
+    "kernelspec": {"name": KERNEL_NAME, "display_name": KERNEL_DISPLAY_NAME, "language": "python"},
+    "language_info": {"name": "python"},
+}
+
+
+def parameters_cell(scale="cpu", seeds=None):
+    lines = ['# Parameters (tests put their own values in a cell after this one, e.g. SCALE = "smoke")']
+    lines += [f"{code.format(scale=scale, seeds=seeds):<34}# {comment}" for code, comment in PARAMETERS]
+    return new_code_cell("\n".join(lines), metadata={"tags": ["parameters"]})
+
+
+def run_cells(name):
+    return [
+        new_code_cell(f'from lookahead_fastai.notebook import run_grid, show_results\n\n'
+                      f'records = run_grid("{name}", SCALE, SEEDS, store=STORE, data_dir=DATA_DIR, wandb=WANDB)'),
+        new_code_cell(f'table, pairs = show_results("{name}", SCALE, store=STORE)'),
+    ]
+
+
+def experiment_cells(name):
+    exp = EXPERIMENTS[name]
+    doc = __import__(f"lookahead_fastai.experiments.{name}", fromlist=["x"]).__doc__.strip()
+    return [
+        new_markdown_cell(f"# {name}\n\n{doc}\n\nScales: " + "; ".join(
+            f"**{k}**: {v}" for k, v in exp.protocol.items())),
+        parameters_cell(),
+        *run_cells(name),
+    ]
+
+
+QUICKSTART_INTRO = """# Quickstart: does Lookahead help, and how to use it
+
+**1. The demo grid** (under a minute on two CPU cores): SGD, Lookahead(SGD), AdamW and
+Lookahead(AdamW) on scikit-learn's 8x8 digits (embedded, nothing to download), one-cycle schedule,
+3 seeds each. The bar shows the grid and the run in training; the table below it fills as runs
+finish. Runs already in `STORE` (say, from `make demo`) are not trained again.
+
+**2. Lookahead in your own `Learner`**: `lookahead_opt_func` as the `opt_func`, fastai's schedules
+driving the inner optimizer, and validation on the slow weights."""
+
+QUICKSTART_LEARNER = """## Lookahead in your own Learner
+
+`lookahead_opt_func(inner, k=5, alpha=0.5, **inner_kwargs)` makes an `opt_func`:
+`Lookahead(inner(params, **inner_kwargs), k, alpha)` under fastai's `OptimWrapper`. `inner` is a torch
+optimizer class (`torch.optim.SGD`, `Adam`, `AdamW`, `RMSprop`, ...) or one of fastai's optimizer
+functions (`SGD`, `Adam`, `RAdam`, `Lamb`, ...). Any model and DataLoaders work; here a small MLP on the
+digits. `lr_find` sweeps the learning rate first (plotted inline)."""
+
+QUICKSTART_FIT = """`fit_one_cycle` schedules the inner SGD's lr and momentum (fastai's own `Lookahead` leaves the lr
+at 0.001). The bar and the per-epoch table are fastai's."""
+
+QUICKSTART_SLOW = """The slow weights are the ones the paper evaluates: `SlowWeightEvalCallback` validates on them
+and puts the fast weights back afterwards (`Lookahead.use_slow_weights()` does the same in plain
+PyTorch). Next: the experiment notebooks (`start_off`, `imagenette`, ...) and the README."""
+
+
+def quickstart_cells():
+    return [
+        new_markdown_cell(QUICKSTART_INTRO),
+        parameters_cell(scale="cpu", seeds=3),
+        *run_cells("demo"),
+        new_markdown_cell(QUICKSTART_LEARNER),
+        new_code_cell('import torch\n'
+                      'from torch import nn\n'
+                      'from fastai.vision.all import Learner, accuracy\n'
+                      'from lookahead_fastai import lookahead_opt_func\n'
+                      'from lookahead_fastai.data import build_dataloaders\n\n'
+                      'dls = build_dataloaders("digits", bs=64).dls  # 1,438 train / 359 valid images, 1x8x8\n'
+                      'model = nn.Sequential(nn.Flatten(), nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10))\n'
+                      'learn = Learner(dls, model, loss_func=nn.CrossEntropyLoss(), metrics=accuracy,\n'
+                      '                opt_func=lookahead_opt_func(torch.optim.SGD, k=5, alpha=0.5, momentum=0.9),\n'
+                      '                path="../runs")  # where learn.save() and lr_find\'s temporary checkpoint go\n'
+                      'learn.lr_find()'),
+        new_markdown_cell(QUICKSTART_FIT),
+        new_code_cell('learn.fit_one_cycle(5, 0.1)'),
+        new_markdown_cell(QUICKSTART_SLOW),
+        new_code_cell('from lookahead_fastai.callbacks.lookahead import SlowWeightEvalCallback\n\n'
+                      'learn.validate(cbs=SlowWeightEvalCallback())  # [valid loss, accuracy] on the slow weights'),
+    ]
 
 
 def build(name):
-    exp = EXPERIMENTS[name]
-    doc = __import__(f"lookahead_fastai.experiments.{name}", fromlist=["x"]).__doc__.strip()
-    cells = [
-        new_markdown_cell(f"# {name}\n\n{doc}\n\nScales: " + "; ".join(
-            f"**{k}**: {v}" for k, v in exp.protocol.items())),
-        new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-        new_code_cell(f'from lookahead_fastai.sweep import run_experiment\n\n'
-                      f'records = run_experiment("{name}", SCALE, SEEDS, store=STORE, data_dir=DATA_DIR, wandb=WANDB)\n'
-                      f'print(f"{{len(records)}} runs")'),
-        new_code_cell(f'from lookahead_fastai.notebook import show_results\n\n'
-                      f'table, pairs = show_results("{name}", SCALE, store=STORE)'),
-    ]
-    nb = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
-                                                            "language": "python"}})
-    nbformat.write(nb, HERE / f"{name}.ipynb")
+    """The notebook ``name`` as a NotebookNode (cells with fixed ids, no outputs)."""
+    cells = quickstart_cells() if name == "quickstart" else experiment_cells(name)
+    for i, cell in enumerate(cells):
+        cell["id"] = f"{name}-{i}"
+    return new_notebook(cells=cells, metadata=METADATA)
+
+
+def write(name, folder=HERE):
+    path = Path(folder) / f"{name}.ipynb"
+    nbformat.write(build(name), path)
+    return path
 
 
 if __name__ == "__main__":
     for name in NOTEBOOKS:
-        build(name)
-        print("wrote", HERE / f"{name}.ipynb")
+        print("wrote", write(name))

@@ -32,3 +32,18 @@ def test_installed_versions_are_the_pinned_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     for name, pinned in _pins(project["dependencies"]).items():
         assert version(name).split("+")[0] == pinned, name
+
+
+def test_jupyter_comes_with_what_make_installs():
+    """`make` installs '.[dev]'; it holds the notebooks extra (JupyterLab included), and what the
+    notebook and browser tests drive (Playwright, a websocket client), all installed as pinned."""
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    notebooks, dev = _pins(extras["notebooks"]), _pins(extras["dev"])
+    assert {"jupyterlab", "ipykernel", "ipywidgets"} <= set(notebooks)
+    assert notebooks.items() <= dev.items()
+    assert {"playwright", "websocket-client"} <= set(dev)
+    for name, pinned in dev.items():
+        assert version(name).split("+")[0] == pinned, name
+    makefile = (ROOT / "Makefile").read_text()
+    assert "pip install -q -e '.[dev]'" in makefile and "\nlab: venv\n" in makefile
+    assert "--name lookahead-fastai" in makefile and "jupyter lab" in makefile
