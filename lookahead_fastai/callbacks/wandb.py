@@ -25,7 +25,7 @@ from fastai.callback.wandb import WandbCallback
 from .lookahead import lookahead_of
 
 __all__ = ["GuardedWandbCallback", "LookaheadWandbCallback", "WandbRun", "open_wandb_run", "resolve_mode",
-           "WANDB_MODES"]
+           "run_layout", "WANDB_MODES"]
 
 WANDB_MODES = ("offline", "online", "disabled")
 PROJECT = "lookahead-fastai"
@@ -120,15 +120,37 @@ def resolve_mode(mode):
     return mode
 
 
+# per-epoch metrics (fastai's Recorder names), charted against ``epoch`` rather than the batch step
+EPOCH_METRICS = ("valid_loss", "accuracy", "top_k_accuracy", "top5")
+
+
+def run_layout(spec, seed, run_id):
+    """How a run is filed in W&B, so that its grouped charts show each row's mean and band over seeds:
+
+    - ``group`` ``<experiment>/<scale>/<row>``: one group per row of the experiment's table, its runs
+      the seeds (W&B draws a group as its mean line and a min-max or std band);
+    - ``job_type`` ``<experiment>/<scale>``: one experiment table; filter on it to compare its rows;
+    - ``tags``: experiment, scale, optimizer, dataset;
+    - ``name`` ``<row> seed <seed>``; ``config``: the run's spec (``experiment``, ``scale``,
+      ``optimizer``, ``dataset``, ``lr``, ``hyper``...) plus ``row``, ``seed`` and ``run_id`` (the
+      store's id of the run), so that any of them can group or filter runs too."""
+    return dict(group=f"{spec.experiment}/{spec.scale}/{spec.name}", job_type=f"{spec.experiment}/{spec.scale}",
+                tags=list(dict.fromkeys([spec.experiment, spec.scale, spec.optimizer, spec.dataset])),
+                name=f"{spec.name} seed {seed}",
+                config={**spec.to_dict(), "row": spec.name, "seed": seed, "run_id": run_id})
+
+
 class WandbRun:
-    """One W&B run for one training run: config = spec + seed, grouped by experiment, tagged by
-    optimizer; ``callbacks`` go to the Learner; ``finish`` writes the summary."""
+    """One W&B run for one training run, filed as :func:`run_layout` says; ``callbacks`` go to the
+    Learner; ``finish`` writes the summary."""
 
     def __init__(self, mode, spec, seed, run_id, directory):
         Path(directory).mkdir(parents=True, exist_ok=True)
-        self.run = wandb.init(project=PROJECT, mode=mode, dir=str(directory), group=spec.experiment,
-                              job_type=spec.scale, tags=[spec.optimizer, spec.scale], name=f"{spec.name} seed {seed}",
-                              config={**spec.to_dict(), "seed": seed, "run_id": run_id}, reinit="finish_previous")
+        self.run = wandb.init(project=PROJECT, mode=mode, dir=str(directory), reinit="finish_previous",
+                              **run_layout(spec, seed, run_id))
+        self.run.define_metric("epoch")
+        for name in EPOCH_METRICS:
+            self.run.define_metric(name, step_metric="epoch")
         self.callbacks = [GuardedWandbCallback(), LookaheadWandbCallback()]
 
     @property
