@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo bench clean lab
+.PHONY: venv test demo bench clean lab gpu-wheels
 
 venv: $(STAMP)
 
@@ -35,3 +35,15 @@ bench: venv
 
 clean:
 	rm -rf runs wandb .pytest_cache
+
+# What benchmarks/gpu/run.sh needs on a lent GPU machine (Python 3.12, torch 2.11, no network), into
+# ignored folders to carry there: the wheels it lacks (benchmarks/gpu/wheels.txt) in .whl/, the
+# CIFAR-10 subset in .gpu-data/; then the size of everything that would travel (limit 64 MiB).
+GPU_DATA ?= ../shared/data
+gpu-wheels:
+	rm -rf .whl .gpu-data
+	python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+		--platform manylinux2014_x86_64 -d .whl -r benchmarks/gpu/wheels.txt
+	mkdir -p .gpu-data && cp -r $(GPU_DATA)/cifar10_subset .gpu-data/
+	@echo "$$(ls .whl/*.whl | wc -l) wheels, $$(du -cb .whl/*.whl | tail -1 | cut -f1) bytes in .whl/"
+	python3 benchmarks/gpu/travel_size.py .whl .gpu-data
