@@ -10,6 +10,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -166,3 +167,51 @@ def test_downloaded_wheels_install_for_python_312(tmp_path):
     proc = subprocess.run([sys.executable, str(GPU / "travel_size.py"), ".whl", ".gpu-data"], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0 and "total travelling" in proc.stdout, proc.stdout + proc.stderr
+
+
+def test_a_failing_or_overrunning_section_leaves_the_others(tmp_path, monkeypatch):
+    """Each section runs in its own box: an exception is recorded as an error, a section that does
+    not stop by itself is stopped (timeout), and the next section still runs; the files are there."""
+    sys.path.insert(0, str(GPU))
+    import gpu_check
+    monkeypatch.setattr(gpu_check, "HARD_GRACE_S", 0.5)
+
+    def broken(res, deadline):
+        res["partial"] = 1
+        raise ValueError("broken on purpose")
+
+    def endless(res, deadline):
+        res["started"] = True
+        while True:
+            time.sleep(0.02)
+
+    def fine(res, deadline):
+        res.update(rows=[], box=deadline.seconds)
+
+    report = {"meta": {"mode": "smoke", "device": "cpu", "device_name": "test", "versions": "-", "date": "-",
+                       "total_s": 60.0, "command": "-", "git": "-"}, "sections": {}}
+    start = time.perf_counter()
+    gpu_check.run_sections(report, {"correctness": broken, "optimizer_step": endless, "epoch_time": fine},
+                           {"correctness": 5, "optimizer_step": 1, "epoch_time": 5}, gpu_check.Deadline(60), tmp_path)
+    assert time.perf_counter() - start < 10
+    sections = json.loads((tmp_path / "gpu.json").read_text())["sections"]
+    assert sections["correctness"]["status"] == "error" and "broken on purpose" in sections["correctness"]["error"]
+    assert sections["correctness"]["result"] == {"partial": 1}
+    assert sections["optimizer_step"]["status"] == "timeout" and sections["optimizer_step"]["result"]["started"]
+    assert sections["epoch_time"]["status"] == "ok" and sections["epoch_time"]["result"]["box"] == 5
+    md = (tmp_path / "gpu.md").read_text()
+    assert "status: **error**" in md and "status: **timeout**" in md and "status: **ok**" in md
+
+
+def test_full_mode_without_cuda_says_so(tmp_path):
+    """Without a GPU the full run stops at once with its reason in both files (and exit 1)."""
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: the full run would start")
+    sys.path.insert(0, str(GPU))
+    import gpu_check
+    assert gpu_check.main(["--out", str(tmp_path)]) == 1
+    report = json.loads((tmp_path / "gpu.json").read_text())
+    assert report["meta"]["mode"] == "full" and report["sections"] == {}
+    assert "torch.cuda.is_available() is False" in report["meta"]["error"]
+    assert "unavailable" in (tmp_path / "gpu.md").read_text()
