@@ -118,6 +118,11 @@ class RunSpec:
             if not isinstance(session.get("epochs"), int) or session["epochs"] < 1:
                 _fail(f"sessions[{i}].epochs", "must be a positive int")
 
+    @property
+    def total_epochs(self):
+        """Epochs the run trains: the sum over its sessions, else ``epochs`` (``lookahead-fastai plan``)."""
+        return sum(s["epochs"] for s in self.sessions) if self.sessions else self.epochs
+
     def to_dict(self):
         d = asdict(self)
         d["sessions"] = [dict(s) for s in self.sessions]
