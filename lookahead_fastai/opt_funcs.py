@@ -10,6 +10,7 @@ fastai's own optimizers (``SGD``, ``Adam``, ``RAdam``, ``Lamb``, ...) are not to
 ``FastaiOptimizerAdapter`` gives one the torch interface (real ``param_groups`` dicts, ``state``,
 closures, ``add_param_group``, ``state_dict``) so that the same Lookahead wraps it.
 """
+from collections import defaultdict
 from functools import partial
 
 import torch
@@ -93,6 +94,29 @@ class FastaiOptimizerAdapter(torch.optim.Optimizer):
         return loss
 
 
+class _FastaiOptimWrapper(OptimWrapper):
+    """``OptimWrapper`` over a fastai optimizer seen through :class:`FastaiOptimizerAdapter`.
+
+    A Learner marks parameters in ``opt.state``: ``do_wd=False`` on BatchNorm and bias (unless
+    ``wd_bn_bias``), ``force_train``. ``OptimWrapper`` keeps them in a dict of its own, which a
+    torch optimizer never reads; here they land in the fastai optimizer's state, where its
+    weight-decay step reads them, and survive ``clear_state`` -- as when fastai uses the optimizer
+    natively (without this, BatchNorm and bias were decayed, unlike fastai's own ``ranger``)."""
+    _keep_on_clear = ("do_wd", "force_train")  # fastai Optimizer's
+
+    @property
+    def state(self):
+        return self.opt.state
+
+    @state.setter
+    def state(self, value):  # OptimWrapper.__init__ assigns a dict of its own: the inner state is the state
+        pass
+
+    def clear_state(self):
+        kept = {p: {k: s[k] for k in self._keep_on_clear if k in s} for p, s in self.opt.state.items()}
+        self.opt.state = defaultdict(dict, {p: s for p, s in kept.items() if s})
+
+
 def _is_torch_optimizer_class(inner):
     return isinstance(inner, type) and issubclass(inner, torch.optim.Optimizer)
 
@@ -118,7 +142,8 @@ def _wrapped_opt_func(inner, wrap, inner_kwargs):
 
     def opt_func(params, **kwargs):
         optimizer, hp_map = _build_inner(inner, _as_groups(params), {**inner_kwargs, **kwargs})
-        return OptimWrapper(opt=wrap(optimizer), hp_map=hp_map)
+        wrapper = OptimWrapper if hp_map is None else _FastaiOptimWrapper  # hp_map {}: a fastai optimizer
+        return wrapper(opt=wrap(optimizer), hp_map=hp_map)
 
     opt_func.__name__ = f"{getattr(wrap, 'func', wrap).__name__}_{getattr(inner, '__name__', 'opt')}"
     return opt_func
