@@ -15,7 +15,8 @@ from .experiments import SpecError, get_experiment
 from .registry.datasets import DatasetUnavailable
 from .report import paired_differences, plot_curves, plot_lr_find, summary_table
 from .runner import DEFAULT_STORE
-from .store import ResultsStore
+from .store import ResultsStore, store_files_dir
+from .sweep import lr_find_path
 
 __all__ = ["KERNEL_NAME", "KERNEL_DISPLAY_NAME", "ONE_LINE_ERRORS", "run_grid", "show_results", "show_deviations",
            "style_summary", "style_pairs", "register_one_line_errors"]
@@ -70,19 +71,25 @@ def run_grid(experiment, scale="cpu", seeds=None, store=DEFAULT_STORE, data_dir=
     bar.write(RUN_TABLE_HEADERS, table=True)
     done = [0]
 
-    def on_record(i, job, record):
+    def finished(job, accuracy, seconds):
         done[0] += 1
-        accuracy = record["final"].get("accuracy")
-        bar.write([str(done[0]), job.spec.name, str(job.seed), "—" if accuracy is None else f"{accuracy:.2%}",
-                   f"{record.get('seconds') or 0:.1f}"], table=True)
+        bar.write([str(done[0]), job.spec.name, str(job.seed), accuracy, seconds], table=True)
         bar.main_bar.comment = f"{job.spec.name} seed {job.seed}"
         bar.update(done[0])
+
+    def on_record(i, job, record):
+        accuracy = record["final"].get("accuracy")
+        finished(job, "—" if accuracy is None else f"{accuracy:.2%}", f"{record.get('seconds') or 0:.1f}")
+
+    def on_skip(i, job, reason):  # another process is training it (a shared store)
+        finished(job, "skipped: another process holds it", "—")
 
     def callbacks(spec, seed):
         return [_progress_callback(bar, f"{spec.name} seed {seed}")]
 
+    local = options.get("executor", "local") == "local"  # the child bar lives in this process only
     return run_experiment(experiment, scale, seeds, store=store, data_dir=data_dir, wandb=wandb,
-                          on_record=on_record, extra_cbs=callbacks, **options)
+                          on_record=on_record, on_skip=on_skip, extra_cbs=callbacks if local else (), **options)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -206,7 +213,7 @@ def show_results(experiment, scale, store=DEFAULT_STORE, figures_dir=None):
     from IPython.display import Image, Markdown, display
 
     exp = get_experiment(experiment)
-    figures_dir = Path(figures_dir or Path(store).parent / "figures")
+    figures_dir = Path(figures_dir or store_files_dir(store) / "figures")
     figures_dir.mkdir(parents=True, exist_ok=True)
     with ResultsStore(store, readonly=True) as db, _keep_matplotlib_backend():
         table = summary_table(db, experiment, scale)
@@ -217,7 +224,7 @@ def show_results(experiment, scale, store=DEFAULT_STORE, figures_dir=None):
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
         display(style_pairs(pairs))
         display(Image(filename=str(plot_curves(db, experiment, scale, figures_dir / f"{experiment}_{scale}.png"))))
-        curve_file = Path(store).parent / "lr_find" / f"{experiment}_{scale}.json"
+        curve_file = lr_find_path(store, experiment, scale)  # written by the sweep
         if exp.lr_find_row and curve_file.exists():
             curve = json.loads(curve_file.read_text())
             display(Image(filename=str(plot_lr_find(curve, figures_dir / f"{experiment}_{scale}_lr_find.png"))))

@@ -49,3 +49,7 @@ def html(outs):
 
 def has_image(outs):
     return any("image/png" in o.get("data", {}) for o in outs if "data" in o)
+
+
+def markdown(outs):
+    return "".join(o.get("data", {}).get("text/markdown", "") for o in outs if "data" in o)

@@ -13,6 +13,7 @@ from nbclient.exceptions import CellExecutionError
 from notebook_tools import (NOTEBOOKS, has_image, html, inject_parameters, outputs, parameters_cell, read,
                             smoke_parameters)
 
+from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.notebook import KERNEL_DISPLAY_NAME, KERNEL_NAME
 
 _spec = importlib.util.spec_from_file_location("build_notebooks", NOTEBOOKS / "build_notebooks.py")
@@ -77,6 +78,8 @@ def test_notebook_runs_at_smoke_scale(name, tmp_path, shared_data):
     assert "final accuracy" in shown and "mean difference" in shown  # the two tables
     assert "<progress" in shown or "seconds" in shown  # the grid's bar (its table of runs stays)
     assert has_image(outs)  # the curves
+    if get_experiment(name).lr_find_row:  # and its lr sweep
+        assert len([o for o in outs if "image/png" in o.get("data", {})]) == 2
 
 
 def test_missing_dataset_is_one_line_not_a_traceback(tmp_path):
