@@ -89,18 +89,31 @@ def read_checkpoint(directory, move_aside=True):
     if not path.exists():
         return None
     try:
-        state = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch's notes on the pickle protocol: not the user's business
+            warnings.simplefilter("ignore")
+            state = torch.load(path, weights_only=True, map_location="cpu")
         if not isinstance(state, dict) or not isinstance(state.get("epoch"), int):
             raise ValueError("not a run checkpoint")
         return state
     except Exception as e:  # truncated, garbage, or a pickle that needs code: never executed
-        reason = " ".join(f"{type(e).__name__}: {e}".split())[:200]
+        reason = _why_unreadable(e)
         if move_aside:
             aside = path.with_name(f"{CHECKPOINT_NAME}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}")
             os.replace(path, aside)
             warnings.warn(f"unreadable checkpoint {path} moved to {aside.name}; the run starts over ({reason})",
                           CheckpointWarning, stacklevel=2)
         return None
+
+
+def _why_unreadable(error):
+    """Why ``torch.load(weights_only=True)`` refused a file, in a few words (torch's own messages
+    are paragraphs of advice, some of it to load the file with ``weights_only=False``)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if any("Weights only load failed" in line for line in lines):
+        detail = next((line for line in lines if line.startswith(("Trying to load", "Unsupported"))), "")
+        return "not plain data, refused by torch.load(weights_only=True)" + (f": {detail}" if detail else "")
+    first = lines[0].split(". ")[0] if lines else ""
+    return (f"{type(error).__name__}: {first}" if first else type(error).__name__)[:200]
 
 
 class CheckpointWarning(UserWarning):

@@ -7,6 +7,7 @@ import argparse
 import os
 import sqlite3
 import sys
+import warnings
 from pathlib import Path
 
 EXIT_BAD_INPUT = 2
@@ -289,7 +290,18 @@ def _cmd_report(args):
     return 0
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None):
+    """A warning while a command runs (e.g. an unreadable checkpoint moved aside) as one line."""
+    print(f"lookahead-fastai: {category.__name__}: {' '.join(str(message).split())}", file=file or sys.stderr)
+
+
 def main(argv=None):
+    with warnings.catch_warnings():  # restores showwarning when main() is called from Python
+        warnings.showwarning = _one_line_warning
+        return _main(argv)
+
+
+def _main(argv=None):
     os.environ.setdefault("WANDB_SILENT", "true")
     try:
         args = _parser().parse_args(argv)

@@ -64,7 +64,6 @@ LEASE_S = 120.0       # a claim whose heartbeat is older than this is stale (its
 HEARTBEAT_S = 15.0    # how often a claimant renews its heartbeat
 STATUSES = ("running", "finished", "failed")
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 _SCHEMA = """
@@ -212,7 +211,7 @@ class ResultsStore:
             if "readonly" in str(exc).lower() or "read-only" in str(exc).lower():
                 raise ValueError(f"cannot write results store {self.path}: {exc} (to read it, e.g. for a "
                                  "report, it can be opened read-only)") from None
-            raise ValueError(f"{self.path} is not a usable SQLite database: {exc}") from None
+            raise self._not_a_database(exc) from None
         except BaseException:
             conn.close()
             self._conn = None
@@ -232,23 +231,27 @@ class ResultsStore:
             conn.execute("SELECT count(*) FROM runs").fetchone()
         except sqlite3.DatabaseError as exc:
             conn.close()
-            raise ValueError(f"{self.path} is not a usable SQLite database: {exc}") from None
+            raise self._not_a_database(exc) from None
         except BaseException:
             conn.close()
             raise
         return conn
 
     def _check_file(self) -> None:
+        # The file is never opened here outside SQLite: closing any descriptor of a database file
+        # drops every POSIX lock this process holds on it, so another open connection of this
+        # process would look closed to other processes, and the last of those would delete the
+        # WAL under it (https://www.sqlite.org/howtocorrupt.html, 2.2). SQLite itself reports a
+        # file that is not a database (see _not_a_database), before anything is written.
         if self.path.is_dir():
             raise ValueError(f"{self.path} is a directory, not an SQLite database")
-        if self.path.exists() and self.path.stat().st_size > 0:
-            try:
-                with open(self.path, "rb") as fh:
-                    header = fh.read(len(_SQLITE_HEADER))
-            except OSError as exc:
-                raise ValueError(f"cannot read results store {self.path}: {_os_reason(exc)}") from None
-            if header != _SQLITE_HEADER:
-                raise ValueError(f"{self.path} is not an SQLite database (bad file header)")
+        if self.path.exists() and not os.access(self.path, os.R_OK):
+            raise ValueError(f"cannot read results store {self.path}: Permission denied")
+
+    def _not_a_database(self, exc: sqlite3.DatabaseError) -> ValueError:
+        if "file is not a database" in str(exc).lower():
+            return ValueError(f"{self.path} is not an SQLite database (bad file header)")
+        return ValueError(f"{self.path} is not a usable SQLite database: {exc}")
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
         """Refuse a database that is not ours, reading only (nothing is written before this)."""
@@ -596,12 +599,20 @@ class ResultsStore:
         return d
 
     def drop_checkpoint(self, run_id: str) -> bool:
-        """Delete the run's checkpoint directory (e.g. once it finished); True if one existed."""
+        """Delete the run's checkpoint (e.g. once it finished); True if one existed. Checkpoints
+        that were moved aside as unreadable (``last.pth.unreadable-*``) are kept for inspection:
+        the warning that moved them names them."""
         d = self._checkpoint_path(run_id)
         if not d.exists():
             return False
-        shutil.rmtree(d)
-        return True
+        aside = [p for p in d.iterdir() if ".unreadable-" in p.name]
+        if not aside:
+            shutil.rmtree(d)
+            return True
+        rest = [p for p in d.iterdir() if p not in aside]
+        for p in rest:
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+        return bool(rest)
 
     def _checkpoint_path(self, run_id: str) -> Path:
         if not _SAFE_RUN_ID.match(run_id) or run_id in (".", ".."):

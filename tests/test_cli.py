@@ -69,13 +69,13 @@ def test_sweep_killed_mid_run_ends_with_every_run_once(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["run", "nope"], "unknown experiment 'nope'"),
-    (["run", "demo", "--scale", "huge"], "--scale must be one of smoke, cpu, full"),
-    (["run", "demo", "--seeds", "0"], "--seeds must be at least 1"),
-    (["run", "demo", "--seeds", "two"], "invalid int value"),
+    (["run", "demo", "--scale", "huge"], "argument --scale: invalid choice: 'huge' (choose from 'smoke', 'cpu', 'full')"),
+    (["run", "demo", "--seeds", "0"], "argument --seeds: must be from 1 to 1000, got 0"),
+    (["run", "demo", "--seeds", "two"], "argument --seeds: must be a whole number, got 'two'"),
     (["run", "demo", "--only", "Adagrad"], "--only: Adagrad not in demo"),
-    (["run", "demo", "--wandb", "sometimes"], "--wandb must be offline, online or disabled"),
+    (["run", "demo", "--wandb", "sometimes"], "argument --wandb: invalid choice: 'sometimes' (choose from 'offline', 'online', 'disabled')"),
     (["run", "demo", "--data-dir", "/no/such/folder"], "--data-dir /no/such/folder: no such folder"),
-    (["run", "demo", "--device", "tpu"], "--device must be cpu or cuda"),
+    (["run", "demo", "--device", "tpu"], "argument --device: invalid choice: 'tpu' (choose from 'cpu', 'cuda')"),
     (["report", "nope", "--store", "STORE"], "unknown experiment 'nope'"),
     (["report", "demo", "--store", "MISSING"], "no results database"),
     (["run", "demo", "--store", "GARBAGE"], "is not an SQLite database"),

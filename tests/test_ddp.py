@@ -25,10 +25,10 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from lookahead_fastai import Lookahead, NestedLookahead
-from lookahead_fastai.distributed import ReadOnlyStore, broadcast_lookahead_state
+from lookahead_fastai.distributed import broadcast_lookahead_state
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.runner import fit_and_record
-from lookahead_fastai.store import ResultsStore
+from lookahead_fastai.store import ResultsStore, store_files_dir
 
 WORLD = 2
 
@@ -185,7 +185,8 @@ def test_fastai_distributed_run_keeps_ranks_in_step_and_rank0_writes(tmp_path):
     assert [(n, s) for n, s, _ in runs] == [("LA", "finished"), ("NLA", "finished")]
     assert {p for _, _, p in runs} == pids  # written by rank 0
     assert sorted(n for _, n in epochs) == [2, 2]
-    assert not (tmp_path / "checkpoints").exists() or not any((tmp_path / "checkpoints").iterdir())
+    checkpoints = store_files_dir(tmp_path / "results.sqlite") / "checkpoints"
+    assert not checkpoints.exists() or not any(checkpoints.iterdir())
     wandb_runs = list((tmp_path / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2  # one per run, from rank 0
 
@@ -204,7 +205,7 @@ def test_non_zero_rank_trains_but_writes_nothing(tmp_path, monkeypatch):
     assert record["epochs"] == 2 and record["final"]["accuracy"] > 0
     with ResultsStore(store) as db:
         assert db.runs() == [] and db.epochs(record["run_id"]) == []
-    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "wandb").exists()
+    assert not store_files_dir(store).exists() and not (tmp_path / "wandb").exists()
 
     monkeypatch.setenv("RANK", "0")
     again = fit_and_record(_demo_spec(), 0, store=store)
@@ -216,21 +217,33 @@ def test_non_zero_rank_trains_but_writes_nothing(tmp_path, monkeypatch):
     assert fit_and_record(_demo_spec(), 0, store=store)["seconds"] == again["seconds"]
 
 
-def test_read_only_store_reads_and_never_writes(tmp_path):
-    with ResultsStore(tmp_path / "results.sqlite") as db:
+def test_observed_run_reads_and_never_writes(tmp_path):
+    # what a non-zero rank gets: ResultsStore.observe, a lease that reads and writes nothing
+    path = tmp_path / "results.sqlite"
+    with ResultsStore(path) as db:
         db.start_run("r1", "demo", "SGD", 0, {"a": 1})
         db.log_epoch("r1", 0, {"accuracy": 0.5})
-        ro = ReadOnlyStore(db)
-        ro.start_run("r2", "demo", "SGD", 1, {"a": 1})
-        ro.log_epoch("r1", 1, {"accuracy": 0.6})
-        ro.finish_run("r1", {"final": {}})
-        ro.fail_run("r1", "boom")
-        assert ro.drop_checkpoint("r1") is False
-        assert ro.status("r1") == "running" and ro.status("r2") is None and not ro.is_finished("r1")
-        assert ro.epochs("r1") == [{"accuracy": 0.5, "epoch": 0}]
-        assert ro.checkpoint_dir("r1") == tmp_path / "checkpoints" / "r1"
-        assert not (tmp_path / "checkpoints").exists()
-        assert [r["run_id"] for r in ro.runs()] == ["r1"]
+        ro = db.observe("r1")
+        assert ro.state == "observed" and not ro.writes
+        ro.log_epoch(1, {"accuracy": 0.6})
+        ro.finish({"final": {}})
+        ro.fail("boom")
+        assert ro.resume_point() is None and ro.resume_point(resumable=False) is None
+        assert db.observe("r2").state == "observed"
+        assert db.status("r1") == "running" and db.status("r2") is None and not db.is_finished("r1")
+        assert db.epochs("r1") == [{"accuracy": 0.5, "epoch": 0}]
+        assert ro.checkpoint_dir == store_files_dir(path) / "checkpoints" / "r1"
+        assert not ro.checkpoint_dir.exists() and not store_files_dir(path).exists()
+        assert [r["run_id"] for r in db.runs()] == ["r1"]
+        # an unreadable checkpoint is neither moved aside nor dropped by an observer
+        ro.checkpoint_dir.mkdir(parents=True)
+        (ro.checkpoint_dir / "last.pth").write_bytes(b"garbage")
+        assert ro.resume_point() is None
+        assert [p.name for p in ro.checkpoint_dir.iterdir()] == ["last.pth"]
+        assert db.epochs("r1") == [{"accuracy": 0.5, "epoch": 0}]
+        db.finish_run("r1", {"final": {"accuracy": 0.7}})
+        done = db.observe("r1")
+        assert done.state == "finished" and done.record == {"final": {"accuracy": 0.7}}
 
 
 def test_cli_on_a_non_zero_rank_prints_and_writes_nothing(tmp_path, monkeypatch, capsys):

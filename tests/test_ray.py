@@ -177,7 +177,7 @@ def test_cli_without_ray_says_how_to_install_it(monkeypatch, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args,message", [
-    (["--executor", "dask"], "--executor must be one of local, ray"),
+    (["--executor", "dask"], "argument --executor: invalid choice: 'dask' (choose from 'local', 'ray')"),
     (["--address", "auto"], "--address: only with --executor ray"),
     (["--gpus-per-run", "1"], "--gpus-per-run: only with --executor ray"),
     (["--executor", "ray", "--cpus-per-run", "0"], "--cpus-per-run must be more than 0"),
