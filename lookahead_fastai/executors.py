@@ -76,10 +76,14 @@ class LocalExecutor:
         records = []
         with ResultsStore(Path(store)) as db:
             for i, job in enumerate(jobs):
+                def claimed(state, job=job):
+                    if state == "finished":  # e.g. by another process sharing the store, since the plan
+                        job.finished = True
                 try:
                     record = fit_and_record(job.spec, job.seed, store=db, data_dir=data_dir, device=device,
                                             wandb=wandb, progress=progress, distributed=distributed,
-                                            extra_cbs=_callbacks_for(extra_cbs, job.spec, job.seed))
+                                            extra_cbs=_callbacks_for(extra_cbs, job.spec, job.seed),
+                                            on_claim=claimed)
                 except RunHeld as e:
                     records.append(None)
                     if on_skip is not None:
@@ -196,6 +200,7 @@ class RayExecutor:
                     spec, run_id = job.spec, job.spec.run_id(job.seed)
                     lease = db.claim(run_id, spec.experiment, spec.name, job.seed, spec.to_dict())
                     if lease.state == "finished":
+                        job.finished = True  # e.g. by another process sharing the store, since the plan
                         records[i] = lease.record
                         if on_record is not None:
                             on_record(i, job, records[i])

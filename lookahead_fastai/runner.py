@@ -154,7 +154,7 @@ class RunHeld(RuntimeError):
 
 
 def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="disabled", checkpoint=True,
-                   progress=False, extra_cbs=(), distributed=False):
+                   progress=False, extra_cbs=(), distributed=False, on_claim=None):
     """Train ``spec`` with ``seed`` unless the store already holds that run finished; returns the
     run's record (also written to the store).
 
@@ -170,6 +170,10 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
     ``distributed=True``: train with DDP through fastai's ``distrib_ctx`` (in a process started by
     ``torchrun`` or ``accelerate launch``; see distributed.py). Only rank 0 writes the store,
     checkpoints and W&B; the other ranks follow the store read-only (same skip, same resume point).
+
+    ``on_claim(state)``: called with the store's answer (``"claimed"``, ``"finished"``, ``"held"``
+    or ``"observed"``) before anything else; e.g. a sweep tells a run finished meanwhile by another
+    process sharing the store from one this process trained.
     """
     spec = _as_spec(spec)
     own_store = store is None or isinstance(store, (str, os.PathLike))
@@ -183,6 +187,8 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
         lease = (store.claim(run_id, spec.experiment, spec.name, seed, spec.to_dict()) if writer
                  else store.observe(run_id))
         with lease:
+            if on_claim is not None:
+                on_claim(lease.state)
             if lease.state == "finished":
                 return lease.record
             if lease.state == "held":

@@ -16,7 +16,7 @@ __all__ = ["Job", "plan", "run_experiment"]
 class Job:
     spec: object
     seed: int
-    finished: bool  # already in the store before this sweep
+    finished: bool  # already finished in the store (at the plan, or by another process when this sweep got to it)
 
 
 def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):

@@ -272,6 +272,23 @@ def by_name_seed(store):
         return {(r["name"], r["seed"]): (r, [e["epoch"] for e in db.epochs(r["run_id"])]) for r in db.runs()}
 
 
+def test_a_run_finished_by_another_process_since_the_plan_is_not_reported_as_trained_here(tmp_path, monkeypatch):
+    from lookahead_fastai import runner
+    from lookahead_fastai.executors import LocalExecutor
+    from lookahead_fastai.sweep import plan
+    store = tmp_path / "results.sqlite"
+    jobs = plan("demo", "smoke", 1, ["SGD"], store)
+    assert [j.finished for j in jobs] == [False]
+    finished_elsewhere = fit_and_record(jobs[0].spec, 0, store=store)  # another process, meanwhile
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a finished run was trained again")
+    monkeypatch.setattr(runner, "train", must_not_train)
+    seen = []
+    records = LocalExecutor().run(jobs, store, on_record=lambda i, job, record: seen.append(job.finished))
+    assert records == [finished_elsewhere] and seen == [True]  # the CLI prints "(already finished)"
+
+
 def test_stale_claims_are_taken_over_and_live_ones_skipped(tmp_path, capsys):
     from lookahead_fastai import cli
     store = tmp_path / "results.sqlite"
