@@ -178,6 +178,7 @@ class ResultsStore:
                 conn, mode = self._open_readonly(), "unchanged (read-only)"
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._check_writable()
                 conn = self._connect(f"file:{_quote(self.path)}?mode=rwc")
                 mode = self._setup_writable(conn, synchronous)
         except OSError as exc:
@@ -247,6 +248,21 @@ class ResultsStore:
             raise ValueError(f"{self.path} is a directory, not an SQLite database")
         if self.path.exists() and not os.access(self.path, os.R_OK):
             raise ValueError(f"cannot read results store {self.path}: Permission denied")
+
+    def _check_writable(self) -> None:
+        """Say why a store cannot be written here (SQLite would only say 'unable to open database
+        file'): a WAL database needs its folder writable too, for the -wal and -shm files."""
+        folder = self.path.parent
+        if _on_readonly_fs(folder):
+            why = "Read-only file system"
+        elif not os.access(folder, os.W_OK | os.X_OK) or (self.path.exists() and not os.access(self.path, os.W_OK)):
+            why = "Permission denied"
+        else:
+            return
+        if self.path.exists():
+            raise ValueError(f"cannot write results store {self.path}: {why} (to read it, e.g. for a report, "
+                             "it can be opened read-only)")
+        raise ValueError(f"cannot create results store {self.path}: {why}")
 
     def _not_a_database(self, exc: sqlite3.DatabaseError) -> ValueError:
         if "file is not a database" in str(exc).lower():
