@@ -66,8 +66,8 @@ def build_learner_for(spec, seed, data_dir=None, device=None):
 
 def _spec_callbacks(spec):
     cbs = []
-    if spec.state_reset != "off":
-        cbs.append(StateResetCallback(spec.state_reset))
+    if spec.state_reset == "epoch":
+        cbs.append(StateResetCallback())
     if spec.eval_slow_weights:
         cbs.append(SlowWeightEvalCallback(bn_batches=spec.slow_bn_batches))
     if spec.mixup:

@@ -136,7 +136,7 @@ def test_killed_run_resumes_from_its_last_epoch_checkpoint(tmp_path):
 
 
 @pytest.mark.parametrize("optimizer,lr,hyper,reset", [
-    ("lookahead(adamw)", 3e-3, {"k": 3}, "sync"), ("adamw", 3e-3, {}, "epoch"),
+    ("lookahead(adamw)", 3e-3, {"k": 3, "pullback": "reset"}, "off"), ("adamw", 3e-3, {}, "epoch"),
     ("nested(sgd)", 0.1, {"mom": 0.9, "k": 2, "s": 2}, "off"), ("ranger", 0.03, {}, "off"),
     ("lamb", 0.01, {}, "off"), ("rmsprop", 1e-3, {}, "epoch")])
 def test_optimizers_and_state_resets_train(tmp_path, optimizer, lr, hyper, reset):
@@ -151,7 +151,7 @@ def test_optimizers_and_state_resets_train(tmp_path, optimizer, lr, hyper, reset
     assert record["final"]["accuracy"] > 0.3  # 10 classes: chance is 0.1
 
 
-def test_state_reset_at_sync_sets_lookahead_reset_mode(tmp_path):
+def test_reset_at_sync_is_the_lookahead_pullback_mode(tmp_path):
     from lookahead_fastai.callbacks.lookahead import lookahead_of
     seen = {}
 
@@ -159,7 +159,8 @@ def test_state_reset_at_sync_sets_lookahead_reset_mode(tmp_path):
         def after_fit(self):
             seen["pullback"] = lookahead_of(self.learn).pullback
 
-    fit_and_record(tiny_spec(epochs=1, state_reset="sync"), 0, store=tmp_path / "p.sqlite", extra_cbs=[Peek()])
+    fit_and_record(tiny_spec(epochs=1, hyper={"mom": 0.9, "k": 5, "alpha": 0.5, "pullback": "reset"}), 0,
+                   store=tmp_path / "p.sqlite", extra_cbs=[Peek()])
     assert seen["pullback"] == "reset"
 
 
@@ -216,7 +217,7 @@ def test_spec_from_dict_names_unknown_and_missing_fields():
     d.pop("lr")
     with pytest.raises(ValueError, match="spec field 'lr': missing"):
         RunSpec.from_dict(d)
-    with pytest.raises(ValueError, match="state_reset"):
+    with pytest.raises(ValueError, match="state_reset.*pullback"):  # one meaning only: the wrapper's pullback
         tiny_spec(optimizer="sgd", hyper={}, state_reset="sync")
 
 

@@ -18,30 +18,14 @@ def lookahead_of(learn):
 
 
 class StateResetCallback(Callback):
-    """Reset the inner optimizer's state.
-
-    ``when="sync"``: at every Lookahead sync (the Lookahead's ``pullback="reset"``: moments zeroed and
-    step counters set to 0, so Adam's bias correction starts again); needs a Lookahead optimizer.
-    ``when="epoch"``: after every training epoch, through fastai's ``clear_state`` (a fresh state, as
-    a newly built optimizer would have; Lookahead's slow weights are kept).
-    """
+    """Reset the inner optimizer's state after every training epoch, through fastai's
+    ``clear_state`` (a fresh state, as a newly built optimizer would have; Lookahead's slow weights
+    are kept). A reset at every Lookahead sync is not this callback's: it is the Lookahead's own
+    ``pullback="reset"`` (moments zeroed and step counters set to 0)."""
     order = 55  # after Recorder (50) has read this epoch's hyper-parameters
 
-    def __init__(self, when="sync"):
-        if when not in ("sync", "epoch"):
-            raise ValueError(f"StateResetCallback when must be 'sync' or 'epoch', got {when!r}")
-        self.when = when
-
-    def before_fit(self):
-        if self.when == "sync":
-            la = lookahead_of(self.learn)
-            if la is None:
-                raise ValueError("state reset at syncs needs a Lookahead optimizer; use when='epoch' otherwise")
-            la.pullback = "reset"
-
     def after_train(self):
-        if self.when == "epoch":
-            self.learn.opt.clear_state()
+        self.learn.opt.clear_state()
 
 
 class SlowWeightEvalCallback(Callback):

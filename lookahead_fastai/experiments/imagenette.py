@@ -20,8 +20,8 @@ from .spec import Experiment, grid
 
 V1_WD = {"wd": 0.01, "decouple_wd": True}
 LA = {"k": 5, "alpha": 0.5}
-ROWS = [  # name, optimizer, lr, hyper, state reset
-    ("LA/SGD · reset", "lookahead(fastai_sgd)", 0.1, {"mom": 0.9, **V1_WD, **LA}, "sync"),
+ROWS = [  # name, optimizer, lr, hyper, state reset (a reset at every sync is the wrapper's pullback)
+    ("LA/SGD · reset", "lookahead(fastai_sgd)", 0.1, {"mom": 0.9, **V1_WD, **LA, "pullback": "reset"}, "off"),
     ("SGD", "fastai_sgd", 0.05, {"mom": 0.9, **V1_WD}, "off"),
     ("AdamW", "adamw", 0.01, {"wd": 0.03}, "off"),
     ("LA/SGD · no reset", "lookahead(fastai_sgd)", 0.1, {"mom": 0.9, **V1_WD, **LA}, "off"),

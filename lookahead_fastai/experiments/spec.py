@@ -16,7 +16,7 @@ from ..registry.schedules import SCHEDULES, lr_schedule_function
 __all__ = ["RunSpec", "Experiment", "SCALES", "SpecError", "grid"]
 
 SCALES = ("smoke", "cpu", "full")
-STATE_RESETS = ("off", "sync", "epoch")
+STATE_RESETS = ("off", "epoch")
 DATA_PATHS = ("auto", "tensor", "pil")
 
 
@@ -46,7 +46,8 @@ class RunSpec:
     n_valid: int | None = None
     size: int | None = None        # image size for folder datasets
     mixup: float = 0.0             # fastai MixUp alpha; 0 = off
-    state_reset: str = "off"       # off | sync (at Lookahead syncs) | epoch
+    state_reset: str = "off"       # off | epoch (a fresh optimizer state after every epoch); a reset at
+                                   # Lookahead syncs is the wrapper's own hyper {"pullback": "reset"}
     eval_slow_weights: bool = False  # validate every epoch on Lookahead's slow weights
     data_path: str = "auto"        # auto | tensor | pil
     sessions: tuple = ()           # optional list of {"epochs", "lr", "schedule", "reset_opt"}
@@ -91,10 +92,11 @@ class RunSpec:
             _fail("lr_mult", f"must be a number >= 1 (1 = one lr for all layers), got {self.lr_mult!r}")
         if not isinstance(self.mixup, (int, float)) or self.mixup < 0:
             _fail("mixup", f"must be a number >= 0 (0 = off), got {self.mixup!r}")
+        if self.state_reset == "sync":
+            _fail("state_reset", "a reset at every Lookahead sync is the wrapper's hyper {'pullback': 'reset'}, "
+                                 "not a state_reset")
         if self.state_reset not in STATE_RESETS:
             _fail("state_reset", f"must be one of {', '.join(STATE_RESETS)}, got {self.state_reset!r}")
-        if self.state_reset == "sync" and parse_optimizer_name(self.optimizer)[0] is None:
-            _fail("state_reset", "'sync' needs a Lookahead optimizer (lookahead(...), nested(...), ranger)")
         if self.data_path not in DATA_PATHS:
             _fail("data_path", f"must be one of {', '.join(DATA_PATHS)}, got {self.data_path!r}")
         if self.data_path == "tensor" and not DATASETS[self.dataset].small:

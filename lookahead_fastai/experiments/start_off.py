@@ -39,7 +39,7 @@ REPRODUCTION = [  # name, optimizer, lr, hyper, state reset at syncs
     ("LA/SGD · reset", "lookahead(fastai_sgd)", 0.1, {"mom": 0.9, **V1_WD, **LA}, True),
     ("LA/AdamW · reset", "lookahead(adamw)", 0.1, {"wd": 0.01, **LA}, True),
 ]
-CORRECTIONS = [  # name, optimizer, lr, hyper, state reset ("sync", "epoch" or None)
+CORRECTIONS = [  # name, optimizer, lr, hyper, state reset ("epoch" or None)
     ("LA/SGD · mom 0.9", "lookahead(fastai_sgd)", 0.1, {"mom": 0.9, **V1_WD, **LA}, None),
     ("LA/SGD · lr 0.05", "lookahead(fastai_sgd)", 0.05, {"mom": 0.9, **V1_WD, **LA}, None),
     ("LA/AdamW · lr 1e-3", "lookahead(adamw)", 1e-3, {"wd": 0.01, **LA}, None),
@@ -74,9 +74,9 @@ def build(scale):
         label, schedule, params, full_epochs = DATASETS[dataset]
         epochs = full_epochs if scale == "full" else s["epochs"]
         common = dict(dataset=dataset, schedule=schedule, schedule_params=params, epochs=epochs)
-        for name, opt, lr, hyper, reset in REPRODUCTION:
-            rows.append(dict(name=row_name(name, label), optimizer=opt, lr=lr, hyper=hyper,
-                             state_reset="sync" if reset else "off", **common))
+        for name, opt, lr, hyper, reset in REPRODUCTION:  # reset: at every sync, the wrapper's pullback
+            rows.append(dict(name=row_name(name, label), optimizer=opt, lr=lr,
+                             hyper={**hyper, "pullback": "reset"} if reset else hyper, **common))
         for name, opt, lr, hyper, reset in CORRECTIONS:
             rows.append(dict(name=row_name(name, label), optimizer=opt, lr=lr, hyper=hyper,
                              state_reset=reset or "off", **common))
