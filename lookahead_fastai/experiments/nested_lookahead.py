@@ -17,7 +17,6 @@ the corrected algorithm only. Every difference is a row of ``DEVIATIONS``.
 from .deviations import Deviation
 from .spec import Experiment, grid
 
-BASE = {"mom": 0.9, "wd": 1e-3}
 INNER = {"SGD": ("sgd", {"mom": 0.9, "wd": 1e-3}), "Adam": ("adam", {"wd": 1e-3})}
 SCALES = {
     "smoke": dict(arch="small_cnn", epochs=1, bs=64, n_train=256, n_valid=128),
