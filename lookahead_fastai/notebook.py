@@ -44,7 +44,8 @@ def _progress_callback(bar, label):
 
         def before_fit(self):
             self.batches_done = 0
-            self.child = progress_bar(range(max(1, self.n_epoch * len(self.dls.train))), parent=bar, comment=label)
+            self.child = progress_bar(range(max(1, self.n_epoch * len(self.dls.train))), parent=bar)
+            self.child.comment = label  # (the console bar takes no comment= argument)
             self.child.update(0)
 
         def after_batch(self):

@@ -93,3 +93,14 @@ def test_missing_dataset_is_one_line_not_a_traceback(tmp_path):
     assert len(errors[0].traceback) == 1, errors[0].traceback  # one line, no traceback wall
     line = errors[0].traceback[0]
     assert "\n" not in line and "not found: looked in" in line and str(empty) in line
+
+
+def test_run_grid_works_outside_jupyter_too(tmp_path, capsys):
+    """run_grid's bars fall back to fastprogress's console bars (a script, a terminal IPython)."""
+    from lookahead_fastai.notebook import run_grid
+    first = run_grid("demo", "smoke", 1, store=tmp_path / "r.sqlite")
+    again = run_grid("demo", "smoke", 1, store=tmp_path / "r.sqlite")  # all stored: nothing trained again
+    assert [r["run_id"] for r in first] == [r["run_id"] for r in again] and len(first) == 4
+    assert [r["final"] for r in first] == [r["final"] for r in again]
+    shown = capsys.readouterr().out
+    assert shown.count("LA/AdamW") >= 2 and "final accuracy" in shown
