@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo bench clean lab gpu-wheels
+.PHONY: venv test demo bench clean lab gpu-wheels regenerate
 
 venv: $(STAMP)
 
@@ -28,6 +28,11 @@ LAB_ARGS ?=
 lab: venv
 	$(PY) -m ipykernel install --sys-prefix --name lookahead-fastai --display-name "Python (lookahead-fastai)" >/dev/null
 	$(VENV)/bin/jupyter lab --ServerApp.root_dir=$(LAB_DIR) $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# everything generated (notebooks, environment.yml, README tables, reports from reports/data/*.jsonl);
+# tests/test_generated.py fails when a committed copy differs from what this writes
+regenerate: venv
+	$(PY) -m lookahead_fastai.regenerate
 
 bench: venv
 	$(PY) benchmarks/bench_optimizer_step.py

@@ -1,0 +1,244 @@
+"""Everything this project generates, rebuilt by one command: ``make regenerate``
+(``python -m lookahead_fastai.regenerate``; ``--check`` only lists what is stale, exit code 1).
+
+What needs no training is rebuilt from code and committed inputs:
+
+* ``notebooks/*.ipynb`` from ``notebooks/build_notebooks.py`` (cell sources, ids, metadata; the
+  outputs of a cell whose source is unchanged are kept);
+* ``environment.yml`` from the pins of ``pyproject.toml``;
+* the README's generated blocks (between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``):
+  the experiment table from ``lookahead_fastai.experiments.EXPERIMENTS``;
+* ``reports/EXP.md`` and ``reports/README.md`` from committed raw results ``reports/data/EXP.jsonl``
+  when there are any (imported into a temporary store, then ``write_report``/``write_index``).
+
+:func:`stale` compares each committed file with what its generator writes now, in memory, and
+says which file differs and the command that fixes it (``tests/test_generated.py``)."""
+import argparse
+import difflib
+import importlib.util
+import json
+import sys
+import tempfile
+import tomllib
+from functools import lru_cache
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+COMMAND = "make regenerate"
+PYTHON_VERSION = "3.11"  # the conda env's Python (the venv's; pyproject only says >=3.10)
+
+
+# ------------------------------------------------------------------------------------------------
+# notebooks
+# ------------------------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def build_notebooks():
+    """``notebooks/build_notebooks.py`` as a module (it is a script, not part of the package)."""
+    spec = importlib.util.spec_from_file_location("build_notebooks", ROOT / "notebooks" / "build_notebooks.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def notebook(name, committed=None):
+    """The notebook ``name`` as its generator builds it, with the outputs (and execution counts) of
+    the committed notebook ``committed`` (a dict) kept for every cell whose id and source are unchanged."""
+    import nbformat
+    nb = build_notebooks().build(name)
+    old = {c.get("id"): c for c in (committed or {}).get("cells", [])}
+    for cell in nb.cells:
+        before = old.get(cell.id)
+        if cell.cell_type == "code" and before and _source(before) == cell.source:
+            cell.outputs = [nbformat.from_dict(o) for o in before.get("outputs", [])]
+            cell.execution_count = before.get("execution_count")
+    return nb
+
+
+def _source(cell):
+    source = cell.get("source", "")
+    return "".join(source) if isinstance(source, list) else source
+
+
+def notebook_text(name, committed=None):
+    import nbformat
+    text = nbformat.writes(notebook(name, committed))
+    return text if text.endswith("\n") else text + "\n"  # as nbformat.write leaves the file
+
+
+def _committed_json(path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------------
+# environment.yml
+# ------------------------------------------------------------------------------------------------
+def pins(requirements):
+    """``{name: version}`` of the ``name==version`` lines (names lower-case, ``_`` as ``-``), in order."""
+    out = {}
+    for line in requirements:
+        if "==" in line:
+            name, ver = line.split("==")
+            out[name.strip().lower().replace("_", "-")] = ver.strip()
+    return out
+
+
+def pyproject_pins(root=ROOT):
+    """Every pin of ``pyproject.toml``: the dependencies, then each extra's new ones, in file order."""
+    project = tomllib.loads((Path(root) / "pyproject.toml").read_text())["project"]
+    wanted = pins(project["dependencies"])
+    for extra in project.get("optional-dependencies", {}).values():
+        for name, ver in pins(extra).items():
+            wanted.setdefault(name, ver)
+    return wanted
+
+
+def environment_yml(root=ROOT):
+    """The text of ``environment.yml``: conda's Python and pip, then every pin of ``pyproject.toml``."""
+    lines = ["# conda env create -f environment.yml && conda activate lookahead-fastai",
+             f"# Generated from pyproject.toml's pins (dependencies and every extra) by `{COMMAND}`; do not edit.",
+             "name: lookahead-fastai", "channels:", "  - conda-forge", "dependencies:",
+             f"  - python={PYTHON_VERSION}", "  - pip", "  - pip:"]
+    lines += [f"      - {name}=={ver}" for name, ver in pyproject_pins(root).items()]
+    lines.append("      - -e .")
+    return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------------------------------------
+# README blocks
+# ------------------------------------------------------------------------------------------------
+END = "<!-- end generated -->"
+
+
+def _cell(text):
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
+def experiments_block():
+    from .experiments import EXPERIMENTS
+    rows = [f"| `{name}` | {_cell(exp.description)} |" for name, exp in EXPERIMENTS.items()]
+    return "\n".join(["| experiment | what it compares |", "|---|---|", *rows])
+
+
+README_BLOCKS = {"experiments": (experiments_block, "lookahead_fastai.experiments (each EXPERIMENT's description)")}
+
+
+def replace_block(text, name, body):
+    """``text`` with the lines between ``<!-- generated: name -->`` and the next ``<!-- end generated -->``
+    replaced by ``body``; ``ValueError`` when the markers are missing."""
+    start = f"<!-- generated: {name} -->"
+    if start not in text:
+        raise ValueError(f"README.md has no '{start}' marker")
+    head, rest = text.split(start, 1)
+    if END not in rest:
+        raise ValueError(f"README.md: '{start}' has no '{END}' after it")
+    tail = rest.split(END, 1)[1]
+    return f"{head}{start}\n{body}\n{END}{tail}"
+
+
+def readme_text(text):
+    for name, (make, _) in README_BLOCKS.items():
+        text = replace_block(text, name, make())
+    return text
+
+
+# ------------------------------------------------------------------------------------------------
+# what is generated, and what differs
+# ------------------------------------------------------------------------------------------------
+def artefacts(root=ROOT):
+    """``[(path relative to root, generator, text it writes now)]`` for everything that needs no training."""
+    root = Path(root)
+    out = []
+    for name in build_notebooks().NOTEBOOKS:
+        rel = f"notebooks/{name}.ipynb"
+        out.append((rel, "notebooks/build_notebooks.py", notebook_text(name, _committed_json(root / rel))))
+    out.append(("environment.yml", "lookahead_fastai/regenerate.py from pyproject.toml", environment_yml(root)))
+    readme = (root / "README.md").read_text()
+    out.append(("README.md", "lookahead_fastai/regenerate.py (" + "; ".join(
+        f"block '{n}' from {src}" for n, (_, src) in README_BLOCKS.items()) + ")", readme_text(readme)))
+    return out
+
+
+def _same(rel, committed, expected):
+    if rel.endswith(".ipynb"):  # as JSON: key order and indentation are nbformat's business
+        try:
+            return json.loads(committed) == json.loads(expected)
+        except ValueError:
+            return False
+    return committed == expected
+
+
+def stale(root=ROOT):
+    """One message per committed file that differs from what its generator writes now (none: all in step)."""
+    root = Path(root)
+    messages = []
+    for rel, generator, expected in artefacts(root):
+        path = root / rel
+        committed = path.read_text() if path.exists() else None
+        if committed is None or not _same(rel, committed, expected):
+            diff = "" if committed is None else "".join(list(difflib.unified_diff(
+                committed.splitlines(True), expected.splitlines(True), f"{rel} (committed)", f"{rel} (generated)",
+                n=1))[:40])
+            messages.append(f"{rel} {'is missing' if committed is None else 'differs from'} what {generator} "
+                            f"writes now; run `{COMMAND}`\n{diff}")
+    return messages
+
+
+def regenerate_reports(root=ROOT, log=print):
+    """``reports/EXP.md`` (+ plots) and ``reports/README.md`` from ``reports/data/EXP.jsonl``, through a
+    temporary store; nothing when there are no raw results committed."""
+    from .report import write_index, write_report
+    from .store import ResultsStore
+    root = Path(root)
+    files = sorted((root / "reports" / "data").glob("*.jsonl"))
+    if not files:
+        log("reports: no raw results committed (reports/data/*.jsonl), reports left as they are")
+        return []
+    written = []
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = Path(tmp) / "results.sqlite"
+        with ResultsStore(store_path) as store:
+            for f in files:
+                store.import_jsonl(f)
+        for f in files:
+            written.append(write_report(store_path, f.stem, out_dir=root / "reports"))
+        written.append(write_index(store_path, out_dir=root / "reports"))
+    for path in written:
+        log(f"wrote {Path(path).relative_to(root)}")
+    return written
+
+
+def regenerate(root=ROOT, log=print):
+    """Write every artefact that differs from its generator's output, then the reports; the paths written."""
+    root = Path(root)
+    written = []
+    for rel, _, expected in artefacts(root):
+        path = root / rel
+        committed = path.read_text() if path.exists() else None
+        if committed is not None and _same(rel, committed, expected):
+            continue
+        path.write_text(expected)
+        written.append(path)
+        log(f"wrote {rel}")
+    written += regenerate_reports(root, log)
+    if not written:
+        log("everything generated is in step")
+    return written
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m lookahead_fastai.regenerate", description=__doc__.split("\n")[0])
+    parser.add_argument("--check", action="store_true", help="only list the stale files (exit code 1 if any)")
+    args = parser.parse_args(argv)
+    if args.check:
+        messages = stale()
+        print("\n".join(messages) or "everything generated is in step")
+        return 1 if messages else 0
+    regenerate()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
