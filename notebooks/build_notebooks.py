@@ -1,4 +1,4 @@
-"""Writes the thin notebooks (run after changing this file: python notebooks/build_notebooks.py).
+"""Writes the thin notebooks (run after changing this file or an experiment: `make regenerate`).
 
 Experiment notebooks: a title, one parameters cell, a call that runs the grid (with a progress bar),
 a call that shows the results. ``quickstart``: the demo grid, then Lookahead in your own Learner.

@@ -5,6 +5,8 @@ from pathlib import Path
 
 import yaml
 
+from lookahead_fastai.regenerate import environment_yml
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -18,6 +20,11 @@ def _pins(lines):
 
 
 def test_environment_yml_matches_pyproject():
+    """environment.yml is generated from pyproject.toml (`make regenerate`); the committed copy is what
+    the generator writes now (also in tests/test_generated.py), and it pins what pyproject pins."""
+    assert (ROOT / "environment.yml").read_text() == environment_yml(), \
+        ("environment.yml differs from what lookahead_fastai/regenerate.py writes from pyproject.toml; "
+         "run `make regenerate`")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     wanted = _pins(project["dependencies"])
     for extra in project["optional-dependencies"].values():
