@@ -17,6 +17,7 @@ import argparse
 import difflib
 import importlib.util
 import json
+import shutil
 import sys
 import tempfile
 import tomllib
@@ -145,6 +146,84 @@ def readme_text(text):
 
 
 # ------------------------------------------------------------------------------------------------
+# reports: the parts derived from code (title, protocol lines, declared sweeps, deviations, reference)
+# ------------------------------------------------------------------------------------------------
+def _sections(text):
+    """``{'## heading': body}`` of a markdown report (bodies stripped)."""
+    sections, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("## "):
+            current = line
+            sections[current] = []
+        elif current is not None:
+            sections[current].append(line)
+    return {heading: "\n".join(body).strip() for heading, body in sections.items()}
+
+
+def report_from_code(name):
+    """``reports/NAME.md`` as ``write_report`` writes it from a store without runs: what in a report is
+    derived from code alone (the title, declared sweeps, deviations, reference numbers)."""
+    from .report import write_report
+    from .store import ResultsStore
+    with tempfile.TemporaryDirectory() as tmp:
+        store_path = Path(tmp) / "empty.sqlite"
+        ResultsStore(store_path).close()
+        return Path(write_report(store_path, name, out_dir=Path(tmp) / "reports")).read_text()
+
+
+def report_differences(root=ROOT):
+    """``{report path: [what differs]}``: each committed ``reports/EXP.md`` whose code-derived parts
+    (title line, each scale's protocol line, the sections a store without runs also gets) are not what
+    ``write_report`` writes from the experiment's code now."""
+    from .experiments import EXPERIMENTS
+    root = Path(root)
+    out = {}
+    for name, exp in EXPERIMENTS.items():
+        path = root / "reports" / f"{name}.md"
+        if not path.exists():
+            continue
+        committed, code = path.read_text(), report_from_code(name)
+        have, want = _sections(committed), _sections(code)
+        what = []
+        if committed.splitlines()[:1] != code.splitlines()[:1]:
+            what.append("title (the experiment's description)")
+        for heading, body in have.items():
+            if heading.startswith("## Scale `"):
+                scale = heading.split("`")[1]
+                line = f"- **Protocol**: {exp.protocol.get(scale, '')}"
+                if line not in body.splitlines():
+                    what.append(f"protocol of scale `{scale}`")
+        what += [f"section '{heading[3:]}'" for heading, body in want.items() if have.get(heading) != body]
+        if what:
+            out[f"reports/{name}.md"] = what
+    return out
+
+
+def _report_messages(root, with_raw_results):
+    """Messages for the stale reports whose raw results are committed (``with_raw_results``: fixed by
+    ``make regenerate``) or are not (the runs' store or a training run is needed)."""
+    root = Path(root)
+    messages = []
+    for rel, what in report_differences(root).items():
+        name = Path(rel).stem
+        raw = (root / "reports" / "data" / f"{name}.jsonl").exists()
+        if raw != with_raw_results:
+            continue
+        fix = (f"run `{COMMAND}`" if raw else
+               f"its raw results are not committed: `lookahead-fastai store export {name}` (from the store "
+               f"that ran it) then `{COMMAND}`, or re-run `lookahead-fastai run {name}` and "
+               f"`lookahead-fastai report {name}`")
+        messages.append(f"{rel} differs from what lookahead_fastai/report.py writes from the experiment's code "
+                        f"now ({', '.join(what)}); {fix}")
+    return messages
+
+
+def report_warnings(root=ROOT):
+    """Stale reports that ``make regenerate`` cannot rebuild (no raw results committed)."""
+    return _report_messages(root, with_raw_results=False)
+
+
+# ------------------------------------------------------------------------------------------------
 # what is generated, and what differs
 # ------------------------------------------------------------------------------------------------
 def artefacts(root=ROOT):
@@ -183,7 +262,18 @@ def stale(root=ROOT):
                 n=1))[:40])
             messages.append(f"{rel} {'is missing' if committed is None else 'differs from'} what {generator} "
                             f"writes now; run `{COMMAND}`\n{diff}")
+    if list((root / "reports" / "data").glob("*.jsonl")):
+        messages += _report_messages(root, with_raw_results=True)
     return messages
+
+
+def index_scale(files):
+    """The scale ``reports/README.md`` indexes: ``cpu`` (the committed reports') when the raw results
+    hold cpu runs, else the largest scale they hold."""
+    from .experiments import SCALES
+    present = {json.loads(line)["record"]["scale"] for f in files for line in Path(f).read_text().splitlines()
+               if line.strip()}
+    return "cpu" if "cpu" in present or not present else max(present, key=SCALES.index)
 
 
 def regenerate_reports(root=ROOT, log=print):
@@ -191,6 +281,7 @@ def regenerate_reports(root=ROOT, log=print):
     temporary store; nothing when there are no raw results committed."""
     from .report import write_index, write_report
     from .store import ResultsStore
+    from .sweep import lr_find_path
     root = Path(root)
     files = sorted((root / "reports" / "data").glob("*.jsonl"))
     if not files:
@@ -202,9 +293,13 @@ def regenerate_reports(root=ROOT, log=print):
         with ResultsStore(store_path) as store:
             for f in files:
                 store.import_jsonl(f)
+        for curve in sorted((root / "reports" / "data" / "lr_find").glob("*.json")):  # EXP_SCALE.json
+            target = lr_find_path(store_path, *curve.stem.rsplit("_", 1))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(curve, target)
         for f in files:
             written.append(write_report(store_path, f.stem, out_dir=root / "reports"))
-        written.append(write_index(store_path, out_dir=root / "reports"))
+        written.append(write_index(store_path, out_dir=root / "reports", scale=index_scale(files)))
     for path in written:
         log(f"wrote {Path(path).relative_to(root)}")
     return written
@@ -225,6 +320,8 @@ def regenerate(root=ROOT, log=print):
     written += regenerate_reports(root, log)
     if not written:
         log("everything generated is in step")
+    for message in report_warnings(root):
+        log("not rebuilt: " + message)
     return written
 
 
@@ -235,6 +332,8 @@ def main(argv=None):
     if args.check:
         messages = stale()
         print("\n".join(messages) or "everything generated is in step")
+        for message in report_warnings():
+            print("not rebuilt by make regenerate: " + message)
         return 1 if messages else 0
     regenerate()
     return 0

@@ -101,3 +101,42 @@ def test_outputs_of_unchanged_cells_are_kept(copy):
 def test_missing_markers_are_an_error_that_names_them():
     with pytest.raises(ValueError, match="generated: experiments"):
         regen.replace_block("# no markers\n", "experiments", "x")
+
+
+def test_reports_are_rebuilt_from_committed_raw_results(copy):
+    """reports/data/EXP.jsonl (`lookahead-fastai store export EXP`) is all `make regenerate` needs to
+    rebuild reports/EXP.md and the index; their code-derived parts are then checked like the rest."""
+    from lookahead_fastai.runner import fit_and_record
+    from lookahead_fastai.store import ResultsStore
+    store = copy / "runs" / "results.sqlite"
+    specs = [s for s in EXPERIMENTS["demo"].specs("smoke") if s.name in ("AdamW", "LA/AdamW")]
+    for spec in specs:  # two of the demo's smoke runs (seconds)
+        fit_and_record(spec, 0, store=store)
+    (copy / "reports" / "data").mkdir(parents=True)
+    with ResultsStore(store) as db:
+        assert db.export_jsonl("demo", copy / "reports" / "data" / "demo.jsonl") == 2
+    logged = []
+    regen.regenerate(copy, log=logged.append)
+    assert {"wrote reports/demo.md", "wrote reports/README.md"} <= set(logged)
+    report = (copy / "reports" / "demo.md").read_text()
+    assert "## Scale `smoke`" in report and "LA/AdamW" in report and (copy / "reports" / "demo_smoke.png").exists()
+    assert "[demo](demo.md)" in (copy / "reports" / "README.md").read_text()
+    assert regen.stale(copy) == [] and regen.report_warnings(copy) == []
+
+    deviations = report.split("## Deviations from the original", 1)[1].split("\n## ", 1)[0]
+    (copy / "reports" / "demo.md").write_text(report.replace(deviations, "\n\n| what | original | here | why |\n"))
+    (messages,) = regen.stale(copy)
+    assert messages.startswith("reports/demo.md differs from what lookahead_fastai/report.py writes")
+    assert "section 'Deviations from the original'" in messages and messages.endswith("run `make regenerate`")
+    regen.regenerate(copy, log=lambda _: None)
+    assert regen.stale(copy) == []
+
+
+def test_stale_reports_without_raw_results_say_how_to_get_them(copy):
+    (copy / "reports").mkdir()
+    (copy / "reports" / "demo.md").write_text(regen.report_from_code("demo").replace(
+        "# demo: ", "# demo: an older description; ", 1))
+    (warning,) = regen.report_warnings(copy)
+    assert warning.startswith("reports/demo.md differs") and "title" in warning
+    assert "`lookahead-fastai store export demo`" in warning
+    assert regen.stale(copy) == []  # not a failure: only a training run or the runs' store can fix it
