@@ -117,13 +117,72 @@ def _cell(text):
     return " ".join(str(text).split()).replace("|", "\\|")
 
 
-def experiments_block():
+def experiments_block(root=ROOT):
     from .experiments import EXPERIMENTS
     rows = [f"| `{name}` | {_cell(exp.description)} |" for name, exp in EXPERIMENTS.items()]
     return "\n".join(["| experiment | what it compares |", "|---|---|", *rows])
 
 
-README_BLOCKS = {"experiments": (experiments_block, "lookahead_fastai.experiments (each EXPERIMENT's description)")}
+def _md_rows(text):
+    """``{first cell: [cells]}`` of the rows of the markdown tables in ``text`` (header rows included)."""
+    rows = {}
+    for line in text.splitlines():
+        if line.startswith("|") and not line.startswith("|---"):
+            cells = [c.strip() for c in line.strip().strip("|").split("|")]
+            rows[cells[0]] = cells
+    return rows
+
+
+def _md_field(text, key):
+    """The value of a ``- key: value`` line of a results file."""
+    for line in text.splitlines():
+        if line.startswith(f"- {key}:"):
+            return line.split(":", 1)[1].strip()
+    raise ValueError(f"no '- {key}:' line")
+
+
+BENCH_STEP, BENCH_TRAINING = "benchmarks/results/optimizer_step.md", "benchmarks/results/training.md"
+
+
+def benchmarks_block(root=ROOT):
+    """The README's benchmark summary from ``benchmarks/results/*.md`` (what ``make bench`` writes)."""
+    step_text = (Path(root) / BENCH_STEP).read_text()
+    step, training = _md_rows(step_text), _md_rows((Path(root) / BENCH_TRAINING).read_text())
+    target = next(line for line in step_text.splitlines() if "ours (k=5, none) <=" in line)
+    target = "<= " + target.split("<=", 1)[1].split()[0]
+
+    def ratio(contender):
+        return step[contender][3] + "x"
+
+    def train(key):
+        return next(cells for first, cells in training.items() if first.startswith(key))
+
+    demo, epoch_time = train("`make demo` wall time"), train("epoch time")
+    rows = [
+        ("optimizer step, ours (k=5, pullback none) / bare SGD-momentum, ResNet-18 params",
+         f"**{ratio('ours (pullback=none)')}** (median per-round ratio {step['ours (pullback=none)'][4]}x)", target),
+        ("optimizer step, ours (pullback) / bare SGD", ratio("ours (pullback=pullback)"), "—"),
+        ("optimizer step, timm Lookahead / bare SGD", ratio("timm Lookahead"), "ours below it"),
+        ("optimizer step, pytorch_optimizer Lookahead / bare SGD", ratio("pytorch_optimizer Lookahead"),
+         "ours below it"),
+        ("training step (fwd + bwd + opt), Lookahead(SGD) / SGD, small CNN, bs 128",
+         train("training step")[2], train("training step")[3]),
+        ("epoch throughput, fastai Learner / minimal PyTorch loop (CIFAR-10 subset, tensor path)",
+         train("epoch throughput")[2], train("epoch throughput")[3]),
+        ("epoch time, in-memory tensor path vs fastai PIL path (CIFAR-10 subset)",
+         f"{epoch_time[1].replace(' vs ', ' s vs ')} ({epoch_time[2]})", epoch_time[3]),
+        ("`make demo` wall time, venv present (12 runs + report)", demo[1], demo[3]),
+    ]
+    head = (f"Measured {_md_field(step_text, 'date (UTC)')[:10]} on this project's development machine "
+            f"({_md_field(step_text, 'machine')}; {_md_field(step_text, 'versions').split(', ')[1]}; device "
+            f"{(Path(root) / BENCH_TRAINING).read_text().split('; device ', 1)[1].split()[0]}), each ratio "
+            f"from contenders measured side by side in one run ({BENCH_STEP}, {BENCH_TRAINING}):")
+    return "\n".join([head, "", "| benchmark (`make bench`) | measured | target |", "|---|---|---|",
+                      *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
+
+
+README_BLOCKS = {"experiments": (experiments_block, "lookahead_fastai.experiments (each EXPERIMENT's description)"),
+                 "benchmarks": (benchmarks_block, "benchmarks/results/*.md")}
 
 
 def replace_block(text, name, body):
@@ -139,9 +198,9 @@ def replace_block(text, name, body):
     return f"{head}{start}\n{body}\n{END}{tail}"
 
 
-def readme_text(text):
+def readme_text(text, root=ROOT):
     for name, (make, _) in README_BLOCKS.items():
-        text = replace_block(text, name, make())
+        text = replace_block(text, name, make(root))
     return text
 
 
@@ -236,7 +295,7 @@ def artefacts(root=ROOT):
     out.append(("environment.yml", "lookahead_fastai/regenerate.py from pyproject.toml", environment_yml(root)))
     readme = (root / "README.md").read_text()
     out.append(("README.md", "lookahead_fastai/regenerate.py (" + "; ".join(
-        f"block '{n}' from {src}" for n, (_, src) in README_BLOCKS.items()) + ")", readme_text(readme)))
+        f"block '{n}' from {src}" for n, (_, src) in README_BLOCKS.items()) + ")", readme_text(readme, root)))
     return out
 
 

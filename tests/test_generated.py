@@ -47,7 +47,20 @@ def copy(tmp_path):
     (tmp_path / "notebooks").mkdir()
     for nb in (ROOT / "notebooks").glob("*.ipynb"):
         shutil.copy(nb, tmp_path / "notebooks" / nb.name)
+    shutil.copytree(ROOT / "benchmarks" / "results", tmp_path / "benchmarks" / "results")
     return tmp_path
+
+
+def test_readme_benchmark_table_follows_the_results_files(copy):
+    """`make bench` rewrites benchmarks/results/*.md; the README's summary table is then stale."""
+    training = copy / "benchmarks" / "results" / "training.md"
+    training.write_text(training.read_text().replace("| 30.2 s |", "| 41.7 s |"))
+    (message,) = regen.stale(copy)
+    assert message.startswith("README.md differs from what lookahead_fastai/regenerate.py")
+    assert "benchmarks/results/*.md" in message and "run `make regenerate`" in message
+    assert "+| `make demo` wall time, venv present (12 runs + report) | 41.7 s | <= 60 s |" in message
+    regen.regenerate(copy, log=lambda _: None)
+    assert "| 41.7 s | <= 60 s |" in (copy / "README.md").read_text() and regen.stale(copy) == []
 
 
 def test_stale_files_are_named_with_the_command_and_regenerate_fixes_them(copy):
