@@ -157,20 +157,20 @@ def summarize(store, experiment_name, scale):
 
 
 # --- the kind of a comparison, from the specs -------------------------------------------------------
-_NOT_FACTORS = ("experiment", "name", "note", "scale", "optimizer", "hyper", "eval_slow_weights", "state_reset")
+_NOT_FACTORS = ("experiment", "name", "note", "scale", "optimizer", "hyper", "eval_slow_weights", "slow_bn_batches")
 
 
 def _factors(spec):
     """The spec as the factors a comparison can differ in. Lookahead's own settings (its k, alpha,
-    pullback, evaluation on slow weights, state reset at syncs) are one factor, the wrapper; a plain
-    optimizer has none of them (``eval_slow_weights`` does nothing there)."""
+    pullback (a reset at syncs included), evaluation on slow weights and its BatchNorm recomputation) are
+    one factor, the wrapper; a plain optimizer has none of them (``eval_slow_weights`` does nothing there)."""
     parts = optimizer_parts(spec.optimizer, spec.hyper)
     d = {k: v for k, v in spec.to_dict().items() if k not in _NOT_FACTORS}
-    d["state_reset"] = "off" if spec.state_reset == "sync" else spec.state_reset  # sync: part of the wrapper
     wrapper = None
     if parts.wrapper:
         wrapper = (parts.wrapper, parts.implementation, tuple(sorted(parts.wrapper_hyper.items())),
-                   bool(spec.eval_slow_weights), spec.state_reset == "sync")
+                   bool(spec.eval_slow_weights),
+                   spec.slow_bn_batches if spec.eval_slow_weights else None)
     d["wrapper"] = wrapper
     d["inner optimizer"] = parts.inner
     for key, value in parts.inner_hyper.items():
@@ -263,7 +263,10 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
     for r in _runs(store, experiment_name, scale):
         table.setdefault(r["name"], {})[r["seed"]] = r["record"]["final"].get(metric)
     partial = []
-    for name, versus in _comparison_pairs(experiment, _order(experiment, table)):
+    pairs = _comparison_pairs(experiment, _order(experiment, table))
+    best_lr_pairs, picked = _lr_sweep_pairs(store, experiment_name, scale)  # tuned vs tuned (lr_robustness)
+    tuned_rows.update({row: "the best lr of its declared sweep" for row in picked})
+    for name, versus in pairs + [p for p in best_lr_pairs if p not in pairs]:
         kind, differs = comparison_kind(specs[name], specs[versus], tuned_rows)
         seeds = tuple(sorted(s for s in set(table[versus]) & set(table[name])
                              if table[name][s] is not None and table[versus][s] is not None))
@@ -475,13 +478,13 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None):
         for scale in scales:
             scale_runs = [r for r in runs if r["record"]["scale"] == scale]
             seeds = sorted({r["seed"] for r in scale_runs})
-            rec = scale_runs[0]["record"]
             dates = sorted(r["finished_at"] for r in scale_runs if r.get("finished_at"))
             envs = run_environments(scale_runs)
             parts.append(f"## Scale `{scale}`\n")
             parts.append(
-                f"- **Data**: {rec['dataset']} ({rec['n_train']} train / {rec['n_valid']} valid images), "
-                f"from {_data_source(rec['data'])}\n"
+                "- **Data**: " + "; ".join(dict.fromkeys(  # every dataset of the scale, in run order
+                    f"{r['record']['dataset']} ({r['record']['n_train']} train / {r['record']['n_valid']} valid "
+                    f"images), from {_data_source(r['record']['data'])}" for r in scale_runs)) + "\n"
                 f"- **Protocol**: {experiment.protocol.get(scale, '')}\n"
                 f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
                 f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
@@ -490,6 +493,9 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None):
                 parts.append(f"> Scale `{scale}` is a small-budget run on offline data. These numbers are **not** "
                              "a reproduction of the original GPU results; compare optimizers within this table "
                              "only.\n")
+            if experiment_name == LR_ROBUSTNESS:  # its own sections, per dataset and lr
+                parts += lr_robustness_sections(store, experiment_name, scale, out_dir)
+                continue
             parts.append("### Final metrics (mean ± std over seeds)\n")
             parts.append(_markdown(summary_table(store, experiment_name, scale)))
             comparisons = compare(store, experiment_name, scale)
@@ -519,6 +525,354 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None):
     report = out_dir / f"{experiment_name}.md"
     report.write_text("\n".join(parts))
     return report
+
+
+# ================================================================================================
+# lr_robustness: accuracy against the inner optimizer's lr, per dataset (numbers, then words)
+# ================================================================================================
+LR_ROBUSTNESS = "lr_robustness"
+NEAR_BEST_PP = 1.0  # an lr is "near the best" when its mean is within this many points of the best
+
+
+def _lr_sweep_pairs(store, experiment_name, scale):
+    """Tuned against tuned, for an experiment that declares lr sweeps (lr_robustness): each Lookahead
+    family at the lr of its sweep with the best mean final accuracy, against its plain inner optimizer
+    at that one's best lr. Returns (pairs, the rows picked)."""
+    if experiment_name != LR_ROBUSTNESS:
+        return [], set()
+    from .experiments.lr_robustness import lookahead_pairs, sweeps
+    finals = {}
+    for r in _runs(store, experiment_name, scale):
+        if r["record"]["final"].get("accuracy") is not None:
+            finals.setdefault(r["name"], []).append(r["record"]["final"]["accuracy"])
+    best = {}
+    for key, rows in sweeps(scale).items():
+        present = [row for row in rows if row in finals]
+        if present:
+            best[key] = max(present, key=lambda row: float(np.mean(finals[row])))
+    pairs = []
+    for data in dict.fromkeys(data for data, _ in sweeps(scale)):
+        for la, plain in lookahead_pairs():
+            if (data, la) in best and (data, plain) in best:
+                pairs.append((best[(data, la)], best[(data, plain)]))
+    return pairs, {row for pair in pairs for row in pair}
+
+
+@dataclass(frozen=True)
+class LrCell:
+    """One row of the lr grid: a (dataset, optimizer family) at one lr, over its seeds."""
+    row: str
+    data: str
+    inner: str
+    variant: str                 # "" for the plain inner optimizer
+    label: str                   # the optimizer family, e.g. "LA k5 α0.5 / SGD"
+    lr: float
+    final: Stat                  # final accuracy
+    by_seed: dict                # seed -> final accuracy
+    by_epoch: dict               # epoch (0-based) -> Stat of the accuracy after it
+
+
+def lr_robustness_cells(store, experiment_name, scale):
+    """The lr grid of ``scale`` with its finished runs: one :class:`LrCell` per row that has runs,
+    in the declared order."""
+    from .experiments.lr_robustness import cells
+    runs = _runs(store, experiment_name, scale)
+    frame = store.epochs_frame(experiment_name)
+    if len(frame):
+        frame = frame[frame["run_id"].isin({r["run_id"] for r in runs})]
+    out = []
+    for cell in cells(scale):
+        name = cell["row"]["name"]
+        recs = {r["seed"]: r["record"] for r in runs if r["name"] == name}
+        if not recs:
+            continue
+        by_epoch = {}
+        if len(frame) and "accuracy" in frame:
+            for epoch, values in frame[frame["name"] == name].groupby("epoch")["accuracy"]:
+                by_epoch[int(epoch)] = Stat.of(values)
+        by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items())}
+        out.append(LrCell(name, cell["data"], cell["inner"], cell["variant"], cell["label"], cell["row"]["lr"],
+                          Stat.of(by_seed.values()), by_seed, by_epoch))
+    return out
+
+
+def _by_label(cells):
+    out = {}
+    for c in cells:
+        out.setdefault(c.label, []).append(c)
+    return out
+
+
+def _pct(value):
+    return "—" if value is None or math.isnan(value) else f"{value * 100:.2f}"
+
+
+def _lr_table(cells, lrs, value):
+    """Markdown: one line per optimizer family, one column per lr; ``value(cell)`` gives the text."""
+    lines = ["| optimizer | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
+    for label, group in _by_label(cells).items():
+        at = {c.lr: c for c in group}
+        lines.append(f"| {label} | " + " | ".join(value(at[lr]) if lr in at else "—" for lr in lrs) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_lr_robustness(cells, path, title):
+    """Final accuracy against lr (log axis), mean ± 1 std over seeds: one panel per inner optimizer,
+    plain and Lookahead families on it."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    inners = list(dict.fromkeys(c.inner for c in cells))
+    fig, axes = plt.subplots(1, max(len(inners), 1), figsize=(5.5 * max(len(inners), 1), 4), squeeze=False)
+    for ax, inner in zip(axes[0], inners):
+        for label, group in _by_label([c for c in cells if c.inner == inner]).items():
+            lrs = np.array([c.lr for c in group])
+            mean = np.array([c.final.mean for c in group]) * 100
+            std = np.nan_to_num(np.array([c.final.std for c in group]) * 100)
+            ax.plot(lrs, mean, marker="o", label=f"{label} (n={max(c.final.n for c in group)})")
+            ax.fill_between(lrs, mean - std, mean + std, alpha=0.2)
+        ax.set(xscale="log", xlabel=f"{inner}: inner learning rate (peak)", ylabel="final accuracy (%)",
+               title=f"{inner}: mean ± std over seeds")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
+    fig.tight_layout()
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def _robustness_rows(cells):
+    """Per optimizer family: best and worst lr (by mean), the range between them, the grid mean, the
+    lrs near the best, the worst single run and the per-seed range over the grid."""
+    rows = []
+    for label, group in _by_label(cells).items():
+        ok = [c for c in group if not math.isnan(c.final.mean)]
+        if not ok:
+            continue
+        best = max(ok, key=lambda c: c.final.mean)
+        worst = min(ok, key=lambda c: c.final.mean)
+        seeds = set.intersection(*(set(c.by_seed) for c in ok))
+        seed_ranges = [max(c.by_seed[s] for c in ok) - min(c.by_seed[s] for c in ok) for s in sorted(seeds)
+                       if all(c.by_seed[s] is not None for c in ok)]
+        rows.append(dict(label=label, inner=group[0].inner, variant=group[0].variant, lrs=len(ok),
+                         best_lr=best.lr, best=best.final.mean, worst_lr=worst.lr, worst=worst.final.mean,
+                         range=best.final.mean - worst.final.mean,
+                         grid_mean=float(np.mean([c.final.mean for c in ok])),
+                         near=[c.lr for c in ok if best.final.mean - c.final.mean <= NEAR_BEST_PP / 100],
+                         worst_run=min(v for c in ok for v in c.by_seed.values() if v is not None),
+                         seed_range=Stat.of(seed_ranges)))
+    return rows
+
+
+def _std_bounds(n, alpha=ALPHA):
+    """(low, high): the 95% interval of a standard deviation from ``n`` values, as multiples of the
+    estimate (chi-square), and the ratio two such stds must exceed for a two-sided F-test at ``alpha``."""
+    from scipy.stats import chi2, f
+    df = n - 1
+    low, high = math.sqrt(df / chi2.ppf(1 - alpha / 2, df)), math.sqrt(df / chi2.ppf(alpha / 2, df))
+    return low, high, math.sqrt(f.ppf(1 - alpha / 2, df, df))
+
+
+def _detectable(comparisons, alpha=ALPHA):
+    """What the seeds could see: the median and range of the raw 95% intervals' half-widths, and the
+    difference Holm's first step needed (at the median spread), over the comparisons with an interval."""
+    from scipy.stats import t
+    tested = [c for c in comparisons if not math.isnan(c.low)]
+    if not tested:
+        return None
+    halves = [(c.high - c.low) / 2 for c in tested]
+    n = int(np.median([len(c.seeds) for c in tested]))
+    sds = [float(np.std(c.differences, ddof=1)) for c in tested]
+    m = sum(not math.isnan(c.p_raw) for c in comparisons)
+    holm_first = float(t.ppf(1 - alpha / (2 * max(m, 1)), n - 1)) * float(np.median(sds)) / math.sqrt(n)
+    return dict(median=float(np.median(halves)), low=min(halves), high=max(halves), seeds=n, holm_first=holm_first)
+
+
+def _comparison_label(c, lr_of, picked=()):
+    if lr_of[c.row] == lr_of[c.versus]:
+        also = " (also each one's best lr: the tuned comparison)" if (c.row, c.versus) in picked else ""
+        return f"{c.row.split(' · ')[0]} − {c.versus.split(' · ')[0]}, both at lr {lr_of[c.row]:g}{also}"
+    return (f"tuned: {c.row.split(' · ')[0]} at its best lr {lr_of[c.row]:g} − {c.versus.split(' · ')[0]} "
+            f"at its best lr {lr_of[c.versus]:g}")
+
+
+def _join(items, empty="none"):
+    items = list(items)
+    return ", ".join(items) if items else empty
+
+
+def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
+    """The closing paragraph for one dataset, from the numbers: what these seeds support, what not."""
+    lr_of = {c.row: c.lr for c in cells}
+    label_of = {c.row: c.label for c in cells}
+    at_lr = [c for c in comparisons if lr_of[c.row] == lr_of[c.versus]]
+    text = []
+    seeds = sorted({len(c.seeds) for c in comparisons})
+    seed_text = "/".join(map(str, seeds)) or "0"
+    def where(cs):
+        return _join(f"{label_of[c.row].split(' / ')[0]}/{label_of[c.versus]} at lr {lr_of[c.row]:g} "
+                     f"({_pp(c.mean)} pp)" for c in cs)
+    better = [c for c in at_lr if c.lookahead_verdict == BETTER]
+    worse = [c for c in at_lr if c.lookahead_verdict == WORSE]
+    shown = [c for c in at_lr if c.verdict == NOT_SHOWN]
+    other = [c for c in at_lr if c.verdict not in (BETTER, WORSE, NOT_SHOWN)]
+    text.append(
+        f"**What {seed_text} seeds on {data} support.** Like-for-like, at each lr (only the wrapper differs), "
+        f"Lookahead was better in {len(better)} of {len(at_lr)} comparisons ({where(better)}), worse in "
+        f"{len(worse)} ({where(worse)}), and no difference was shown in {len(shown)}"
+        + (f"; {len(other)} could not be tested ({_join(c.verdict for c in other)})" if other else "")
+        + f" (Holm-adjusted over the {n_family} comparisons of this scale, family-wise error ≤ {alpha:.0%}).")
+    tuned_text = []
+    for c in tuned:
+        tuned_text.append(f"{label_of[c.row]} at lr {lr_of[c.row]:g} vs {label_of[c.versus]} at lr "
+                          f"{lr_of[c.versus]:g}: {_pp(c.mean)} pp, {_interval_text(c)}, {c.verdict}")
+    if tuned_text:
+        text.append("Each family at its own best lr (tuned against tuned; "
+                    + ("like-for-like where the best lrs coincide; " if any(c.kind == "like-for-like" for c in tuned)
+                       else "")
+                    + "the best lr was picked from these same seeds, which flatters every family's best by a "
+                      "similar selection effect): " + "; ".join(tuned_text) + ".")
+    det = _detectable(comparisons)
+    if det:
+        text.append(
+            f"**The smallest difference these seeds could detect**: the raw 95% intervals' half-width is "
+            f"{det['median'] * 100:.2f} pp at the median ({det['low'] * 100:.2f}–{det['high'] * 100:.2f} pp); "
+            f"Holm's first step needed about {det['holm_first'] * 100:.2f} pp at the median spread. A true "
+            "difference smaller than that would most likely read \"no difference shown\": that verdict means "
+            "these seeds cannot tell, not that Lookahead and its inner optimizer perform the same.")
+    plain = {r["inner"]: r for r in robust if not r["variant"]}
+    rob = []
+    for r in robust:
+        if r["variant"] and r["inner"] in plain:
+            p = plain[r["inner"]]
+            rob.append(f"{r['label']}: range {r['range'] * 100:.2f} pp, worst {_pct(r['worst'])}% "
+                       f"(plain {r['inner']}: {p['range'] * 100:.2f} pp, worst {_pct(p['worst'])}%)")
+    if rob:
+        narrower = sum(r["range"] < plain[r["inner"]]["range"] for r in robust if r["variant"] and r["inner"] in plain)
+        text.append(
+            "**Robustness to the lr** (range and worst case of the mean over the grid; descriptive, not "
+            f"tested): {'; '.join(rob)}. Lookahead's range was narrower in {narrower} of {len(rob)} families. "
+            "Whether a narrower range is more than seed noise rests on the per-lr comparisons above: a "
+            "robustness claim is supported only where Lookahead is *better* at the grid's poor lrs.")
+    pairs = []
+    for la in (c for c in cells if c.variant):
+        base = next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr), None)
+        if base is not None and not math.isnan(la.final.std) and not math.isnan(base.final.std):
+            pairs.append((la, base))
+    if pairs:
+        n = min(min(la.final.n, b.final.n) for la, b in pairs)
+        low, high, f_ratio = _std_bounds(n) if n > 1 else (math.nan,) * 3
+        lower = sum(la.final.std < b.final.std for la, b in pairs)
+        beyond = [la for la, b in pairs if b.final.std > 0 and la.final.std > 0 and
+                  max(la.final.std / b.final.std, b.final.std / la.final.std) > f_ratio]
+        text.append(
+            f"**Seed variance**: Lookahead's std over seeds was lower than its inner optimizer's at "
+            f"{lower} of {len(pairs)} (family, lr) cells. With {n} seeds a std is known only within ×{low:.2f} to "
+            f"×{high:.2f} of its estimate (95%), and two stds differ at 5% (two-sided F-test, one cell alone, "
+            f"treating the two rows as independent) only "
+            f"when their ratio exceeds ×{f_ratio:.2f}: {len(beyond)} cell(s) did"
+            + (f" ({_join(f'{c.label} at lr {c.lr:g}' for c in beyond)})" if beyond else "")
+            + ". So the variance claim is "
+            + ("not supported either way by these seeds." if not beyond else
+               "open to the cells listed, uncorrected for the many cells looked at."))
+    early = []
+    for la in (c for c in cells if c.variant and 0 in c.by_epoch):
+        base = next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr and 0 in b.by_epoch),
+                    None)
+        if base is not None:
+            early.append(la.by_epoch[0].mean - base.by_epoch[0].mean)
+    if early:
+        text.append(
+            f"**Early progress** (accuracy after epoch 1, Lookahead minus its inner optimizer at the same lr, "
+            f"means over seeds; descriptive, not tested): ahead in {sum(d > 0 for d in early)} of {len(early)} "
+            f"cells, median {np.median(early) * 100:+.2f} pp (from {min(early) * 100:+.2f} to "
+            f"{max(early) * 100:+.2f} pp).")
+    text.append(
+        "**What they do not support**: anything beyond this dataset, model, schedule and number of epochs "
+        "(the paper's setting is 200 epochs of ResNet-18 on the full CIFAR); a claim of *no* difference where "
+        "the verdict is \"no difference shown\"; and the untested descriptive figures (range, worst case, "
+        "std, early accuracy) read as established.")
+    return "\n\n".join(text) + "\n"
+
+
+def lr_robustness_sections(store, experiment_name, scale, out_dir):
+    """The lr_robustness report's body for one scale: per dataset, accuracy against lr (table and
+    figure), robustness over the grid, seed std at each lr, accuracy after the first epochs, the
+    paired comparisons (like-for-like at each lr, tuned at each family's best lr; Holm-adjusted over
+    the scale) and a closing paragraph written from those numbers."""
+    cells = lr_robustness_cells(store, experiment_name, scale)
+    comparisons = compare(store, experiment_name, scale)
+    n_family = sum(not math.isnan(c.p_raw) for c in comparisons)
+    picked, _ = _lr_sweep_pairs(store, experiment_name, scale)
+    picked = set(picked)
+    parts = []
+    for data in dict.fromkeys(c.data for c in cells):
+        dcells = [c for c in cells if c.data == data]
+        rows = {c.row for c in dcells}
+        lr_of = {c.row: c.lr for c in dcells}
+        dcomp = [c for c in comparisons if c.row in rows and c.versus in rows]
+        tuned = [c for c in dcomp if (c.row, c.versus) in picked]
+        seeds = sorted({s for c in dcells for s in c.by_seed})
+        parts.append(f"### {data}\n")
+        parts.append(f"{len(dcells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n")
+        parts.append("#### Final accuracy against the inner optimizer's lr (%, mean ± std over seeds, n)\n")
+        for inner in dict.fromkeys(c.inner for c in dcells):
+            icells = [c for c in dcells if c.inner == inner]
+            lrs = sorted({c.lr for c in icells})
+            parts.append(_lr_table(icells, lrs, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n})"))
+        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data)
+        png = plot_lr_robustness(dcells, Path(out_dir) / f"{experiment_name}_{scale}_{safe}.png",
+                                 f"{experiment_name} · {data} · scale {scale}")
+        parts.append(f"\n![accuracy against lr, {data}]({png.name})\n")
+        parts.append("#### Robustness over the lr grid\n")
+        parts.append(f"From the means over seeds: the best and worst lr, the range between them, the mean over the "
+                     f"grid, the lrs within {NEAR_BEST_PP:g} pp of the best; the worst single run; and the range over "
+                     "the grid seed by seed (mean ± std over seeds). Descriptive: none of these is tested.\n")
+        lines = ["| optimizer | lrs | best lr (acc %) | worst lr (acc %) | range (pp) | grid mean (%) | "
+                 f"lrs within {NEAR_BEST_PP:g} pp of best | worst run (%) | per-seed range (pp) |",
+                 "|---|---|---|---|---|---|---|---|---|"]
+        for r in _robustness_rows(dcells):
+            sr = r["seed_range"]
+            lines.append(f"| {r['label']} | {r['lrs']} | {r['best_lr']:g} ({_pct(r['best'])}) | {r['worst_lr']:g} "
+                         f"({_pct(r['worst'])}) | {r['range'] * 100:.2f} | {_pct(r['grid_mean'])} | "
+                         f"{_join(f'{v:g}' for v in r['near'])} | {_pct(r['worst_run'])} | "
+                         f"{_pct(sr.mean)} ± {_pct(sr.std)} |")
+        parts.append("\n".join(lines) + "\n")
+        parts.append("#### Seed std at each lr (pp; the variance claim)\n")
+        for inner in dict.fromkeys(c.inner for c in dcells):
+            icells = [c for c in dcells if c.inner == inner]
+            parts.append(_lr_table(icells, sorted({c.lr for c in icells}), lambda c: _pct(c.final.std)))
+        n = min((c.final.n for c in dcells), default=0)
+        if n > 1:
+            low, high, f_ratio = _std_bounds(n)
+            parts.append(f"With {n} seeds a std's 95% interval is ×{low:.2f} to ×{high:.2f} of the estimate; two "
+                         f"stds differ at 5% (F-test) only when their ratio exceeds ×{f_ratio:.2f}.\n")
+        epochs = sorted({e for c in dcells for e in c.by_epoch})[:2]
+        if epochs:
+            parts.append("#### Accuracy after the first epochs (%, mean over seeds; the speed claim)\n")
+            parts.append(" / ".join(f"epoch {e + 1}" for e in epochs) + " in each cell.\n")
+            for inner in dict.fromkeys(c.inner for c in dcells):
+                icells = [c for c in dcells if c.inner == inner]
+                parts.append(_lr_table(icells, sorted({c.lr for c in icells}), lambda c: " / ".join(
+                    _pct(c.by_epoch[e].mean) if e in c.by_epoch else "—" for e in epochs)))
+        parts.append("#### Paired differences: Lookahead − its inner optimizer (final accuracy)\n")
+        parts.append(f"Like-for-like at each lr, and tuned against tuned at each family's best lr. Holm-adjusted "
+                     f"over all {n_family} comparisons of this scale (both datasets). " + _stats_text(n_family) + "\n")
+        lines = ["| comparison | kind | seeds | mean (pp) | raw 95% interval | half-width (pp) | p | p (Holm) | "
+                 "conclusion |", "|---|---|---|---|---|---|---|---|---|"]
+        for c in dcomp:
+            half = "—" if math.isnan(c.low) else f"{(c.high - c.low) / 2 * 100:.2f}"
+            lines.append(f"| {_comparison_label(c, lr_of, picked)} | {c.kind} | {len(c.seeds)} | "
+                         f"{'—' if math.isnan(c.mean) else _pp(c.mean)} | {_interval_text(c)} | {half} | "
+                         f"{_p(c.p_raw)} | {_p(c.p_holm)} | {c.verdict} |")
+        parts.append("\n".join(lines) + "\n")
+        parts.append("#### What these seeds support, and what they do not\n")
+        parts.append(_closing(data, dcells, dcomp, tuned, _robustness_rows(dcells), n_family))
+    if not cells:
+        parts.append("_No finished runs of the lr grid at this scale._\n")
+    return parts
 
 
 INDEX_PREAMBLE = """# Reports

@@ -12,8 +12,8 @@ from typing import Callable
 import torch
 from torch import nn
 
-__all__ = ["ARCHITECTURES", "ArchInfo", "body_and_head", "build_learner", "cifar_resnet18", "small_cnn", "mlp",
-           "xresnet50_mish"]
+__all__ = ["ARCHITECTURES", "ArchInfo", "body_and_head", "build_learner", "cifar_resnet18", "cifar_resnet_small",
+           "small_cnn", "strided_cnn", "mlp", "xresnet50_mish"]
 
 
 class _BasicBlock(nn.Module):
@@ -46,12 +46,39 @@ def cifar_resnet18(n_in=3, n_out=10, width=64):
     return nn.Sequential(*layers)
 
 
+def cifar_resnet_small(n_in=3, n_out=10, width=8, blocks=(1, 1, 1)):
+    """``cifar_resnet18``'s structure made small: the same 3x3 stem (no max-pool) and basic blocks, but
+    width 8 and one block per stage in three stages (8, 16, 32 channels; a ResNet-8): about 20k
+    parameters, for CPU-scale studies on 32x32 images (one training image costs about 1.5 ms of one
+    core)."""
+    layers = [nn.Conv2d(n_in, width, 3, 1, 1, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True)]
+    n = width
+    for i, n_blocks in enumerate(blocks):
+        for j in range(n_blocks):
+            stride = 2 if (i > 0 and j == 0) else 1
+            layers.append(_BasicBlock(n, width * 2 ** i, stride))
+            n = width * 2 ** i
+    layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(n, n_out)]
+    return nn.Sequential(*layers)
+
+
 def small_cnn(n_in=3, n_out=10, width=32):
     """Three conv-BN-ReLU blocks and a linear head: trains in seconds on 8x8 to 32x32 images."""
     def block(a, b, stride):
         return [nn.Conv2d(a, b, 3, stride, 1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
     return nn.Sequential(*block(n_in, width, 1), *block(width, width * 2, 2), *block(width * 2, width * 4, 2),
                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width * 4, n_out))
+
+
+def strided_cnn(n_in=1, n_out=10, width=16):
+    """Two strided conv-BN-ReLU layers (5x5 stride 2 to ``width`` channels, 3x3 stride 2 to 2 x ``width``)
+    and a linear head on the flattened 7x7 map (adaptive pooling to 7x7 first, so 28x28 and 32x32
+    inputs both fit): about 21k parameters, 0.22 ms of one core per 28x28 training image; learns
+    Fashion-MNIST to about 90% in three epochs."""
+    return nn.Sequential(nn.Conv2d(n_in, width, 5, 2, 2, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+                         nn.Conv2d(width, 2 * width, 3, 2, 1, bias=False), nn.BatchNorm2d(2 * width),
+                         nn.ReLU(inplace=True),
+                         nn.AdaptiveAvgPool2d(7), nn.Flatten(), nn.Linear(2 * width * 49, n_out))
 
 
 def mlp(n_in=1, n_out=10, size=28, hidden=(256, 128)):
@@ -117,7 +144,11 @@ ARCHITECTURES = {
     "resnet50": ArchInfo("resnet50", "torchvision ResNet-50 via cnn_learner (not pretrained)", _torchvision("resnet50")),
     "cifar_resnet18": ArchInfo("cifar_resnet18", "ResNet-18 with a 3x3 stem for 32x32 images (the paper's)",
                                _plain(cifar_resnet18)),
+    "cifar_resnet_small": ArchInfo("cifar_resnet_small", "cifar_resnet18's structure, width 8, one block in each "
+                                   "of 3 stages (a ResNet-8), for CPU-scale studies", _plain(cifar_resnet_small)),
     "small_cnn": ArchInfo("small_cnn", "3 conv blocks + linear head, for quick scales", _plain(small_cnn)),
+    "strided_cnn": ArchInfo("strided_cnn", "2 strided conv-BN-ReLU layers + linear head on the 7x7 map "
+                            "(Fashion-MNIST / MNIST at CPU scale)", _plain(strided_cnn)),
     "mlp": ArchInfo("mlp", "2 hidden layers (256, 128), for MNIST / digits", _plain(mlp)),
     "xresnet50_mish": ArchInfo("xresnet50_mish", "fastai XResNet-50 with Mish (fastai's Imagenette recipe)",
                                _recipe(xresnet50_mish)),

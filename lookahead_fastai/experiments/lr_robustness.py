@@ -1,0 +1,232 @@
+"""lr_robustness: does Lookahead make the inner optimizer's learning rate matter less?
+
+The Lookahead paper (Zhang, Lucas, Hinton, Ba 2019) claims more than a final accuracy: Lookahead is
+robust to the inner optimizer's learning rate (and to k, alpha), lowers the variance across seeds, and
+makes faster early progress. Unlike Table 1 (200 epochs), those claims can be put to a test on a small
+budget: this experiment does, on real data, with enough seeds to see.
+
+Grid, per dataset: {SGD (momentum 0.9, wd 5e-4), Adam (beta 0.9 / 0.999, no weight decay)} x {plain,
+Lookahead k=5 alpha=0.5, Lookahead k=10 alpha=0.8} x inner lr on a log grid of 5 values spanning 100x
+around each optimizer's usual lr (SGD 0.01 ... 1.0 around 0.1; Adam 1e-4 ... 1e-2 around 1e-3) x 5
+seeds. Every row has the same schedule (linear warm-up over the first 10% of training, then cosine
+to lr/1e4) and the same epochs; the Lookahead rows are validated on their slow weights (the paper's
+authors' recommendation) with BatchNorm statistics recomputed for them over 10 training batches.
+
+Datasets and models (scale ``cpu``): the offline CIFAR-10 subset (5,085 / 1,017 real images) with
+``cifar_resnet_small`` (the package's CIFAR ResNet-18 structure -- 3x3 stem, no max-pool, basic
+blocks -- at width 8 with one block in each of 3 stages: a ResNet-8), batch size 32, no augmentation;
+and the complete Fashion-MNIST (60,000 / 10,000) with ``strided_cnn`` (two strided conv-BN-ReLU
+layers and a linear head), batch size 128. CIFAR-10 rows train 5 epochs, Fashion-MNIST rows 3.
+Scale ``full`` runs the same grid at a GPU budget: the CIFAR ResNet-18 on the full CIFAR-10 (30
+epochs, pad-crop-flip) and ``small_cnn`` on Fashion-MNIST (20 epochs).
+
+Comparisons (``compare`` in report.py, Holm-adjusted together within the report's scale):
+
+* like-for-like, at each lr: each Lookahead row minus its plain inner optimizer at the same lr
+  (only the wrapper differs);
+* tuned, at each row's best lr: each Lookahead variant at the lr of its own sweep that gave the best
+  mean final accuracy, minus the plain inner optimizer at its best lr. The sweeps are declared here
+  (:func:`sweeps`): each (dataset, optimizer) row family over the lr grid. The best lr is picked
+  from the same seeds the comparison then uses -- a selection the report states.
+
+Budget (scale ``cpu``): the whole study -- 2 datasets x 30 rows x 5 seeds = 300 runs -- must fit in
+3 hours of 2-core compute. ``MEASURED`` holds what one run cost on this project's 2-core machine
+(CPU seconds of one single-threaded process, measured with ``time``) and :func:`projected_hours`
+projects the study from it; see ``MEASURED_NOTE`` for the commands, the load and the accuracy
+the budget buys. Projected from those measurements: 2.88 hours of the 2 cores for the whole cpu
+study (two single-threaded sweeps sharing one store); Fashion-MNIST reaches 90.4%, the CIFAR-10
+model about 50% at its best measured lr -- below the 60% asked for: the budget forces it.
+"""
+from ..registry.datasets import dataset_info
+from .deviations import Deviation
+from .spec import Experiment, grid
+
+NAME = "lr_robustness"
+INNERS = {  # label -> (registry name, hyper-parameters, lr grid: 5 values spanning 100x)
+    "SGD": ("sgd", {"mom": 0.9, "wd": 5e-4}, (0.01, 0.03, 0.1, 0.3, 1.0)),
+    "Adam": ("adam", {"mom": 0.9, "sqr_mom": 0.999, "wd": 0.0}, (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)),
+}
+VARIANTS = {  # label -> Lookahead (k, alpha), None for the plain inner optimizer
+    "": None,
+    "LA k5 α0.5": (5, 0.5),
+    "LA k10 α0.8": (10, 0.8),
+}
+SLOW_BN_BATCHES = 10
+SCHEDULE = "warmup_cosine"  # warm-up 10% of training from lr/100, then cosine to lr/1e4 (registry defaults)
+DATASETS = {  # dataset -> its label in row names (the CIFAR-10 subset at smoke / cpu, all of CIFAR-10 at full)
+    "cifar10": {"smoke": "C10-5k", "cpu": "C10-5k", "full": "C10"},
+    "fashion_mnist": {"smoke": "FMNIST", "cpu": "FMNIST", "full": "FMNIST"},
+}
+SCALES = {  # scale -> dataset -> RunSpec fields (the same for every row of that dataset)
+    "smoke": {"cifar10": dict(arch="cifar_resnet_small", epochs=2, bs=32, n_train=128, n_valid=64, augment="none"),
+              "fashion_mnist": dict(arch="strided_cnn", epochs=2, bs=64, n_train=256, n_valid=128)},
+    "cpu": {"cifar10": dict(arch="cifar_resnet_small", epochs=5, bs=32, n_train=None, n_valid=None, augment="none"),
+            "fashion_mnist": dict(arch="strided_cnn", epochs=3, bs=128, n_train=None, n_valid=None)},
+    "full": {"cifar10": dict(arch="cifar_resnet18", epochs=30, bs=128, n_train=None, n_valid=None),
+             "fashion_mnist": dict(arch="small_cnn", epochs=20, bs=128, n_train=None, n_valid=None)},
+}
+SEEDS = {"smoke": 1, "cpu": 5, "full": 5}
+
+# Runs at scale cpu measured with `time` (OMP_NUM_THREADS=1: one single-threaded process; two such
+# processes share the 2 cores), per dataset: CPU seconds (user + sys) of one plain and one Lookahead
+# run of `epochs` epochs, the process's start (imports, the store) taken off. See MEASURED_NOTE.
+MEASURED = {"cifar10": dict(epochs=5, plain=67.0, lookahead=66.6),
+            "fashion_mnist": dict(epochs=3, plain=68.9, lookahead=72.8)}
+PROCESS_START_S = 8.1  # CPU seconds of `lookahead-fastai run` with nothing left to run
+WORKERS = 2  # single-threaded sweeps sharing one store, one per core
+BUDGET_HOURS = 3.0
+MEASURED_NOTE = """
+Measured 2026-11-26 on this project's machine (Linux x86_64, 2 CPU cores, AVX2, torch 2.14.1,
+fastai 2.8.12), shared with other jobs: load average 3.4-7.8 during the runs, so wall times were
+3-5x the CPU times. Each line: `time lookahead-fastai run lr_robustness --scale cpu --seeds 1
+--store S --data-dir ../shared/data --only ROW` with OMP_NUM_THREADS=1.
+
+| row (seed 0) | final accuracy | user + sys (s) | minus process start (s) |
+|---|---|---|---|
+| Adam · lr 0.003 · C10-5k (5 epochs) | 50.64% | 75.1 | 67.0 |
+| LA k10 α0.8 / Adam · lr 0.003 · C10-5k | 48.08% | 74.7 | 66.6 |
+| SGD · lr 0.1 · FMNIST (3 epochs) | 90.37% | 77.0 | 68.9 |
+| LA k10 α0.8 / SGD · lr 0.1 · FMNIST | 90.29% | 80.9 | 72.8 |
+| (nothing left to run: the process start) | — | 8.1 | — |
+
+Projection (projected_hours): 50 plain + 100 Lookahead runs per dataset, two single-threaded sweeps
+sharing one store, each starting once: (50 x 67.0 + 100 x 66.6 + 50 x 68.9 + 100 x 72.8) / 2 + 8.1 =
+10,376 s = 2.88 hours of the 2 cores, under the 3-hour budget. Start the two sweeps with OMP_NUM_THREADS=1 each: with
+2 threads per process on the loaded machine the smoke test's runs cost 4x the CPU time (93 s against
+22.7 s) for the same work.
+
+What the budget buys: Fashion-MNIST reaches 90.4% (>= 90%); the CIFAR-10 ResNet-8 about 50% at
+Adam's lr 3e-3 after 5 epochs, not the 60% asked for. Measured on the way (one seed, CPU seconds of
+one core): 10 epochs gave 48.3% (SGD 0.1, bs 128, pad-crop-flip), 51.1% (the same without
+augmentation), 53.6% (SGD 0.05, bs 32, no augmentation, 111 s) and 56.6% (Adam 3e-3, bs 32, 123 s);
+width 16 for 4 epochs gave 39.3% (91 s). 60% would need about twice the compute per CIFAR run.
+"""
+
+
+def projected_hours(scale="cpu", seeds=None, workers=WORKERS):
+    """The study at ``scale`` projected from ``MEASURED``: every run's CPU seconds (scaled by its
+    epochs), spread over ``workers`` single-threaded processes on as many cores, in hours."""
+    seeds = seeds or SEEDS[scale]
+    total = 0.0
+    for spec in build(scale):
+        m = MEASURED[spec.dataset]
+        total += m["lookahead" if spec.eval_slow_weights else "plain"] * spec.epochs / m["epochs"]
+    return (total * seeds / workers + PROCESS_START_S) / 3600
+
+
+def optimizer_label(inner, variant):
+    """The row family's label: "SGD", "LA k5 α0.5 / SGD", ..."""
+    return f"{variant} / {inner}" if variant else inner
+
+
+def data_label(dataset, scale="cpu"):
+    return DATASETS[dataset][scale]
+
+
+def row_name(inner, variant, lr, dataset, scale="cpu"):
+    return f"{optimizer_label(inner, variant)} · lr {lr:g} · {data_label(dataset, scale)}"
+
+
+def cells(scale):
+    """Every row of ``scale`` as a dict: name, dataset, data (label), inner, variant, optimizer (label),
+    lr, and the RunSpec fields."""
+    out = []
+    for dataset in SCALES[scale]:
+        for inner, (opt, hyper, lrs) in INNERS.items():
+            for variant, la in VARIANTS.items():
+                for lr in lrs:
+                    row = dict(name=row_name(inner, variant, lr, dataset, scale), dataset=dataset, lr=lr,
+                               optimizer=f"lookahead({opt})" if la else opt,
+                               hyper={**hyper, **({"k": la[0], "alpha": la[1]} if la else {})},
+                               eval_slow_weights=bool(la), slow_bn_batches=SLOW_BN_BATCHES if la else None)
+                    out.append(dict(row=row, data=data_label(dataset, scale), inner=inner, variant=variant,
+                                    label=optimizer_label(inner, variant)))
+    return out
+
+
+def build(scale):
+    specs = []
+    for cell in cells(scale):
+        specs += grid(NAME, scale, [cell["row"]], schedule=SCHEDULE, **SCALES[scale][cell["row"]["dataset"]])
+    return specs
+
+
+def sweeps(scale):
+    """The declared lr sweeps: {(data label, optimizer label): row names in lr order}. A row family's
+    "best lr" is the one of its sweep with the best mean final accuracy over the seeds."""
+    out = {}
+    for cell in cells(scale):
+        out.setdefault((cell["data"], cell["label"]), []).append(cell["row"]["name"])
+    return out
+
+
+def lookahead_pairs():
+    """(Lookahead label, plain label) for every variant and inner optimizer, in declared order."""
+    return [(optimizer_label(inner, v), optimizer_label(inner, "")) for inner in INNERS for v in VARIANTS if v]
+
+
+def _comparisons():
+    """Like-for-like at each lr: every Lookahead row minus its plain inner optimizer at the same lr
+    (the names of every scale; the report keeps those with runs)."""
+    pairs = dict.fromkeys((row_name(inner, variant, lr, dataset, scale), row_name(inner, "", lr, dataset, scale))
+                          for scale in SCALES for dataset in DATASETS for inner, (_, _, lrs) in INNERS.items()
+                          for variant in VARIANTS if variant for lr in lrs)
+    return tuple(pairs)
+
+
+def grid_span(lrs):
+    return max(lrs) / min(lrs)
+
+
+def _protocol(scale):
+    data = []
+    for dataset, s in SCALES[scale].items():
+        augment = s.get("augment", "default")
+        augment = {"none": "no augmentation", "pad_crop_flip": "pad-crop-flip augmentation"}.get(
+            dataset_info(dataset).augment if augment == "default" else augment, augment)
+        images = f"{s['n_train']} / {s['n_valid']} images" if s["n_train"] else "all images"
+        data.append(f"{data_label(dataset, scale)}: {s['arch']}, {s['epochs']} epochs, bs {s['bs']}, {images}, {augment}")
+    return ("; ".join(data) + f"; every row: {SCHEDULE} (warm-up 10% of training, then cosine); "
+            f"SGD (momentum 0.9, wd 5e-4) lr {', '.join(f'{v:g}' for v in INNERS['SGD'][2])}; "
+            f"Adam lr {', '.join(f'{v:g}' for v in INNERS['Adam'][2])}; plain, Lookahead k5 α0.5 and k10 α0.8 "
+            f"(validated on the slow weights, BatchNorm statistics recomputed over {SLOW_BN_BATCHES} batches)")
+
+
+PROTOCOL = {scale: _protocol(scale) for scale in SCALES}
+
+DEVIATIONS = (
+    Deviation("setting of the claims", "the paper shows robustness to the inner lr and to (k, alpha), lower "
+              "variance and faster early progress with ResNet-18 on the full CIFAR (long schedules) and on "
+              "ImageNet / language tasks",
+              "cpu: a 20k-parameter CIFAR ResNet-8 on the 5,085-image CIFAR-10 subset for 5 epochs, and a 21k-parameter "
+              "strided CNN on the complete Fashion-MNIST for 3 epochs; full: CIFAR ResNet-18 on CIFAR-10 (30 epochs) and "
+              "small_cnn on Fashion-MNIST (20 epochs)",
+              "300 runs in 3 hours of 2 CPU cores: the claims are put to a test at a small budget; the paper's "
+              "numbers are not reproduced"),
+    Deviation("CIFAR-10 accuracy at scale cpu", "ResNet-18 reaches about 95% on the full CIFAR-10",
+              "about 50% at the best lr (see MEASURED_NOTE in the module): the study asked for >= 60%",
+              "the budget forces it: 60% needs about twice the compute per run (56.6% measured for Adam at 10 "
+              "epochs), which 300 runs in 3 hours do not leave"),
+    Deviation("augmentation (CIFAR, scale cpu)", "random crop after 4-pixel padding + horizontal flip",
+              "none at scales smoke and cpu; the dataset's pad-crop-flip at scale full",
+              "in a few epochs the ResNet-8 underfits: with augmentation 10 epochs gave 48.3%, without 51.1% "
+              "(SGD lr 0.1, bs 128, one seed, measured)"),
+    Deviation("schedule", "step decay (CIFAR, 200 epochs)", "linear warm-up then cosine, the same for every row",
+              "one schedule that suits short runs at every lr of the grid; the lr on the grid is the peak lr"),
+    Deviation("Adam's weight decay", "AdamW with a tuned weight decay (Table 1)", "Adam without weight decay",
+              "the grid varies only the lr; Adam's usual defaults otherwise"),
+    Deviation("evaluation of Lookahead", "on the slow weights (the authors' recommendation); BatchNorm statistics "
+              "not stated", f"on the slow weights, BatchNorm statistics recomputed for them over {SLOW_BN_BATCHES} "
+              "training batches before each validation (training unchanged)",
+              "the fast weights' running statistics belong to other weights; early-epoch accuracy (the speed "
+              "claim) would otherwise mix the two"),
+)
+
+EXPERIMENT = Experiment(
+    name=NAME,
+    description="robustness to the inner optimizer's lr, seed variance and early progress: {SGD, Adam} x {plain, "
+                "Lookahead k5 α0.5, k10 α0.8} x 5 lrs (100x) x 5 seeds, CIFAR-10 subset and Fashion-MNIST",
+    baseline=row_name("SGD", "", 0.1, "cifar10"), build=build, comparisons=_comparisons(),
+    default_seeds=dict(SEEDS), protocol=PROTOCOL, deviations=DEVIATIONS,
+)
+

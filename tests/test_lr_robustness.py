@@ -1,0 +1,162 @@
+"""lr_robustness: the grid at every scale, a smoke run through the sweep with its report, and the
+report regenerated from exported raw results (store export / import through the CLI)."""
+import math
+import re
+
+import numpy as np
+import pytest
+
+from lookahead_fastai.cli import main
+from lookahead_fastai.experiments import get_experiment
+from lookahead_fastai.experiments import lr_robustness as lr
+from lookahead_fastai.registry.optimizers import optimizer_parts
+from lookahead_fastai.report import comparison_kind, compare, write_report
+from lookahead_fastai.store import ResultsStore
+from lookahead_fastai.sweep import run_experiment
+
+EXP = get_experiment("lr_robustness")
+# a few rows of the smoke grid: two lrs of SGD and of LA k5 α0.5 / SGD on Fashion-MNIST, SGD and
+# LA k10 α0.8 / SGD at one lr on the CIFAR-10 subset; two seeds, so the paired comparisons have intervals
+ROWS = [lr.row_name(inner, variant, rate, "fashion_mnist", "smoke") for inner, variant, rate in
+        (("SGD", "", 0.1), ("SGD", "", 0.3), ("SGD", "LA k5 α0.5", 0.1), ("SGD", "LA k5 α0.5", 0.3))] + \
+       [lr.row_name("SGD", v, 0.1, "cifar10", "smoke") for v in ("", "LA k10 α0.8")]
+
+
+def _fm(variant, rate):
+    return lr.row_name("SGD", variant, rate, "fashion_mnist", "smoke")
+
+
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "full"])
+def test_specs_cover_the_grid(scale):
+    specs = EXP.specs(scale)  # RunSpec validates every field on construction
+    assert len({s.name for s in specs}) == len(specs) == 2 * 2 * 3 * 5
+    assert {s.dataset for s in specs} == {"cifar10", "fashion_mnist"}
+    for dataset in ("cifar10", "fashion_mnist"):
+        rows = [s for s in specs if s.dataset == dataset]
+        # same schedule, epochs, batch size, model and data for every row of a dataset
+        for field in ("schedule", "schedule_params", "epochs", "bs", "arch", "n_train", "n_valid", "augment"):
+            assert len({repr(getattr(s, field)) for s in rows}) == 1, (scale, dataset, field)
+        families = {}
+        for s in rows:
+            parts = optimizer_parts(s.optimizer, s.hyper)
+            families.setdefault((parts.inner, tuple(sorted(parts.wrapper_hyper.items()))), []).append(s)
+        assert {inner for inner, _ in families} == {"sgd", "adam"}
+        assert {dict(w).get("k") for _, w in families} == {None, 5, 10}
+        for (inner, wrapper), family in families.items():
+            lrs = sorted(s.lr for s in family)
+            assert len(lrs) >= 5 and lrs[-1] / lrs[0] >= 30, (inner, lrs)
+            usual = {"sgd": 0.1, "adam": 1e-3}[inner]
+            assert lrs[0] < usual < lrs[-1]
+            if wrapper:
+                assert dict(wrapper) in ({"k": 5, "alpha": 0.5, "pullback": "none"},
+                                         {"k": 10, "alpha": 0.8, "pullback": "none"})
+                assert all(s.eval_slow_weights for s in family)
+            # the same inner settings in every family of this inner optimizer
+            assert len({repr(optimizer_parts(s.optimizer, s.hyper).inner_hyper) for s in family}) == 1
+    names = {s.name: s for s in specs}
+    # every declared comparison of this scale is Lookahead minus its inner optimizer at the same lr
+    declared = [(a, b) for a, b in EXP.comparisons if a in names and b in names]
+    assert len(declared) == 2 * 2 * 2 * 5
+    for a, b in declared:
+        assert names[a].lr == names[b].lr
+        assert comparison_kind(names[a], names[b]) == ("like-for-like", ("wrapper",))
+    # the declared sweeps: each family over its lr grid
+    sweeps = lr.sweeps(scale)
+    assert len(sweeps) == 12 and all(len(rows) == 5 for rows in sweeps.values())
+    assert {n for rows in sweeps.values() for n in rows} == set(names)
+
+
+def test_seeds_and_the_cpu_scale_use_the_real_offline_data():
+    assert EXP.default_seeds["cpu"] >= 5 and EXP.default_seeds["full"] >= 5
+    for s in EXP.specs("cpu"):
+        assert s.n_train is None and s.n_valid is None  # all of the offline CIFAR-10 subset / Fashion-MNIST
+    # the measured runs are the declared ones, and the whole cpu study fits the 3-hour budget
+    for dataset, measured in lr.MEASURED.items():
+        assert {s.epochs for s in EXP.specs("cpu") if s.dataset == dataset} == {measured["epochs"]}
+        assert measured["plain"] > 0 and measured["lookahead"] > 0
+    hours = lr.projected_hours("cpu")
+    assert 0 < hours <= lr.BUDGET_HOURS == 3.0
+    assert f"{hours:.2f} hours" in lr.__doc__ and f"{hours:.2f} hours" in lr.MEASURED_NOTE
+
+
+@pytest.fixture(scope="module")
+def smoke_store(tmp_path_factory, shared_data):
+    import torch
+    store = tmp_path_factory.mktemp("lr_robustness") / "results.sqlite"
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny models: a second thread only adds OpenMP overhead (4x the CPU time under load)
+    try:
+        records = run_experiment("lr_robustness", "smoke", seeds=2, only=ROWS, store=store, data_dir=shared_data,
+                                 device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    assert len(records) == 2 * len(ROWS) and all(r["epochs"] == 2 for r in records)
+    return store
+
+
+def _best(store, rows):
+    with ResultsStore(store, readonly=True) as db:
+        runs = [r for r in db.runs("lr_robustness", status="finished") if r["name"] in rows]
+    means = {n: np.mean([r["record"]["final"]["accuracy"] for r in runs if r["name"] == n]) for n in rows}
+    return max(rows, key=lambda n: means[n]), means
+
+
+def test_smoke_run_and_report(smoke_store, tmp_path):
+    fm = [n for n in ROWS if n.endswith("FMNIST")]
+    best_plain, means = _best(smoke_store, [n for n in fm if n.startswith("SGD")])
+    best_la, _ = _best(smoke_store, [n for n in fm if n.startswith("LA")])
+    with ResultsStore(smoke_store, readonly=True) as db:
+        comparisons = compare(db, "lr_robustness", "smoke")
+    pairs = {(c.row, c.versus): c for c in comparisons}
+    # like-for-like at each lr, plus tuned vs tuned at each family's best lr (picked from the runs)
+    for rate in (0.1, 0.3):
+        c = pairs[(_fm("LA k5 α0.5", rate), _fm("", rate))]
+        assert c.kind == "like-for-like" and len(c.seeds) == 2 and not math.isnan(c.low)
+    tuned = pairs[(best_la, best_plain)]
+    same_lr = best_la.split(" · ")[1] == best_plain.split(" · ")[1]
+    assert tuned.kind == ("like-for-like" if same_lr else "tuned")
+    # 2 FMNIST lrs and 1 C10 lr; the tuned FMNIST pair unless its best lrs coincide (then it is one of
+    # those); C10's sweeps have one lr each here, so its tuned pair is its like-for-like one
+    assert len(comparisons) == 3 + (0 if same_lr else 1)
+    assert all(math.isclose(v, p) or p >= v for c in comparisons for v, p in [(c.p_raw, c.p_holm)] if not math.isnan(v))
+
+    out = tmp_path / "reports"
+    report = write_report(smoke_store, "lr_robustness", out_dir=out)
+    text = report.read_text()
+    for heading in ("### FMNIST", "### C10-5k", "Final accuracy against the inner optimizer's lr",
+                    "Robustness over the lr grid", "Seed std at each lr", "Accuracy after the first epochs",
+                    "Paired differences: Lookahead − its inner optimizer", "What these seeds support, and what they do not",
+                    "The smallest difference these seeds could detect", "What they do not support", "tuned"):
+        assert heading in text, heading
+    assert not re.search(r"no difference(?! shown| is shown| was shown)", text.lower())
+    # the table holds the store's numbers
+    row = _fm("", 0.3)
+    assert f"{means[row] * 100:.2f}" in text
+    c = pairs[(_fm("LA k5 α0.5", 0.3), _fm("", 0.3))]
+    assert f"| {(c.high - c.low) / 2 * 100:.2f} |" in text
+    pngs = sorted(p.name for p in out.glob("*.png"))
+    assert pngs == ["lr_robustness_smoke_C10-5k.png", "lr_robustness_smoke_FMNIST.png"]
+    for name in pngs:
+        data = (out / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+        assert f"]({name})" in text
+
+
+def _tables(text):
+    """The report without its 'Generated ... from <store>' line."""
+    return [line for line in text.splitlines() if not line.startswith("Generated ")]
+
+
+def test_export_import_round_trip_gives_the_same_report(smoke_store, tmp_path, capsys):
+    exported = tmp_path / "data" / "lr_robustness.jsonl"
+    other = tmp_path / "other.sqlite"
+    assert main(["store", "export", "lr_robustness", "--store", str(smoke_store), "--out", str(exported)]) == 0
+    assert len(exported.read_text().splitlines()) == 2 * len(ROWS)
+    assert main(["store", "import", str(exported), "--store", str(other)]) == 0
+    assert main(["report", "lr_robustness", "--store", str(smoke_store), "--out", str(tmp_path / "a")]) == 0
+    assert main(["report", "lr_robustness", "--store", str(other), "--out", str(tmp_path / "b")]) == 0
+    a = (tmp_path / "a" / "lr_robustness.md").read_text()
+    b = (tmp_path / "b" / "lr_robustness.md").read_text()
+    assert "Paired differences" in a and _tables(a) == _tables(b)
+    assert sorted(p.name for p in (tmp_path / "b").glob("*.png")) == sorted(p.name for p in (tmp_path / "a").glob("*.png"))
+    capsys.readouterr()
