@@ -675,9 +675,10 @@ def _std_bounds(n, alpha=ALPHA):
     return low, high, math.sqrt(f.ppf(1 - alpha / 2, df, df))
 
 
-def _detectable(comparisons, alpha=ALPHA):
+def _detectable(comparisons, n_family, alpha=ALPHA):
     """What the seeds could see: the median and range of the raw 95% intervals' half-widths, and the
-    difference Holm's first step needed (at the median spread), over the comparisons with an interval."""
+    difference Holm's first step (over a family of ``n_family`` tests) needed at the median spread,
+    over the comparisons with an interval."""
     from scipy.stats import t
     tested = [c for c in comparisons if not math.isnan(c.low)]
     if not tested:
@@ -685,8 +686,7 @@ def _detectable(comparisons, alpha=ALPHA):
     halves = [(c.high - c.low) / 2 for c in tested]
     n = int(np.median([len(c.seeds) for c in tested]))
     sds = [float(np.std(c.differences, ddof=1)) for c in tested]
-    m = sum(not math.isnan(c.p_raw) for c in comparisons)
-    holm_first = float(t.ppf(1 - alpha / (2 * max(m, 1)), n - 1)) * float(np.median(sds)) / math.sqrt(n)
+    holm_first = float(t.ppf(1 - alpha / (2 * max(n_family, 1)), n - 1)) * float(np.median(sds)) / math.sqrt(n)
     return dict(median=float(np.median(halves)), low=min(halves), high=max(halves), seeds=n, holm_first=holm_first)
 
 
@@ -734,14 +734,15 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
                        else "")
                     + "the best lr was picked from these same seeds, which flatters every family's best by a "
                       "similar selection effect): " + "; ".join(tuned_text) + ".")
-    det = _detectable(comparisons)
+    det = _detectable(comparisons, n_family)
     if det:
         text.append(
             f"**The smallest difference these seeds could detect**: the raw 95% intervals' half-width is "
-            f"{det['median'] * 100:.2f} pp at the median ({det['low'] * 100:.2f}–{det['high'] * 100:.2f} pp); "
-            f"Holm's first step needed about {det['holm_first'] * 100:.2f} pp at the median spread. A true "
-            "difference smaller than that would most likely read \"no difference shown\": that verdict means "
-            "these seeds cannot tell, not that Lookahead and its inner optimizer perform the same.")
+            f"{det['median'] * 100:.2f} pp at the median ({det['low'] * 100:.2f}–{det['high'] * 100:.2f} pp): a "
+            "true difference smaller than that would most likely read \"no difference shown\". After Holm's "
+            f"adjustment the bar is higher: its first (strictest) step needed about {det['holm_first'] * 100:.2f} pp "
+            "at the median spread. \"No difference shown\" means these seeds cannot tell, not that Lookahead and "
+            "its inner optimizer perform the same.")
     plain = {r["inner"]: r for r in robust if not r["variant"]}
     rob = []
     for r in robust:
