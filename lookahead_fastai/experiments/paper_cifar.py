@@ -47,6 +47,9 @@ ROWS = [  # name, optimizer, lr, hyper, validate on slow weights
     ("AdamW", "adamw", 3e-4, ADAMW, False),
     ("LA/AdamW", "lookahead(adamw)", 3e-4, {**ADAMW, **LA}, True),
 ]
+# Slow-weight evaluation with BatchNorm statistics recomputed for the slow weights over this many training
+# batches (the fast weights' statistics are used otherwise): shown beside LA/SGD at the small scales.
+BN_ROW, BN_BATCHES = "LA/SGD · slow BN recomputed", 20
 DATASETS = {"cifar10": "C10", "cifar100": "C100"}
 MILESTONES = {"milestones": [0.3, 0.6, 0.8], "factor": 0.2}  # x0.2 at epochs 60/120/160 of 200
 SCALES = {
@@ -67,6 +70,10 @@ def build(scale):
     rows = [dict(name=row_name(name, DATASETS[dataset]), dataset=dataset, optimizer=opt, lr=lr, hyper=hyper,
                  eval_slow_weights=slow)
             for dataset in datasets for name, opt, lr, hyper, slow in ROWS]
+    if scale != "full":  # same training as LA/SGD; only the slow weights' BatchNorm statistics differ
+        _, opt, lr, hyper, _ = ROWS[1]
+        rows += [dict(name=row_name(BN_ROW, DATASETS[dataset]), dataset=dataset, optimizer=opt, lr=lr, hyper=hyper,
+                      eval_slow_weights=True, slow_bn_batches=BN_BATCHES) for dataset in datasets]
     return grid("paper_cifar", scale, rows, schedule="step", schedule_params=MILESTONES, **s)
 
 
@@ -76,7 +83,8 @@ def _comparisons():
         pairs += [(row_name("LA/SGD", label), row_name("SGD", label)),
                   (row_name("LA/SGD · SGD's lr", label), row_name("SGD", label)),
                   (row_name("LA/AdamW", label), row_name("AdamW", label)),
-                  (row_name("AdamW", label), row_name("SGD", label))]
+                  (row_name("AdamW", label), row_name("SGD", label)),
+                  (row_name(BN_ROW, label), row_name("LA/SGD", label))]
     return tuple(pairs)
 
 
