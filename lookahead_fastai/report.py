@@ -397,6 +397,12 @@ def plot_curves(store, experiment_name, scale, path):
     axes[1].set(title="train loss, epoch mean (mean ± std)", xlabel="epoch", ylabel="loss", yscale="log")
     axes[0].legend(fontsize=7)
     fig.suptitle(f"{experiment_name} — scale {scale}")
+    return _save_figure(fig, path)
+
+
+def _save_figure(fig, path):
+    """Lay out, write (creating the folder) and close a report figure; returns its path."""
+    import matplotlib.pyplot as plt
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
@@ -419,10 +425,7 @@ def plot_lr_find(curve, path):
     ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {curve['valley']:.2e}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed train loss", title=f"lr_find: {curve['row']}")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save_figure(fig, path)
 
 
 def _markdown(frame):
@@ -636,11 +639,7 @@ def plot_lr_robustness(cells, path, title):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save_figure(fig, path)
 
 
 def _robustness_rows(cells):
