@@ -308,19 +308,26 @@ def _same(rel, committed, expected):
     return committed == expected
 
 
-def stale(root=ROOT):
-    """One message per committed file that differs from what its generator writes now (none: all in step)."""
-    root = Path(root)
-    messages = []
+def _out_of_step(root):
+    """(path relative to root, generator, committed text or None, generated text) of each artefact whose
+    committed file is missing or differs from what its generator writes now."""
     for rel, generator, expected in artefacts(root):
         path = root / rel
         committed = path.read_text() if path.exists() else None
         if committed is None or not _same(rel, committed, expected):
-            diff = "" if committed is None else "".join(list(difflib.unified_diff(
-                committed.splitlines(True), expected.splitlines(True), f"{rel} (committed)", f"{rel} (generated)",
-                n=1))[:40])
-            messages.append(f"{rel} {'is missing' if committed is None else 'differs from'} what {generator} "
-                            f"writes now; run `{COMMAND}`\n{diff}")
+            yield rel, generator, committed, expected
+
+
+def stale(root=ROOT):
+    """One message per committed file that differs from what its generator writes now (none: all in step)."""
+    root = Path(root)
+    messages = []
+    for rel, generator, committed, expected in _out_of_step(root):
+        diff = "" if committed is None else "".join(list(difflib.unified_diff(
+            committed.splitlines(True), expected.splitlines(True), f"{rel} (committed)", f"{rel} (generated)",
+            n=1))[:40])
+        messages.append(f"{rel} {'is missing' if committed is None else 'differs from'} what {generator} "
+                        f"writes now; run `{COMMAND}`\n{diff}")
     if list((root / "reports" / "data").glob("*.jsonl")):
         messages += _report_messages(root, with_raw_results=True)
     return messages
@@ -368,11 +375,8 @@ def regenerate(root=ROOT, log=print):
     """Write every artefact that differs from its generator's output, then the reports; the paths written."""
     root = Path(root)
     written = []
-    for rel, _, expected in artefacts(root):
+    for rel, _, _, expected in _out_of_step(root):
         path = root / rel
-        committed = path.read_text() if path.exists() else None
-        if committed is not None and _same(rel, committed, expected):
-            continue
         path.write_text(expected)
         written.append(path)
         log(f"wrote {rel}")
