@@ -353,6 +353,22 @@ def _synthetic_dls(n_train, n_valid, bs, device, channels=3, size=32, n_classes=
     return DataLoaders(train, valid, device=torch.device(device))
 
 
+
+def _timed_epoch(learn, lr, device):
+    """(seconds of one ``fit(1, lr)`` epoch, seconds of one ``validate()`` after it), each bracketed by
+    device syncs; train time is their difference (the fit validates once too)."""
+    with learn.no_bar(), learn.no_logging():
+        sync(device)
+        start = time.perf_counter()
+        learn.fit(1, lr)
+        sync(device)
+        total = time.perf_counter() - start
+        start = time.perf_counter()
+        learn.validate()
+        sync(device)
+        valid = time.perf_counter() - start
+    return total, valid
+
 def _learner_runner(dls, cfg, lookahead, lr):
     from fastai.callback.channelslast import ChannelsLast  # noqa: F401  (patches Learner.to_channelslast)
     from fastai.callback.training import ShortEpochCallback
@@ -377,16 +393,7 @@ def _learner_runner(dls, cfg, lookahead, lr):
             learn.fit(1, lr, cbs=ShortEpochCallback(pct=0.1, short_valid=True))
 
     def epoch():
-        with learn.no_bar(), learn.no_logging():
-            sync(cfg.device)
-            start = time.perf_counter()
-            learn.fit(1, lr)
-            sync(cfg.device)
-            total = time.perf_counter() - start
-            start = time.perf_counter()
-            learn.validate()
-            sync(cfg.device)
-            valid = time.perf_counter() - start
+        total, valid = _timed_epoch(learn, lr, cfg.device)
         return {"epoch_s": total, "train_s": total - valid, "valid_s": valid}
     return warmup, epoch
 
@@ -604,15 +611,7 @@ def _measure_config(key, cfg):
         learn.to_fp16()
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 0.01)  # warm-up
-        sync(cfg.device)
-        start = time.perf_counter()
-        learn.fit(1, 0.01)
-        sync(cfg.device)
-        total = time.perf_counter() - start
-        start = time.perf_counter()
-        learn.validate()
-        sync(cfg.device)
-        valid = time.perf_counter() - start
+    total, valid = _timed_epoch(learn, 0.01, cfg.device)
     return {"bs": bs, "size": size, "train_s_per_image": (total - valid) / n_train,
             "valid_s_per_image": valid / n_valid}
 
