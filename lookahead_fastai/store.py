@@ -270,14 +270,23 @@ class ResultsStore:
         return ValueError(f"{self.path} is not a usable SQLite database: {exc}")
 
     def _check_schema(self, conn: sqlite3.Connection) -> None:
-        """Refuse a database that is not ours, reading only (nothing is written before this)."""
-        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        """Refuse a database that is not ours, reading only (nothing is written before this).
+
+        The version and the schema are read in one read transaction: read apart, another process
+        creating the store in between (two sweeps started together on a new store) would show
+        version 0 beside its new tables, and this store would be taken for another program's."""
+        conn.execute("BEGIN")
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            names = [(r[0], r[1]) for r in conn.execute("SELECT type, name FROM sqlite_master")]
+        finally:
+            conn.execute("COMMIT")
         if version > SCHEMA_VERSION:
             raise ValueError(f"{self.path} has results-store schema version {version}, newer "
                              f"than this code's {SCHEMA_VERSION}; upgrade lookahead_fastai")
-        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        tables = {name for kind, name in names if kind == "table"}
         if version == 0:
-            n = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            n = len(names)
             if n:
                 raise ValueError(f"{self.path} is an SQLite database but not a results store "
                                  f"(it already holds {n} other schema objects)")

@@ -87,6 +87,39 @@ def test_directory_and_foreign_db_raise_value_error(tmp_path):
         ResultsStore(newer)
 
 
+def test_a_store_created_by_another_process_while_this_one_checks_it_is_not_taken_for_foreign(tmp_path):
+    """CI once failed this way: two sweeps started together on a new store; the second read
+    user_version 0, the first then created the schema, and the second counted the new tables as
+    another program's. Here the other creator starts exactly between the two reads."""
+    import threading
+
+    path = tmp_path / "new.sqlite"
+    created = []
+
+    class Between:  # the checking connection; the creator starts after its first read
+        def __init__(self, conn):
+            self._conn = conn
+
+        def execute(self, sql, *args):
+            rows = self._conn.execute(sql, *args).fetchall()  # the statement is done (reset) here
+            cur = type("Rows", (list,), {"fetchone": lambda self: self[0] if self else None})(rows)
+            if sql.startswith("PRAGMA user_version") and not created:
+                thread = threading.Thread(target=lambda: created.append(ResultsStore(path).close()))
+                thread.start()
+                created.append(thread)
+                time.sleep(0.5)  # long enough for the creator to commit, unless the check holds a snapshot
+            return cur
+
+    class Checked(ResultsStore):
+        def _check_schema(self, conn):
+            return super()._check_schema(Between(conn))
+
+    with Checked(path) as s:
+        created[0].join(timeout=30)
+        assert len(created) == 2, "the other creator did not finish"
+        assert s.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 # -- lifecycle -----------------------------------------------------------------------------------
 def test_start_log_finish_read_back(tmp_path):
     path = tmp_path / "r.db"
