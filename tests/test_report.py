@@ -108,7 +108,13 @@ def test_runs_of_an_older_spec_are_left_out(tiny, monkeypatch):
 def test_index_counts_only_fair_lookahead_comparisons(tiny, tmp_path):
     path = write_index(tiny, out_dir=tmp_path, scale="smoke")
     text = path.read_text()
-    assert "| [tiny](tiny.md) | `smoke` | digits (160 / 80) | 3 |" in text
+    assert "| [tiny](tiny.md) | `smoke` | digits (160 / 80) | 3 | " in text
+    row = next(line for line in text.splitlines() if line.startswith("| [tiny]"))
+    with ResultsStore(tiny, readonly=True) as db:  # the smallest detectable difference, from the intervals
+        tested = [c for c in compare(db, "tiny", "smoke") if not math.isnan(c.low)]
+    median = float(np.median([(c.high - c.low) / 2 for c in tested])) if tested else None
+    assert (f"{median * 100:.2f} pp (" in row and ", 3 seeds |" in row) if tested else "| — |" in row
+    assert "- [tiny](tiny.md): like-for-like 1: better " in text  # the per-experiment tally
     assert "Does Lookahead help?" in text
     # LA/SGD vs SGD is like-for-like and counted; LA/SGD at lr 0.1 vs SGD is confounded: listed, not counted
     assert "Counted: the 1 like-for-like or tuned comparisons (like-for-like 1, tuned 0)" in text
