@@ -8,12 +8,13 @@ traceback (:func:`register_one_line_errors`)."""
 import dataclasses
 import json
 import math
+import re
 from contextlib import contextmanager
 from pathlib import Path
 
 from .experiments import SpecError, get_experiment
 from .registry.datasets import DatasetUnavailable
-from .report import paired_differences, plot_curves, plot_lr_find, summary_table
+from .report import LR_ROBUSTNESS, lr_robustness_sections, paired_differences, plot_curves, plot_lr_find, summary_table
 from .runner import DEFAULT_STORE
 from .store import ResultsStore, store_files_dir
 from .sweep import lr_find_path
@@ -206,6 +207,22 @@ def show_deviations(experiment):
     return frame
 
 
+_FIGURE = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)")
+
+
+def _show_markdown_with_figures(parts, figures_dir):
+    """Display a report's markdown parts; each ``![...](name.png)`` becomes the figure itself (a
+    markdown link would resolve against the notebook's folder, not ``figures_dir``)."""
+    from IPython.display import Image, Markdown, display
+    for part in parts:
+        pieces = _FIGURE.split(part)  # text, figure name, text, ...
+        for i, piece in enumerate(pieces):
+            if i % 2:
+                display(Image(filename=str(Path(figures_dir) / piece)))
+            elif piece.strip():
+                display(Markdown(piece))
+
+
 def show_results(experiment, scale, store=DEFAULT_STORE, figures_dir=None):
     """Display (in Jupyter) the summary table and the paired differences as styled tables, the
     learning curves (mean ± std over seeds) and, where the experiment has one, the lr_find sweep,
@@ -224,7 +241,10 @@ def show_results(experiment, scale, store=DEFAULT_STORE, figures_dir=None):
         display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None))
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
         display(style_pairs(pairs))
-        display(Image(filename=str(plot_curves(db, experiment, scale, figures_dir / f"{experiment}_{scale}.png"))))
+        if experiment == LR_ROBUSTNESS:  # the report's own sections: accuracy against lr, per dataset
+            _show_markdown_with_figures(lr_robustness_sections(db, experiment, scale, figures_dir), figures_dir)
+        else:
+            display(Image(filename=str(plot_curves(db, experiment, scale, figures_dir / f"{experiment}_{scale}.png"))))
         curve_file = lr_find_path(store, experiment, scale)  # written by the sweep
         if exp.lr_find_row and curve_file.exists():
             curve = json.loads(curve_file.read_text())

@@ -355,7 +355,7 @@ def regenerate_reports(root=ROOT, log=print):
         return []
     written = []
     with tempfile.TemporaryDirectory() as tmp:
-        store_path = Path(tmp) / "results.sqlite"
+        store_path, out = Path(tmp) / "results.sqlite", Path(tmp) / "reports"
         with ResultsStore(store_path) as store:
             for f in files:
                 store.import_jsonl(f)
@@ -364,11 +364,27 @@ def regenerate_reports(root=ROOT, log=print):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(curve, target)
         for f in files:
-            written.append(write_report(store_path, f.stem, out_dir=root / "reports"))
-        written.append(write_index(store_path, out_dir=root / "reports", scale=index_scale(files)))
+            write_report(store_path, f.stem, out_dir=out, source=f.relative_to(root).as_posix())
+        write_index(store_path, out_dir=out, scale=index_scale(files))
+        for new in sorted(out.iterdir()):  # only what changed: an unchanged report keeps its date line
+            old = root / "reports" / new.name
+            if not (old.exists() and _unchanged(old, new)):
+                shutil.copy(new, old)
+                written.append(old)
     for path in written:
         log(f"wrote {Path(path).relative_to(root)}")
     return written
+
+
+def _unchanged(old, new):
+    """Whether a report (or figure) written again says the same: equal bytes, or equal text once the
+    "Generated <date> UTC by ..." line is set aside."""
+    a, b = old.read_bytes(), new.read_bytes()
+    if a == b or new.suffix != ".md":
+        return a == b
+    def body(text):
+        return [line for line in text.decode().splitlines() if not line.startswith("Generated ")]
+    return body(a) == body(b)
 
 
 def regenerate(root=ROOT, log=print):

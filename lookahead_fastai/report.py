@@ -463,8 +463,9 @@ def _kind_counts(comparisons):
     return ", ".join(f"{k} {sum(c.kind == k for c in comparisons)}" for k in KINDS)
 
 
-def write_report(store_path, experiment_name, out_dir="reports", scales=None):
-    """Write ``out_dir/EXP.md`` (+ ``EXP_<scale>.png``) from the finished runs in the store."""
+def write_report(store_path, experiment_name, out_dir="reports", scales=None, source=None):
+    """Write ``out_dir/EXP.md`` (+ ``EXP_<scale>.png``) from the finished runs in the store; ``source``
+    names where they came from in the report's first line (default: the store)."""
     experiment = get_experiment(experiment_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -474,7 +475,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None):
         scales = [s for s in (scales or present) if s in present]
         parts = [f"# {experiment_name}: {experiment.description}\n",
                  f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by "
-                 f"`lookahead-fastai report {experiment_name}` from `{store_path}`.\n"]
+                 f"`lookahead-fastai report {experiment_name}` from `{source or store_path}`.\n"]
         if not scales:
             parts.append("_No finished runs in the store for this experiment yet: run "
                          f"`lookahead-fastai run {experiment_name}` first._\n")

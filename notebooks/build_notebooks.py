@@ -13,8 +13,8 @@ from lookahead_fastai.experiments import EXPERIMENTS
 from lookahead_fastai.notebook import KERNEL_DISPLAY_NAME, KERNEL_NAME
 
 HERE = Path(__file__).parent
-EXPERIMENT_NOTEBOOKS = ["start_off", "imagenette", "nested_lookahead", "optimizer_state", "optimizer_tour",
-                        "optimizers_from_scratch"]
+EXPERIMENT_NOTEBOOKS = ["start_off", "imagenette", "paper_cifar", "imagenette_leaderboard", "lr_robustness",
+                        "nested_lookahead", "optimizer_state", "optimizer_tour", "optimizers_from_scratch"]
 NOTEBOOKS = ["quickstart", *EXPERIMENT_NOTEBOOKS]
 
 PARAMETERS = [  # (assignment, comment); SCALE and SEEDS are filled in per notebook

@@ -17,7 +17,8 @@ from lookahead_fastai.regenerate import build_notebooks as _build_notebooks
 build_notebooks = _build_notebooks()
 
 ALL = build_notebooks.NOTEBOOKS
-RUN_HERE = ["nested_lookahead", "optimizer_state", "optimizer_tour", "optimizers_from_scratch"]
+RUN_HERE = ["paper_cifar", "imagenette_leaderboard", "lr_robustness", "nested_lookahead", "optimizer_state",
+            "optimizer_tour", "optimizers_from_scratch"]
 
 
 def test_every_notebook_is_tested_somewhere():
