@@ -30,7 +30,7 @@ DEVIATIONS = (
 
 EXPERIMENT = Experiment(
     name="data_paths", description="in-memory tensor data path vs fastai PIL path: does accuracy differ?",
-    baseline="PIL path", build=build, default_seeds={"smoke": 1, "cpu": 3, "full": 3}, deviations=DEVIATIONS,
+    baseline="PIL path", build=build, default_seeds={"smoke": 1, "cpu": 5, "full": 3}, deviations=DEVIATIONS,
     protocol={"smoke": "CIFAR-10 subset, 256 / 128 images, 1 epoch",
               "cpu": "CIFAR-10 subset (5,085 / 1,017 real images), small CNN, SGD+momentum one-cycle, 5 epochs",
               "full": "CIFAR-10, CIFAR ResNet-18, 30 epochs"},
