@@ -19,7 +19,7 @@ NOTEBOOKS = ["quickstart", *EXPERIMENT_NOTEBOOKS]
 
 PARAMETERS = [  # (assignment, comment); SCALE and SEEDS are filled in per notebook
     ('SCALE = "{scale}"', "smoke (seconds) | cpu (minutes on a laptop) | full (the original protocol, a GPU)"),
-    ("SEEDS = {seeds}", "None: the experiment's default for the scale (3 at cpu)"),
+    ("SEEDS = {seeds}", "None: the experiment's default for the scale (3 or 5 at cpu)"),
     ("DATA_DIR = None", "None: fastai's data folder (~/.fastai/data), downloading what is missing; "
                         "or a folder holding the datasets"),
     ('WANDB = "disabled"', "offline | online | disabled (see the README's W&B section)"),

@@ -86,7 +86,8 @@ DEVIATIONS = (
 
 EXPERIMENT = Experiment(
     name="optimizer_tour", description="torch.optim optimizers x LR schedules on an MNIST MLP",
-    baseline="SGD+momentum · constant", build=build, default_seeds={"smoke": 1, "cpu": 5, "full": 3}, comparisons=_comparisons(), deviations=DEVIATIONS,
+    baseline="SGD+momentum · constant", build=build, default_seeds={"smoke": 1, "cpu": 5, "full": 3},
+    comparisons=_comparisons(), deviations=DEVIATIONS,
     reference="Seed 003 (MLP on MNIST, 5 epochs, one run): SGD lr 0.1 momentum 0.9 wd 5e-4 -> test 94.9%; "
               "RMSprop defaults -> 90.2%.",
     protocol={"smoke": "MNIST subset, 512 train / 256 test images, 1 epoch",

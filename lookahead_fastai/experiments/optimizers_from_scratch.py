@@ -54,7 +54,8 @@ DEVIATIONS = (
 
 EXPERIMENT = Experiment(
     name="optimizers_from_scratch", description="fastai stats+steppers: weight decay vs L2, debiasing, LAMB",
-    baseline="Adam · debiased", build=build, default_seeds={"smoke": 1, "cpu": 5, "full": 3}, lr_find_row="Adam · debiased", deviations=DEVIATIONS,
+    baseline="Adam · debiased", build=build, default_seeds={"smoke": 1, "cpu": 5, "full": 3},
+    lr_find_row="Adam · debiased", deviations=DEVIATIONS,
     comparisons=(("SGD · L2", "SGD · weight decay"), ("SGD+momentum · L2", "SGD+momentum · weight decay"),
                  ("Adam · no debiasing", "Adam · debiased"), ("AdamW", "Adam · debiased"),
                  ("LAMB", "Adam · debiased")),
