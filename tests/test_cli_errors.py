@@ -21,7 +21,7 @@ from lookahead_fastai.cli import MAX_SEEDS, main
 
 CLI = [sys.executable, "-m", "lookahead_fastai.cli"]
 NOBODY = 65534
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+SHARED_DATA = (Path(__file__).resolve().parents[2] / "shared" / "data").resolve()  # ../shared may be a link
 
 
 def one_line(err):
