@@ -282,6 +282,38 @@ def report_warnings(root=ROOT):
     return _report_messages(root, with_raw_results=False)
 
 
+STALE_MARK = "> **Out of date.**"
+
+
+def stale_banner(name, what):
+    return (f"{STALE_MARK} Written by an earlier version of this experiment's code, which now differs in: "
+            f"{', '.join(what)}. Its numbers are kept for the record only: they are not a current result, and "
+            f"its raw results were not kept. To replace it: `lookahead-fastai run {name} --scale cpu`, "
+            f"`lookahead-fastai store export {name}`, `{COMMAND}`.")
+
+
+def mark_stale_reports(root=ROOT, write=True):
+    """Put (or renew) :func:`stale_banner` under the title of each report that differs from its code
+    and has no committed raw results, so that a reader who opens it sees that first; the paths changed
+    (``write=False``: the paths that would change, nothing written)."""
+    root = Path(root)
+    changed = []
+    for rel, what in report_differences(root).items():
+        name = Path(rel).stem
+        if (root / "reports" / "data" / f"{name}.jsonl").exists():
+            continue
+        path = root / rel
+        lines = path.read_text().splitlines()
+        if len(lines) > 3 and lines[2].startswith(STALE_MARK):  # "# title", "", banner, "", ...
+            del lines[2:4]
+        text = "\n".join([lines[0], "", stale_banner(name, what), *lines[1:]]) + "\n"
+        if text != path.read_text():
+            if write:
+                path.write_text(text)
+            changed.append(path)
+    return changed
+
+
 # ------------------------------------------------------------------------------------------------
 # what is generated, and what differs
 # ------------------------------------------------------------------------------------------------
@@ -330,6 +362,8 @@ def stale(root=ROOT):
                         f"writes now; run `{COMMAND}`\n{diff}")
     if list((root / "reports" / "data").glob("*.jsonl")):
         messages += _report_messages(root, with_raw_results=True)
+    messages += [f"{path.relative_to(root)} lacks its out-of-date banner (or it names old differences); run "
+                 f"`{COMMAND}`" for path in mark_stale_reports(root, write=False)]
     return messages
 
 
@@ -397,6 +431,9 @@ def regenerate(root=ROOT, log=print):
         written.append(path)
         log(f"wrote {rel}")
     written += regenerate_reports(root, log)
+    for path in mark_stale_reports(root):
+        written.append(path)
+        log(f"marked {path.relative_to(root)} out of date")
     if not written:
         log("everything generated is in step")
     for message in report_warnings(root):

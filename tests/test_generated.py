@@ -152,4 +152,16 @@ def test_stale_reports_without_raw_results_say_how_to_get_them(copy):
     (warning,) = regen.report_warnings(copy)
     assert warning.startswith("reports/demo.md differs") and "title" in warning
     assert "`lookahead-fastai store export demo`" in warning
-    assert regen.stale(copy) == []  # not a failure: only a training run or the runs' store can fix it
+    # only a training run or the runs' store can rebuild it; until then a reader must see it is out of date
+    (message,) = regen.stale(copy)
+    assert message.startswith("reports/demo.md lacks its out-of-date banner")
+    logged = []
+    regen.regenerate(copy, log=logged.append)
+    assert "marked reports/demo.md out of date" in logged
+    lines = (copy / "reports" / "demo.md").read_text().splitlines()
+    assert lines[0].startswith("# demo: an older description") and lines[2].startswith(regen.STALE_MARK)
+    assert "title (the experiment's description)" in lines[2] and "`lookahead-fastai run demo --scale cpu`" in lines[2]
+    assert regen.stale(copy) == [] and len(regen.report_warnings(copy)) == 1
+    before = (copy / "reports" / "demo.md").read_text()
+    regen.regenerate(copy, log=lambda _: None)  # once is enough: the banner is not added twice
+    assert (copy / "reports" / "demo.md").read_text() == before
