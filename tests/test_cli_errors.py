@@ -244,13 +244,20 @@ def _has_epoch_row(store):
         return False
 
 
+def _sigint_as_in_a_terminal():
+    """SIGINT's default action in the child, as a terminal gives it: a test suite started in the
+    background of a non-interactive shell (`make test &`) has SIGINT ignored, every child inherits
+    that, and Python then installs no KeyboardInterrupt handler at all."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("moment", ["importing torch", "training"])
 def test_ctrl_c_gives_one_line_and_130(moment, tmp_path):
     store = tmp_path / "results.sqlite"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     proc = subprocess.Popen([*CLI, "run", "demo", "--scale", "cpu", "--seeds", "1", "--only", "SGD", "--store",
                              str(store)], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=_sigint_as_in_a_terminal)
     try:
         ready = (lambda: _maps_torch(proc.pid)) if moment == "importing torch" else (lambda: _has_epoch_row(store))
         deadline = time.monotonic() + 300
