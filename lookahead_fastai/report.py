@@ -459,6 +459,11 @@ def _stats_text(n_tests):
         "as such.")
 
 
+def _n_tested(comparisons):
+    """How many comparisons have a p-value: the size of the family Holm's adjustment runs over."""
+    return sum(not math.isnan(c.p_raw) for c in comparisons)
+
+
 def _kind_counts(comparisons):
     return ", ".join(f"{k} {sum(c.kind == k for c in comparisons)}" for k in KINDS)
 
@@ -503,7 +508,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
             parts.append("### Final metrics (mean ± std over seeds)\n")
             parts.append(_markdown(summary_table(store, experiment_name, scale)))
             comparisons = compare(store, experiment_name, scale)
-            n_tests = sum(not math.isnan(c.p_raw) for c in comparisons)
+            n_tests = _n_tested(comparisons)
             parts.append("\n### Paired differences in final accuracy\n")
             parts.append(KINDS_TEXT + " Here: " + _kind_counts(comparisons) + ".\n\n" + _stats_text(n_tests) + "\n\n")
             parts.append(_markdown(paired_differences(store, experiment_name, scale)))
@@ -620,6 +625,15 @@ def _lr_table(cells, lrs, value):
     return "\n".join(lines) + "\n"
 
 
+def _lr_tables(cells, value):
+    """One :func:`_lr_table` per inner optimizer (its families against its own lr grid)."""
+    tables = []
+    for inner in dict.fromkeys(c.inner for c in cells):
+        icells = [c for c in cells if c.inner == inner]
+        tables.append(_lr_table(icells, sorted({c.lr for c in icells}), value))
+    return tables
+
+
 def plot_lr_robustness(cells, path, title):
     """Final accuracy against lr (log axis), mean ± 1 std over seeds: one panel per inner optimizer,
     plain and Lookahead families on it."""
@@ -703,6 +717,11 @@ def _join(items, empty="none"):
     return ", ".join(items) if items else empty
 
 
+def _plain_at_same_lr(cells, la):
+    """The plain inner optimizer's cell at a Lookahead cell's lr (None if it has not run)."""
+    return next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr), None)
+
+
 def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
     """The closing paragraph for one dataset, from the numbers: what these seeds support, what not."""
     lr_of = {c.row: c.lr for c in cells}
@@ -759,7 +778,7 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
             "robustness claim is supported only where Lookahead is *better* at the grid's poor lrs.")
     pairs = []
     for la in (c for c in cells if c.variant):
-        base = next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr), None)
+        base = _plain_at_same_lr(cells, la)
         if base is not None and not math.isnan(la.final.std) and not math.isnan(base.final.std):
             pairs.append((la, base))
     if pairs:
@@ -780,9 +799,8 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
                "open to the cells listed, uncorrected for the many cells looked at."))
     early = []
     for la in (c for c in cells if c.variant and 0 in c.by_epoch):
-        base = next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr and 0 in b.by_epoch),
-                    None)
-        if base is not None:
+        base = _plain_at_same_lr(cells, la)
+        if base is not None and 0 in base.by_epoch:
             early.append(la.by_epoch[0].mean - base.by_epoch[0].mean)
     if early:
         text.append(
@@ -805,7 +823,7 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
     the scale) and a closing paragraph written from those numbers."""
     cells = lr_robustness_cells(store, experiment_name, scale)
     comparisons = compare(store, experiment_name, scale)
-    n_family = sum(not math.isnan(c.p_raw) for c in comparisons)
+    n_family = _n_tested(comparisons)
     picked, _ = _lr_sweep_pairs(store, experiment_name, scale)
     picked = set(picked)
     parts = []
@@ -819,10 +837,7 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
         parts.append(f"### {data}\n")
         parts.append(f"{len(dcells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n")
         parts.append("#### Final accuracy against the inner optimizer's lr (%, mean ± std over seeds, n)\n")
-        for inner in dict.fromkeys(c.inner for c in dcells):
-            icells = [c for c in dcells if c.inner == inner]
-            lrs = sorted({c.lr for c in icells})
-            parts.append(_lr_table(icells, lrs, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n})"))
+        parts += _lr_tables(dcells, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n})")
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data)
         png = plot_lr_robustness(dcells, Path(out_dir) / f"{experiment_name}_{scale}_{safe}.png",
                                  f"{experiment_name} · {data} · scale {scale}")
@@ -842,9 +857,7 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
                          f"{_pct(sr.mean)} ± {_pct(sr.std)} |")
         parts.append("\n".join(lines) + "\n")
         parts.append("#### Seed std at each lr (pp; the variance claim)\n")
-        for inner in dict.fromkeys(c.inner for c in dcells):
-            icells = [c for c in dcells if c.inner == inner]
-            parts.append(_lr_table(icells, sorted({c.lr for c in icells}), lambda c: _pct(c.final.std)))
+        parts += _lr_tables(dcells, lambda c: _pct(c.final.std))
         n = min((c.final.n for c in dcells), default=0)
         if n > 1:
             low, high, f_ratio = _std_bounds(n)
@@ -854,10 +867,8 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
         if epochs:
             parts.append("#### Accuracy after the first epochs (%, mean over seeds; the speed claim)\n")
             parts.append(" / ".join(f"epoch {e + 1}" for e in epochs) + " in each cell.\n")
-            for inner in dict.fromkeys(c.inner for c in dcells):
-                icells = [c for c in dcells if c.inner == inner]
-                parts.append(_lr_table(icells, sorted({c.lr for c in icells}), lambda c: " / ".join(
-                    _pct(c.by_epoch[e].mean) if e in c.by_epoch else "—" for e in epochs)))
+            parts += _lr_tables(dcells, lambda c: " / ".join(
+                _pct(c.by_epoch[e].mean) if e in c.by_epoch else "—" for e in epochs))
         parts.append("#### Paired differences: Lookahead − its inner optimizer (final accuracy)\n")
         parts.append(f"Like-for-like at each lr, and tuned against tuned at each family's best lr. Holm-adjusted "
                      f"over all {n_family} comparisons of this scale (both datasets). " + _stats_text(n_family) + "\n")
@@ -952,7 +963,7 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
             seeds = sorted({r["seed"] for r in runs})
             dates = sorted(r["finished_at"] for r in runs if r.get("finished_at"))
             comparisons = compare(store, name, scale)
-            det = _detectable(comparisons, sum(not math.isnan(c.p_raw) for c in comparisons))
+            det = _detectable(comparisons, _n_tested(comparisons))
             rows.append(f"| [{name}]({name}.md) | `{scale}` | {_datasets_text(runs)} | {len(seeds)} | "
                         f"{_detectable_text(det)} | {dates[-1][:10] if dates else '?'} | "
                         f"{' / '.join(run_environments(runs))} |")
