@@ -258,17 +258,24 @@ def report_differences(root=ROOT):
     return out
 
 
-def _report_messages(root, with_raw_results):
+def _stale_reports(root, with_raw_results, differences=None):
+    """``[(rel, experiment name, what differs)]`` of the reports in ``differences`` (default:
+    :func:`report_differences`) whose raw results are committed (``with_raw_results``) or are not."""
+    root = Path(root)
+    out = []
+    for rel, what in (report_differences(root) if differences is None else differences).items():
+        name = Path(rel).stem
+        if (root / "reports" / "data" / f"{name}.jsonl").exists() == with_raw_results:
+            out.append((rel, name, what))
+    return out
+
+
+def _report_messages(root, with_raw_results, differences=None):
     """Messages for the stale reports whose raw results are committed (``with_raw_results``: fixed by
     ``make regenerate``) or are not (the runs' store or a training run is needed)."""
-    root = Path(root)
     messages = []
-    for rel, what in report_differences(root).items():
-        name = Path(rel).stem
-        raw = (root / "reports" / "data" / f"{name}.jsonl").exists()
-        if raw != with_raw_results:
-            continue
-        fix = (f"run `{COMMAND}`" if raw else
+    for rel, name, what in _stale_reports(root, with_raw_results, differences):
+        fix = (f"run `{COMMAND}`" if with_raw_results else
                f"its raw results are not committed: `lookahead-fastai store export {name}` (from the store "
                f"that ran it) then `{COMMAND}`, or re-run `lookahead-fastai run {name}` and "
                f"`lookahead-fastai report {name}`")
@@ -277,9 +284,9 @@ def _report_messages(root, with_raw_results):
     return messages
 
 
-def report_warnings(root=ROOT):
+def report_warnings(root=ROOT, differences=None):
     """Stale reports that ``make regenerate`` cannot rebuild (no raw results committed)."""
-    return _report_messages(root, with_raw_results=False)
+    return _report_messages(root, with_raw_results=False, differences=differences)
 
 
 STALE_MARK = "> **Out of date.**"
@@ -292,16 +299,13 @@ def stale_banner(name, what):
             f"`lookahead-fastai store export {name}`, `{COMMAND}`.")
 
 
-def mark_stale_reports(root=ROOT, write=True):
+def mark_stale_reports(root=ROOT, write=True, differences=None):
     """Put (or renew) :func:`stale_banner` under the title of each report that differs from its code
     and has no committed raw results, so that a reader who opens it sees that first; the paths changed
     (``write=False``: the paths that would change, nothing written)."""
     root = Path(root)
     changed = []
-    for rel, what in report_differences(root).items():
-        name = Path(rel).stem
-        if (root / "reports" / "data" / f"{name}.jsonl").exists():
-            continue
+    for rel, name, what in _stale_reports(root, False, differences):
         path = root / rel
         lines = path.read_text().splitlines()
         if len(lines) > 3 and lines[2].startswith(STALE_MARK):  # "# title", "", banner, "", ...
@@ -360,10 +364,10 @@ def stale(root=ROOT):
             n=1))[:40])
         messages.append(f"{rel} {'is missing' if committed is None else 'differs from'} what {generator} "
                         f"writes now; run `{COMMAND}`\n{diff}")
-    if list((root / "reports" / "data").glob("*.jsonl")):
-        messages += _report_messages(root, with_raw_results=True)
+    differences = report_differences(root)  # one pass over the reports serves both checks below
+    messages += _report_messages(root, with_raw_results=True, differences=differences)
     messages += [f"{path.relative_to(root)} lacks its out-of-date banner (or it names old differences); run "
-                 f"`{COMMAND}`" for path in mark_stale_reports(root, write=False)]
+                 f"`{COMMAND}`" for path in mark_stale_reports(root, write=False, differences=differences)]
     return messages
 
 
@@ -431,12 +435,13 @@ def regenerate(root=ROOT, log=print):
         written.append(path)
         log(f"wrote {rel}")
     written += regenerate_reports(root, log)
-    for path in mark_stale_reports(root):
+    differences = report_differences(root)  # after the rebuild; the banner itself changes no section
+    for path in mark_stale_reports(root, differences=differences):
         written.append(path)
         log(f"marked {path.relative_to(root)} out of date")
     if not written:
         log("everything generated is in step")
-    for message in report_warnings(root):
+    for message in report_warnings(root, differences):
         log("not rebuilt: " + message)
     return written
 
