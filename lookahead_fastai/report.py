@@ -120,6 +120,46 @@ def _runs(store, experiment, scale=None):
     return [r for r in runs if r["run_id"] in current]
 
 
+@dataclass(frozen=True)
+class Completeness:
+    """How much of an experiment's planned grid (its rows × seeds 0..n-1: the experiment's default
+    seeds, or more when some row ran more) has finished."""
+    done: int
+    planned: int
+    rows: int
+    seeds: int
+    short: tuple  # (row, seeds finished) for each row with fewer than ``seeds``
+
+    @property
+    def complete(self):
+        return self.done >= self.planned
+
+    def text(self):
+        return (f"{self.done} of {self.planned} planned ({self.rows} rows × {self.seeds} "
+                f"seed{'s' if self.seeds != 1 else ''})")
+
+
+def completeness(experiment_name, scale, runs):
+    """:class:`Completeness` of ``runs`` (finished, current-spec) against the default grid at ``scale``."""
+    exp = get_experiment(experiment_name)
+    names = [s.name for s in exp.specs(scale)]
+    n = max([exp.default_seeds.get(scale, 1)] + [r["seed"] + 1 for r in runs if r["name"] in names])
+    have = {name: {r["seed"] for r in runs if r["name"] == name} for name in names}
+    short = tuple((name, len(have[name])) for name in names if len(have[name]) < n)
+    return Completeness(sum(map(len, have.values())), n * len(names), len(names), n, short)
+
+
+def _incomplete_note(c, listed=6):
+    """A report's warning that its grid has not finished (empty when it has)."""
+    if c.complete:
+        return ""
+    rows = [f"{row} ({k})" for row, k in c.short[:listed]]
+    more = f", and {len(c.short) - listed} more rows" if len(c.short) > listed else ""
+    return (f"> **Incomplete**: {c.text()} runs have finished. Rows short of {c.seeds} seeds (seeds finished): "
+            f"{', '.join(rows)}{more}. Everything below uses only the finished runs; "
+            "`lookahead-fastai run` with the same store finishes the rest.\n")
+
+
 def _order(experiment, names):
     """Rows in the experiment's declared order (baseline first)."""
     declared = []
@@ -489,6 +529,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
             seeds = sorted({r["seed"] for r in scale_runs})
             dates = sorted(r["finished_at"] for r in scale_runs if r.get("finished_at"))
             envs = run_environments(scale_runs)
+            done = completeness(experiment_name, scale, scale_runs)
             parts.append(f"## Scale `{scale}`\n")
             parts.append(
                 "- **Data**: " + "; ".join(dict.fromkeys(  # every dataset of the scale, in run order
@@ -496,8 +537,11 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
                     f"images), from {_data_source(r['record']['data'])}" for r in scale_runs)) + "\n"
                 f"- **Protocol**: {experiment.protocol.get(scale, '')}\n"
                 f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
+                f"- **Runs**: {done.text()}\n"
                 f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
                 f"- **Ran on** (from the runs' records): {' | '.join(envs)}\n")
+            if not done.complete:
+                parts.append(_incomplete_note(done))
             if scale != "full":
                 parts.append(f"> Scale `{scale}` is a small-budget run on offline data. These numbers are **not** "
                              "a reproduction of the original GPU results; compare optimizers within this table "
@@ -928,8 +972,9 @@ def _detectable_text(det):
     return f"{det['median'] * 100:.2f} pp ({det['holm_first'] * 100:.2f} pp after Holm), {det['seeds']} seeds"
 
 
-def _per_experiment_tally(fair):
-    """One line per experiment with counted comparisons; the study built for the question first."""
+def _per_experiment_tally(fair, done=None):
+    """One line per experiment with counted comparisons; the study built for the question first;
+    ``done`` maps an experiment to its :class:`Completeness` (an unfinished grid is said so)."""
     lines = []
     names = sorted(dict.fromkeys(n for n, _ in fair), key=lambda n: (n != LR_ROBUSTNESS, n))
     for name in names:
@@ -943,7 +988,10 @@ def _per_experiment_tally(fair):
                              f"{sum(c.lookahead_verdict == NOT_SHOWN for c in k)}")
         lead = (" (the study built for this question: inner lr grid × seeds, see its report's closing paragraphs)"
                 if name == LR_ROBUSTNESS else "")
-        lines.append(f"- [{name}]({name}.md){lead}: " + "; ".join(parts))
+        unfinished = (done or {}).get(name)
+        tail = (f" (**incomplete**: {unfinished.text()} runs finished)"
+                if unfinished is not None and not unfinished.complete else "")
+        lines.append(f"- [{name}]({name}.md){lead}: " + "; ".join(parts) + tail)
     return lines + ([""] if lines else [])
 
 
@@ -953,7 +1001,7 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
     with its plain inner optimizer (picked from the specs), and every comparison by verdict."""
     from .experiments import EXPERIMENTS
     out_dir = Path(out_dir)
-    rows, shown, not_shown, constant, lookahead = [], [], [], [], []
+    rows, shown, not_shown, constant, lookahead, done = [], [], [], [], [], {}
     with ResultsStore(store_path, readonly=True) as store:
         for name in EXPERIMENTS:
             runs = _runs(store, name, scale)
@@ -964,7 +1012,9 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
             dates = sorted(r["finished_at"] for r in runs if r.get("finished_at"))
             comparisons = compare(store, name, scale)
             det = _detectable(comparisons, _n_tested(comparisons))
-            rows.append(f"| [{name}]({name}.md) | `{scale}` | {_datasets_text(runs)} | {len(seeds)} | "
+            done[name] = grid = completeness(name, scale, runs)
+            runs_text = f"{grid.done} of {grid.planned}" + ("" if grid.complete else " (**incomplete**)")
+            rows.append(f"| [{name}]({name}.md) | `{scale}` | {_datasets_text(runs)} | {len(seeds)} | {runs_text} | "
                         f"{_detectable_text(det)} | {dates[-1][:10] if dates else '?'} | "
                         f"{' / '.join(run_environments(runs))} |")
             for c in comparisons:
@@ -993,14 +1043,15 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
                      "scale `full`, which needs a GPU." if scale != "full" else
                      "At scale `full`, only `paper_cifar` is the paper's setting; the other experiments reproduce "
                      "their own originals."), ""]
-    headline += _per_experiment_tally(fair)
+    headline += _per_experiment_tally(fair, done)
     headline += [f"- **{n}**: {c.row} vs {c.versus} ({c.kind}, differs in {', '.join(c.differs)}): "
                  f"{_pp(c.mean)} pp — " + (f"Lookahead **{c.lookahead_verdict}**" if c.lookahead_verdict in (BETTER, WORSE)
                                            else c.lookahead_verdict)
                  for n, c in fair] or ["- none at this scale"]
     text = [INDEX_PREAMBLE, *headline, "", "## Reports", "", DETECTABLE_TEXT, "",
-            "| report | scale | data (train / valid) | seeds | smallest detectable difference | date | ran on |",
-            "|---|---|---|---|---|---|---|", *rows, "",
+            "| report | scale | data (train / valid) | seeds | runs finished of planned | smallest detectable difference "
+            "| date | ran on |",
+            "|---|---|---|---|---|---|---|---|", *rows, "",
             "## What these seeds show (Holm-adjusted within each report)", "", *(shown or ["- nothing"]), "",
             "## What they cannot tell (no difference shown, which is not the same as no difference)", "",
             *(not_shown or ["- nothing"]), "",

@@ -90,10 +90,30 @@ def test_tables_intervals_kinds_and_report_file(tiny, tmp_path):
                    "**not** a reproduction", "Generated 20", "| LA/SGD | SGD | 3 | like-for-like | wrapper |",
                    "family-wise error rate", "Holm", "## Deviations from the original",
                    "| data | a big dataset | 160 digits | a test must be fast |", "**Ran on** (from the runs' records)",
-                   "like-for-like 2, tuned 0, confounded 1"):
+                   "like-for-like 2, tuned 0, confounded 1", "**Runs**: 12 of 12 planned (4 rows × 3 seeds)"):
         assert needle in text, needle
     assert "no difference |" not in text.replace("no difference shown", "")  # never a bare "no difference"
     assert (tmp_path / "reports" / "tiny_smoke.png").exists()
+    assert "Incomplete" not in text
+
+
+def test_an_unfinished_grid_is_said_so_in_the_report_and_the_index(tiny, tmp_path, monkeypatch):
+    """A row the experiment declares but no run finished: the report and the index say how much of the
+    grid finished and which rows are short, instead of reading like a complete study."""
+    more = ROWS + [dict(name="LA/SGD k10", optimizer="lookahead(sgd)", lr=0.05, hyper={"mom": 0.9, "k": 10})]
+    grown = Experiment("tiny", TINY.description, "SGD", lambda scale: grid("tiny", scale, more, **dict(
+        dataset="digits", arch="mlp", epochs=1, bs=32, n_train=160, n_valid=80, schedule="constant")),
+        protocol=TINY.protocol, comparisons=TINY.comparisons, deviations=TINY.deviations,
+        default_seeds={"smoke": 3, "cpu": 3, "full": 3})
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", grown)
+    fit_and_record(grown.specs("smoke")[-1], 0, store=tiny)  # one of its three seeds
+    text = write_report(tiny, "tiny", out_dir=tmp_path).read_text()
+    assert "**Runs**: 13 of 15 planned (5 rows × 3 seeds)" in text
+    assert ("> **Incomplete**: 13 of 15 planned (5 rows × 3 seeds) runs have finished. Rows short of 3 seeds "
+            "(seeds finished): LA/SGD k10 (1).") in text
+    index = write_index(tiny, out_dir=tmp_path, scale="smoke").read_text()
+    assert "| 3 | 13 of 15 (**incomplete**) | " in index
+    assert "(**incomplete**: 13 of 15 planned (5 rows × 3 seeds) runs finished)" in index
 
 
 def test_runs_of_an_older_spec_are_left_out(tiny, monkeypatch):
@@ -108,7 +128,7 @@ def test_runs_of_an_older_spec_are_left_out(tiny, monkeypatch):
 def test_index_counts_only_fair_lookahead_comparisons(tiny, tmp_path):
     path = write_index(tiny, out_dir=tmp_path, scale="smoke")
     text = path.read_text()
-    assert "| [tiny](tiny.md) | `smoke` | digits (160 / 80) | 3 | " in text
+    assert "| [tiny](tiny.md) | `smoke` | digits (160 / 80) | 3 | 12 of 12 | " in text
     row = next(line for line in text.splitlines() if line.startswith("| [tiny]"))
     with ResultsStore(tiny, readonly=True) as db:  # the smallest detectable difference, from the intervals
         tested = [c for c in compare(db, "tiny", "smoke") if not math.isnan(c.low)]
