@@ -307,8 +307,9 @@ def _main(argv=None):
         args = _parser().parse_args(argv)
         return {"list": _cmd_list, "run": _cmd_run, "plan": _cmd_plan, "store": _cmd_store,
                 "report": _cmd_report}[args.command](args)
-    except CliError as e:
-        print(str(e), file=sys.stderr)
+    except CliError as e:  # argparse's own messages already name the program ("lookahead-fastai run: ...")
+        message = str(e)
+        print(message if message.startswith("lookahead-fastai") else f"lookahead-fastai: {message}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print("lookahead-fastai: interrupted; finished runs are kept in the store", file=sys.stderr)

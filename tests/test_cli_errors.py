@@ -28,6 +28,7 @@ def one_line(err):
     lines = err.strip().splitlines()
     assert len(lines) == 1, err
     assert "Traceback" not in err
+    assert lines[0].startswith("lookahead-fastai"), err  # every error line names the program that wrote it
     return lines[0]
 
 
