@@ -95,6 +95,8 @@ class Comparison:
     p_raw: float                 # two-sided paired t-test (nan when undefined)
     p_holm: float                # Holm-adjusted within the report's scale (nan when not in the family)
     verdict: str                 # better / worse / no difference shown / identical ... / cannot tell ...
+    variant: str = ""            # for a Lookahead-vs-inner comparison, how the Lookahead side departs from the
+                                 # paper's algorithm ("nested", "pullback=reset", ...); "" for the paper's own
 
     @property
     def lookahead_verdict(self):
@@ -252,6 +254,21 @@ def comparison_kind(spec_a, spec_b, tuned_rows=()):
     return "confounded", differs
 
 
+def _lookahead_variant(spec):
+    """How ``spec``'s Lookahead departs from the paper's algorithm (slow weights every k steps, fast
+    weights reset to them, inner state kept): "nested", "pullback=…", joined; "" for the paper's own
+    (any k and alpha, ours or fastai's)."""
+    parts = optimizer_parts(spec.optimizer, spec.hyper)
+    bits = ["nested"] if parts.wrapper == "nested" else []
+    pullback = parts.wrapper_hyper.get("pullback", "none")
+    if pullback != "none":
+        bits.append(_PULLBACK_TEXT.get(pullback, f"pullback={pullback}"))
+    return ", ".join(bits)
+
+
+_PULLBACK_TEXT = {"pullback": "inner momentum pulled back at syncs", "reset": "inner state reset at syncs"}
+
+
 def _lookahead_vs_inner(spec_a, spec_b):
     """+1 when ``spec_a`` is a Lookahead (ours or fastai's) around the very optimizer ``spec_b`` is,
     -1 for the reverse, else 0."""
@@ -324,9 +341,11 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
             half = _t_quantile(len(diffs) - 1) * sd / math.sqrt(len(diffs))
             low, high, p = mean - half, mean + half, _t_p_value(mean, sd, len(diffs))
             verdict = None  # decided after Holm
-        partial.append(dict(row=name, versus=versus, kind=kind, differs=differs,
-                            lookahead_vs_inner=_lookahead_vs_inner(specs[name], specs[versus]), seeds=seeds,
-                            differences=diffs, mean=mean, low=low, high=high, p_raw=p, verdict=verdict))
+        side = _lookahead_vs_inner(specs[name], specs[versus])
+        partial.append(dict(row=name, versus=versus, kind=kind, differs=differs, lookahead_vs_inner=side,
+                            seeds=seeds, differences=diffs, mean=mean, low=low, high=high, p_raw=p,
+                            verdict=verdict,
+                            variant=_lookahead_variant(specs[name] if side > 0 else specs[versus]) if side else ""))
     adjusted = holm([c["p_raw"] for c in partial])
     out = []
     for c, p_holm in zip(partial, adjusted):
@@ -997,8 +1016,9 @@ def _per_experiment_tally(fair, done=None):
 
 def write_index(store_path, out_dir="reports", scale="cpu"):
     """``out_dir/README.md``: one line per experiment report (scale, data, seeds, date, where the runs
-    ran), the "Does Lookahead help?" tally over like-for-like and tuned comparisons of a Lookahead row
-    with its plain inner optimizer (picked from the specs), and every comparison by verdict."""
+    ran), the "Does Lookahead help?" tally over like-for-like and tuned comparisons of the paper's Lookahead
+    with its plain inner optimizer (picked from the specs), its variants (nested, pullback) apart, and every
+    comparison by verdict."""
     from .experiments import EXPERIMENTS
     out_dir = Path(out_dir)
     rows, shown, not_shown, constant, lookahead, done = [], [], [], [], [], {}
@@ -1027,27 +1047,38 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
                 target.append(line + (f" — **{c.verdict}**" if c.verdict in (BETTER, WORSE) else f" — {c.verdict}"))
                 if c.lookahead_verdict is not None:
                     lookahead.append((name, c))
-    fair = [(n, c) for n, c in lookahead if c.kind in ("like-for-like", "tuned")]
+    fair_kinds = [(n, c) for n, c in lookahead if c.kind in ("like-for-like", "tuned")]
+    fair = [(n, c) for n, c in fair_kinds if not c.variant]      # the paper's Lookahead against its inner
+    variants = [(n, c) for n, c in fair_kinds if c.variant]      # nested / pullback: other algorithms
     confounded = [(n, c) for n, c in lookahead if c.kind == "confounded"]
     counts = {v: sum(c.lookahead_verdict == v for _, c in fair) for v in (BETTER, WORSE, NOT_SHOWN)}
     same = len(fair) - sum(counts.values())
     by_kind = ", ".join(f"{k} {sum(c.kind == k for _, c in fair)}" for k in ("like-for-like", "tuned"))
     headline = [f"## Does Lookahead help? (scale `{scale}`)", "",
-                f"Counted: the {len(fair)} like-for-like or tuned comparisons ({by_kind}) of a Lookahead row with its "
-                f"plain inner optimizer, picked from the specs. Lookahead is better in {counts[BETTER]}, worse in "
+                f"Counted: the {len(fair)} like-for-like or tuned comparisons ({by_kind}) of the paper's Lookahead "
+                "(any k and α, ours or fastai's; not nested, no pullback or reset at syncs) with its plain inner "
+                f"optimizer, picked from the specs. Lookahead is better in {counts[BETTER]}, worse in "
                 f"{counts[WORSE]}, and no difference is shown in {counts[NOT_SHOWN]} (Holm-adjusted within each "
                 f"report)" + (f"; in {same} the difference is the same in every seed (no test)" if same else "")
-                + f". Not counted: {len(confounded)} confounded Lookahead comparisons (another factor — lr, "
-                "state reset, momentum — differs too), listed below with their kind.",
+                + f". Not counted: {len(variants)} comparisons of a Lookahead variant (nested, or a pullback or "
+                "reset of the inner state at syncs: another algorithm) with the plain optimizer, tallied "
+                f"separately below, and {len(confounded)} confounded Lookahead comparisons (another factor — lr, "
+                "state reset, momentum — differs too), listed under the reports with their kind.",
                 "", ("These are short runs of small models on small data. The paper's setting is `paper_cifar` at "
                      "scale `full`, which needs a GPU." if scale != "full" else
                      "At scale `full`, only `paper_cifar` is the paper's setting; the other experiments reproduce "
                      "their own originals."), ""]
+
+    def listed(pairs):
+        return [f"- **{n}**: {c.row} vs {c.versus} ({c.kind}, differs in {', '.join(c.differs)}"
+                + (f"; variant: {c.variant}" if c.variant else "") + f"): {_pp(c.mean)} pp — "
+                + (f"{'the variant' if c.variant else 'Lookahead'} **{c.lookahead_verdict}**"
+                   if c.lookahead_verdict in (BETTER, WORSE) else c.lookahead_verdict) for n, c in pairs]
     headline += _per_experiment_tally(fair, done)
-    headline += [f"- **{n}**: {c.row} vs {c.versus} ({c.kind}, differs in {', '.join(c.differs)}): "
-                 f"{_pp(c.mean)} pp — " + (f"Lookahead **{c.lookahead_verdict}**" if c.lookahead_verdict in (BETTER, WORSE)
-                                           else c.lookahead_verdict)
-                 for n, c in fair] or ["- none at this scale"]
+    headline += listed(fair) or ["- none at this scale"]
+    if variants:
+        headline += ["", "### Lookahead variants against the plain optimizer (not counted above)", "",
+                     *_per_experiment_tally(variants, done), *listed(variants)]
     text = [INDEX_PREAMBLE, *headline, "", "## Reports", "", DETECTABLE_TEXT, "",
             "| report | scale | data (train / valid) | seeds | runs finished of planned | smallest detectable difference "
             "| date | ran on |",

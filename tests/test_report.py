@@ -138,7 +138,7 @@ def test_index_counts_only_fair_lookahead_comparisons(tiny, tmp_path):
     assert "Does Lookahead help?" in text
     # LA/SGD vs SGD is like-for-like and counted; LA/SGD at lr 0.1 vs SGD is confounded: listed, not counted
     assert "Counted: the 1 like-for-like or tuned comparisons (like-for-like 1, tuned 0)" in text
-    assert "Not counted: 1 confounded Lookahead comparisons" in text
+    assert "Not counted: 0 comparisons of a Lookahead variant" in text and "and 1 confounded Lookahead comparisons" in text
     assert "LA/SGD · lr 0.1 vs SGD (confounded)" in text
     assert "one in twenty" not in text and "no difference in the" not in text
     assert "family-wise error rate" in text
@@ -200,3 +200,31 @@ def test_every_experiment_declares_deviations_with_all_fields():
     assert np.all([bool(get_experiment(n).deviations) for n in ("nested_lookahead", "optimizer_state",
                                                                "optimizer_tour", "optimizers_from_scratch",
                                                                "imagenette", "data_paths", "demo")])
+
+
+def test_the_headline_counts_the_papers_lookahead_and_tallies_variants_apart(tiny, tmp_path, monkeypatch):
+    """Nested Lookahead and a reset or pullback of the inner state at syncs are other algorithms: their
+    comparisons with the plain optimizer are listed under their own heading, not in "Does Lookahead help?"."""
+    extra = [dict(name="LA/SGD · reset", optimizer="lookahead(sgd)", lr=0.05, hyper={"mom": 0.9, "pullback": "reset"}),
+             dict(name="NLA/SGD", optimizer="nested(sgd)", lr=0.05, hyper={"mom": 0.9})]
+    grown = Experiment("tiny", TINY.description, "SGD", lambda scale: grid("tiny", scale, ROWS + extra, **dict(
+        dataset="digits", arch="mlp", epochs=1, bs=32, n_train=160, n_valid=80, schedule="constant")),
+        protocol=TINY.protocol, deviations=TINY.deviations,
+        comparisons=TINY.comparisons + (("LA/SGD · reset", "SGD"), ("NLA/SGD", "SGD")))
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", grown)
+    for seed in range(3):
+        for spec in grown.specs("smoke")[-2:]:
+            fit_and_record(spec, seed, store=tiny)
+    with ResultsStore(tiny, readonly=True) as db:
+        variants = {c.row: c.variant for c in compare(db, "tiny", "smoke")}
+    assert variants == {"LA/SGD": "", "LA/SGD · lr 0.1": "", "SGD again": "",
+                        "LA/SGD · reset": "inner state reset at syncs", "NLA/SGD": "nested"}
+    text = write_index(tiny, out_dir=tmp_path, scale="smoke").read_text()
+    headline, rest = text.split("### Lookahead variants against the plain optimizer (not counted above)")
+    assert "Counted: the 1 like-for-like or tuned comparisons (like-for-like 1, tuned 0) of the paper's Lookahead" in headline
+    assert "Not counted: 2 comparisons of a Lookahead variant" in headline
+    assert "LA/SGD · reset vs SGD" not in headline and "NLA/SGD vs SGD" not in headline
+    variant_part = rest.split("## Reports")[0]
+    assert "- [tiny](tiny.md): like-for-like 2: " in variant_part
+    assert "LA/SGD · reset vs SGD (like-for-like, differs in wrapper; variant: inner state reset at syncs)" in variant_part
+    assert "NLA/SGD vs SGD (like-for-like, differs in wrapper; variant: nested)" in variant_part
