@@ -228,3 +228,24 @@ def test_the_headline_counts_the_papers_lookahead_and_tallies_variants_apart(tin
     assert "- [tiny](tiny.md): like-for-like 2: " in variant_part
     assert "LA/SGD · reset vs SGD (like-for-like, differs in wrapper; variant: inner state reset at syncs)" in variant_part
     assert "NLA/SGD vs SGD (like-for-like, differs in wrapper; variant: nested)" in variant_part
+
+
+def test_show_results_in_a_notebook_says_an_unfinished_grid_is_incomplete(tiny, tmp_path, monkeypatch):
+    """The notebook view of a grid that stopped part-way carries the report's Incomplete note."""
+    from IPython.display import Markdown
+
+    from lookahead_fastai import notebook
+    shown = []
+    monkeypatch.setattr("IPython.display.display", lambda *objs, **kw: shown.extend(objs))
+    notebook.show_results("tiny", "smoke", store=tiny, figures_dir=tmp_path)
+    assert not any("Incomplete" in o.data for o in shown if isinstance(o, Markdown))
+    import sqlite3
+    from contextlib import closing
+    with closing(sqlite3.connect(tiny)) as conn, conn:  # one seed of one row gone: 11 of 12
+        conn.execute("DELETE FROM runs WHERE name = 'SGD again' AND seed = 2")
+    shown.clear()
+    notebook.show_results("tiny", "smoke", store=tiny, figures_dir=tmp_path)
+    notes = [o.data for o in shown if isinstance(o, Markdown) and "Incomplete" in o.data]
+    assert notes == ["> **Incomplete**: 11 of 12 planned (4 rows × 3 seeds) runs have finished. Rows short of 3 "
+                     "seeds (seeds finished): SGD again (2). Everything below uses only the finished runs; "
+                     "`lookahead-fastai run` with the same store finishes the rest.\n"]
