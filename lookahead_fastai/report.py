@@ -24,6 +24,7 @@ Everything here reads finished runs from the SQLite store; nothing trains.
 import datetime as dt
 import json
 import math
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -804,7 +805,8 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
         f"**What {seed_text} seeds on {data} support.** Like-for-like, at each lr (only the wrapper differs), "
         f"Lookahead was better in {len(better)} of {len(at_lr)} comparisons ({where(better)}), worse in "
         f"{len(worse)} ({where(worse)}), and no difference was shown in {len(shown)}"
-        + (f"; {len(other)} could not be tested ({_join(c.verdict for c in other)})" if other else "")
+        + (f"; {len(other)} could not be tested ({_join(f'{n} {v}' for v, n in Counter(c.verdict for c in other).items())})"
+           if other else "")
         + f" (Holm-adjusted over the {n_family} comparisons of this scale, family-wise error ≤ {alpha:.0%}).")
     tuned_text = []
     for c in tuned:

@@ -101,6 +101,24 @@ def _best(store, rows):
     return max(rows, key=lambda n: means[n]), means
 
 
+def test_a_study_stopped_part_way_says_so_and_counts_what_it_cannot_test(smoke_store, tmp_path):
+    """A partial export (seed 1 missing for both Lookahead FMNIST rows): the report is marked
+    Incomplete, and its closing paragraph counts the untestable comparisons once, by reason."""
+    import sqlite3
+    from contextlib import closing
+    store = tmp_path / "partial.sqlite"
+    with closing(sqlite3.connect(smoke_store)) as src, closing(sqlite3.connect(store)) as dst:
+        src.backup(dst)
+    with closing(sqlite3.connect(store)) as conn, conn:
+        conn.executemany("DELETE FROM runs WHERE name = ? AND seed = 1",
+                         [(_fm("LA k5 α0.5", 0.1),), (_fm("LA k5 α0.5", 0.3),)])
+    text = write_report(store, "lr_robustness", out_dir=tmp_path / "reports").read_text()
+    exp = get_experiment("lr_robustness")
+    rows, seeds = len(exp.specs("smoke")), max(2, exp.default_seeds["smoke"])
+    assert f"> **Incomplete**: 10 of {rows * seeds} planned ({rows} rows × {seeds} seeds) runs have finished." in text
+    assert "2 could not be tested (2 cannot tell (1 seed))" in text
+
+
 def test_smoke_run_and_report(smoke_store, tmp_path):
     fm = [n for n in ROWS if n.endswith("FMNIST")]
     best_plain, means = _best(smoke_store, [n for n in fm if n.startswith("SGD")])
