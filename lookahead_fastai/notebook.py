@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .experiments import SpecError, get_experiment
 from .registry.datasets import DatasetUnavailable
-from .report import (LR_ROBUSTNESS, _incomplete_note, _runs, completeness, lr_robustness_sections, paired_differences,
+from .report import (LR_ROBUSTNESS, _runs, completeness, incomplete_note, lr_robustness_sections, paired_differences,
                      plot_curves, plot_lr_find, summary_table)
 from .runner import DEFAULT_STORE
 from .store import ResultsStore, store_files_dir
@@ -241,7 +241,7 @@ def show_results(experiment, scale, store=DEFAULT_STORE, figures_dir=None):
         display(Markdown(f"### {experiment} at scale `{scale}`: {exp.protocol.get(scale, '')}"))
         done = completeness(experiment, scale, _runs(db, experiment, scale))
         if not done.complete:  # an interrupted grid, shown as far as it got: say so, as the report does
-            display(Markdown(_incomplete_note(done)))
+            display(Markdown(incomplete_note(done)))
         display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None))
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
         display(style_pairs(pairs))

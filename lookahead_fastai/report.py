@@ -97,7 +97,7 @@ class Comparison:
     p_holm: float                # Holm-adjusted within the report's scale (nan when not in the family)
     verdict: str                 # better / worse / no difference shown / identical ... / cannot tell ...
     variant: str = ""            # for a Lookahead-vs-inner comparison, how the Lookahead side departs from the
-                                 # paper's algorithm ("nested", "pullback=reset", ...); "" for the paper's own
+                                 # paper's algorithm ("nested", "inner state reset at syncs", ...); "" for its own
 
     @property
     def lookahead_verdict(self):
@@ -152,7 +152,7 @@ def completeness(experiment_name, scale, runs):
     return Completeness(sum(map(len, have.values())), n * len(names), len(names), n, short)
 
 
-def _incomplete_note(c, listed=6):
+def incomplete_note(c, listed=6):
     """A report's warning that its grid has not finished (empty when it has)."""
     if c.complete:
         return ""
@@ -561,7 +561,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
                 f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
                 f"- **Ran on** (from the runs' records): {' | '.join(envs)}\n")
             if not done.complete:
-                parts.append(_incomplete_note(done))
+                parts.append(incomplete_note(done))
             if scale != "full":
                 parts.append(f"> Scale `{scale}` is a small-budget run on offline data. These numbers are **not** "
                              "a reproduction of the original GPU results; compare optimizers within this table "
