@@ -153,9 +153,7 @@ def completeness(experiment_name, scale, runs):
 
 
 def incomplete_note(c, listed=6):
-    """A report's warning that its grid has not finished (empty when it has)."""
-    if c.complete:
-        return ""
+    """The warning a report of an unfinished grid (``not c.complete``) opens with."""
     rows = [f"{row} ({k})" for row, k in c.short[:listed]]
     more = f", and {len(c.short) - listed} more rows" if len(c.short) > listed else ""
     return (f"> **Incomplete**: {c.text()} runs have finished. Rows short of {c.seeds} seeds (seeds finished): "
@@ -255,19 +253,19 @@ def comparison_kind(spec_a, spec_b, tuned_rows=()):
     return "confounded", differs
 
 
+_PULLBACK_TEXT = {"pullback": "inner momentum pulled back at syncs", "reset": "inner state reset at syncs"}
+
+
 def _lookahead_variant(spec):
     """How ``spec``'s Lookahead departs from the paper's algorithm (slow weights every k steps, fast
-    weights reset to them, inner state kept): "nested", "pullback=…", joined; "" for the paper's own
-    (any k and alpha, ours or fastai's)."""
+    weights reset to them, inner state kept): "nested" and/or its pullback's :data:`_PULLBACK_TEXT`,
+    joined; "" for the paper's own (any k and alpha, ours or fastai's)."""
     parts = optimizer_parts(spec.optimizer, spec.hyper)
     bits = ["nested"] if parts.wrapper == "nested" else []
     pullback = parts.wrapper_hyper.get("pullback", "none")
     if pullback != "none":
         bits.append(_PULLBACK_TEXT.get(pullback, f"pullback={pullback}"))
     return ", ".join(bits)
-
-
-_PULLBACK_TEXT = {"pullback": "inner momentum pulled back at syncs", "reset": "inner state reset at syncs"}
 
 
 def _lookahead_vs_inner(spec_a, spec_b):
