@@ -21,10 +21,10 @@ ROWS = [dict(name="SGD", optimizer="sgd", lr=0.05, hyper={"mom": 0.9}),
         dict(name="SGD again", optimizer="sgd", lr=0.05, hyper={"mom": 0.9})]
 
 
-def build(scale):
+def build(scale, rows=ROWS):
     common = dict(dataset="digits", arch="mlp", epochs=EPOCHS["value"], bs=32, n_train=160, n_valid=80,
                   schedule="constant")
-    return grid("tiny", scale, ROWS, **common)
+    return grid("tiny", scale, rows, **common)
 
 
 TINY = Experiment("tiny", "a tiny comparison", "SGD", build, protocol={"smoke": "digits, 160 / 80"},
@@ -101,10 +101,9 @@ def test_an_unfinished_grid_is_said_so_in_the_report_and_the_index(tiny, tmp_pat
     """A row the experiment declares but no run finished: the report and the index say how much of the
     grid finished and which rows are short, instead of reading like a complete study."""
     more = ROWS + [dict(name="LA/SGD k10", optimizer="lookahead(sgd)", lr=0.05, hyper={"mom": 0.9, "k": 10})]
-    grown = Experiment("tiny", TINY.description, "SGD", lambda scale: grid("tiny", scale, more, **dict(
-        dataset="digits", arch="mlp", epochs=1, bs=32, n_train=160, n_valid=80, schedule="constant")),
-        protocol=TINY.protocol, comparisons=TINY.comparisons, deviations=TINY.deviations,
-        default_seeds={"smoke": 3, "cpu": 3, "full": 3})
+    grown = Experiment("tiny", TINY.description, "SGD", lambda scale: build(scale, more),
+                       protocol=TINY.protocol, comparisons=TINY.comparisons, deviations=TINY.deviations,
+                       default_seeds={"smoke": 3, "cpu": 3, "full": 3})
     monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", grown)
     fit_and_record(grown.specs("smoke")[-1], 0, store=tiny)  # one of its three seeds
     text = write_report(tiny, "tiny", out_dir=tmp_path).read_text()
@@ -207,10 +206,9 @@ def test_the_headline_counts_the_papers_lookahead_and_tallies_variants_apart(tin
     comparisons with the plain optimizer are listed under their own heading, not in "Does Lookahead help?"."""
     extra = [dict(name="LA/SGD · reset", optimizer="lookahead(sgd)", lr=0.05, hyper={"mom": 0.9, "pullback": "reset"}),
              dict(name="NLA/SGD", optimizer="nested(sgd)", lr=0.05, hyper={"mom": 0.9})]
-    grown = Experiment("tiny", TINY.description, "SGD", lambda scale: grid("tiny", scale, ROWS + extra, **dict(
-        dataset="digits", arch="mlp", epochs=1, bs=32, n_train=160, n_valid=80, schedule="constant")),
-        protocol=TINY.protocol, deviations=TINY.deviations,
-        comparisons=TINY.comparisons + (("LA/SGD · reset", "SGD"), ("NLA/SGD", "SGD")))
+    grown = Experiment("tiny", TINY.description, "SGD", lambda scale: build(scale, ROWS + extra),
+                       protocol=TINY.protocol, deviations=TINY.deviations,
+                       comparisons=TINY.comparisons + (("LA/SGD · reset", "SGD"), ("NLA/SGD", "SGD")))
     monkeypatch.setitem(experiments.EXPERIMENTS, "tiny", grown)
     for seed in range(3):
         for spec in grown.specs("smoke")[-2:]:
