@@ -354,6 +354,20 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
     return out
 
 
+def run_seconds(runs):
+    """Each finished run's training wall time in seconds (its record's ``seconds``), where recorded."""
+    return [float(r["record"]["seconds"]) for r in runs if r["record"].get("seconds") is not None]
+
+
+def compute_text(runs):
+    """What the runs cost, from their records: the training wall times summed, and their mean."""
+    seconds = run_seconds(runs)
+    if not seconds:
+        return "not recorded"
+    return (f"{sum(seconds) / 3600:.2f} h of training summed over {len(seconds)} runs (each run's wall time from "
+            f"the start of its fit to its last validation; mean {np.mean(seconds):.1f} s per run)")
+
+
 def run_environments(runs):
     """The distinct environments (machine, device, torch, fastai, python) the runs were trained in,
     from their records; runs recorded before environments were kept count as UNKNOWN_ENV."""
@@ -557,6 +571,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
                 f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
                 f"- **Runs**: {done.text()}\n"
                 f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
+                f"- **Compute**: {compute_text(scale_runs)}\n"
                 f"- **Ran on** (from the runs' records): {' | '.join(envs)}\n")
             if not done.complete:
                 parts.append(incomplete_note(done))
@@ -697,7 +712,7 @@ def _lr_tables(cells, value):
 
 
 def plot_lr_robustness(cells, path, title):
-    """Final accuracy against lr (log axis), mean ± 1 std over seeds: one panel per inner optimizer,
+    """Final accuracy against lr (log axis), mean ± 1 std over seeds (the band clipped to 0-100%): one panel per inner optimizer,
     plain and Lookahead families on it."""
     import matplotlib
     matplotlib.use("Agg")
@@ -710,9 +725,9 @@ def plot_lr_robustness(cells, path, title):
             mean = np.array([c.final.mean for c in group]) * 100
             std = np.nan_to_num(np.array([c.final.std for c in group]) * 100)
             ax.plot(lrs, mean, marker="o", label=f"{label} (n={max(c.final.n for c in group)})")
-            ax.fill_between(lrs, mean - std, mean + std, alpha=0.2)
+            ax.fill_between(lrs, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), alpha=0.2)  # accuracy
         ax.set(xscale="log", xlabel=f"{inner}: inner learning rate (peak)", ylabel="final accuracy (%)",
-               title=f"{inner}: mean ± std over seeds")
+               title=f"{inner}: mean ± std over seeds (band clipped to 0-100%)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title)
@@ -784,12 +799,46 @@ def _plain_at_same_lr(cells, la):
     return next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr), None)
 
 
-def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
-    """The closing paragraph for one dataset, from the numbers: what these seeds support, what not."""
+def _grid_position_text(at_lr, cells, robust):
+    """Where the like-for-like better/worse verdicts sit on the lr grid: below, at or above the plain
+    inner optimizer's best lr (its best mean over seeds), with the reading the pattern suggests."""
+    inner_of = {c.row: c.inner for c in cells}
+    best_lr = {r["inner"]: r["best_lr"] for r in robust if not r["variant"]}
+    lr_of = {c.row: c.lr for c in cells}
+
+    def position(c):
+        best = best_lr.get(inner_of[c.versus])
+        if best is None:
+            return None
+        return "below" if lr_of[c.row] < best else "above" if lr_of[c.row] > best else "at"
+
+    counts = {v: Counter(position(c) for c in at_lr if c.lookahead_verdict == v) for v in (BETTER, WORSE)}
+    if not any(counts.values()):
+        return ""
+    places = ("below", "at", "above")
+
+    def spread(counter):
+        return ", ".join(f"{counter[p]} {p}" for p in places if counter[p]) or "none"
+
+    text = (f"**Where in the lr grid** (each like-for-like verdict's lr against the plain optimizer's best lr, "
+            f"{_join(f'{inner} {lr:g}' for inner, lr in best_lr.items())}): Lookahead better "
+            f"{sum(counts[BETTER].values())} ({spread(counts[BETTER])}), worse {sum(counts[WORSE].values())} "
+            f"({spread(counts[WORSE])}).")
+    if counts[BETTER] and set(counts[BETTER]) <= {"above"} and counts[WORSE] and set(counts[WORSE]) <= {"below"}:
+        text += (" Every better verdict is above the plain optimizer's best lr and every worse one below it: "
+                 "the pattern of a wrapper that shrinks the effective step (the slow weights move α of the way "
+                 "to the fast ones every k steps), so Lookahead gains where the plain lr is too large and loses "
+                 "where it is too small. That reading is a description of where the verdicts fall, not a test.")
+    return text
+
+
+def _closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
+    """The closing paragraphs for one dataset, from the numbers (what these seeds support, what not),
+    by name: "support", "tuned", "where", "detectable", "robustness", "variance", "early", "not supported"."""
     lr_of = {c.row: c.lr for c in cells}
     label_of = {c.row: c.label for c in cells}
     at_lr = [c for c in comparisons if lr_of[c.row] == lr_of[c.versus]]
-    text = []
+    text = {}
     seeds = sorted({len(c.seeds) for c in comparisons})
     seed_text = "/".join(map(str, seeds)) or "0"
     def where(cs):
@@ -799,7 +848,7 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
     worse = [c for c in at_lr if c.lookahead_verdict == WORSE]
     shown = [c for c in at_lr if c.verdict == NOT_SHOWN]
     other = [c for c in at_lr if c.verdict not in (BETTER, WORSE, NOT_SHOWN)]
-    text.append(
+    text["support"] = (
         f"**What {seed_text} seeds on {data} support.** Like-for-like, at each lr (only the wrapper differs), "
         f"Lookahead was better in {len(better)} of {len(at_lr)} comparisons ({where(better)}), worse in "
         f"{len(worse)} ({where(worse)}), and no difference was shown in {len(shown)}"
@@ -811,14 +860,17 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
         tuned_text.append(f"{label_of[c.row]} at lr {lr_of[c.row]:g} vs {label_of[c.versus]} at lr "
                           f"{lr_of[c.versus]:g}: {_pp(c.mean)} pp, {_interval_text(c)}, {c.verdict}")
     if tuned_text:
-        text.append("Each family at its own best lr (tuned against tuned; "
+        text["tuned"] = ("Each family at its own best lr (tuned against tuned; "
                     + ("like-for-like where the best lrs coincide; " if any(c.kind == "like-for-like" for c in tuned)
                        else "")
                     + "the best lr was picked from these same seeds, which flatters every family's best by a "
                       "similar selection effect): " + "; ".join(tuned_text) + ".")
+    where_text = _grid_position_text(at_lr, cells, robust)
+    if where_text:
+        text["where"] = where_text
     det = _detectable(comparisons, n_family)
     if det:
-        text.append(
+        text["detectable"] = (
             f"**The smallest difference these seeds could detect**: the raw 95% intervals' half-width is "
             f"{det['median'] * 100:.2f} pp at the median ({det['low'] * 100:.2f}–{det['high'] * 100:.2f} pp): a "
             "true difference smaller than that would most likely read \"no difference shown\". After Holm's "
@@ -834,7 +886,7 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
                        f"(plain {r['inner']}: {p['range'] * 100:.2f} pp, worst {_pct(p['worst'])}%)")
     if rob:
         narrower = sum(r["range"] < plain[r["inner"]]["range"] for r in robust if r["variant"] and r["inner"] in plain)
-        text.append(
+        text["robustness"] = (
             "**Robustness to the lr** (range and worst case of the mean over the grid; descriptive, not "
             f"tested): {'; '.join(rob)}. Lookahead's range was narrower in {narrower} of {len(rob)} families. "
             "Whether a narrower range is more than seed noise rests on the per-lr comparisons above: a "
@@ -850,7 +902,7 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
         lower = sum(la.final.std < b.final.std for la, b in pairs)
         beyond = [la for la, b in pairs if b.final.std > 0 and la.final.std > 0 and
                   max(la.final.std / b.final.std, b.final.std / la.final.std) > f_ratio]
-        text.append(
+        text["variance"] = (
             f"**Seed variance**: Lookahead's std over seeds was lower than its inner optimizer's at "
             f"{lower} of {len(pairs)} (family, lr) cells. With {n} seeds a std is known only within ×{low:.2f} to "
             f"×{high:.2f} of its estimate (95%), and two stds differ at 5% (two-sided F-test, one cell alone, "
@@ -866,17 +918,70 @@ def _closing(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
         if base is not None and 0 in base.by_epoch:
             early.append(la.by_epoch[0].mean - base.by_epoch[0].mean)
     if early:
-        text.append(
+        text["early"] = (
             f"**Early progress** (accuracy after epoch 1, Lookahead minus its inner optimizer at the same lr, "
             f"means over seeds; descriptive, not tested): ahead in {sum(d > 0 for d in early)} of {len(early)} "
             f"cells, median {np.median(early) * 100:+.2f} pp (from {min(early) * 100:+.2f} to "
             f"{max(early) * 100:+.2f} pp).")
-    text.append(
+    text["not supported"] = (
         "**What they do not support**: anything beyond this dataset, model, schedule and number of epochs "
         "(the paper's setting is 200 epochs of ResNet-18 on the full CIFAR); a claim of *no* difference where "
         "the verdict is \"no difference shown\"; and the untested descriptive figures (range, worst case, "
         "std, early accuracy) read as established.")
-    return "\n\n".join(text) + "\n"
+    return text
+
+
+def budget_text(runs, experiment_name, scale):
+    """The study's measured compute against its budget (lr_robustness at scale cpu: 3 hours of the 2
+    cores, run as single-threaded sweeps sharing one store), from the runs' recorded times."""
+    from .experiments import lr_robustness as study
+    if scale != "cpu":
+        return ""
+    seconds = run_seconds(runs)
+    if not seconds:
+        return ""
+    planned = completeness(experiment_name, scale, runs).planned
+    hours = sum(seconds) / 3600
+    machine = hours / study.WORKERS + study.PROCESS_START_S / 3600  # projected_hours' arithmetic
+    text = (f"**Compute against the budget** (the whole study in at most {study.BUDGET_HOURS:g} hours of the "
+            f"{study.WORKERS} cores): the training times of the {len(seconds)} finished runs sum to {hours:.2f} h of "
+            f"one core; as {study.WORKERS} single-threaded sweeps sharing one store, that is **{machine:.2f} h of "
+            f"the {study.WORKERS} cores**")
+    if len(seconds) < planned:
+        whole = np.mean(seconds) * planned / 3600 / study.WORKERS + study.PROCESS_START_S / 3600
+        text += f" for {len(seconds)} of {planned} runs (all {planned} at their mean: about {whole:.2f} h)"
+    return (text + f", against {study.projected_hours(scale):.2f} h projected from single runs (the module's "
+            "MEASURED), each sweep's process start included. The times are wall times of runs on a machine at times "
+            "shared with other jobs, so they include that contention; the time before each fit (loading the data, "
+            "building the Learner) is not in them.\n")
+
+
+def _study_by_dataset(store, experiment_name, scale):
+    """The lr grid's cells and comparisons split by dataset: ``([(data, cells, comparisons, tuned), ...],
+    n_family, picked)`` -- ``tuned`` the comparisons at each family's best lr, ``n_family`` the number of
+    tested comparisons Holm's adjustment ran over (the whole scale), ``picked`` the tuned (row, versus) pairs."""
+    cells = lr_robustness_cells(store, experiment_name, scale)
+    comparisons = compare(store, experiment_name, scale)
+    picked = set(_lr_sweep_pairs(store, experiment_name, scale)[0])
+    datasets = []
+    for data in dict.fromkeys(c.data for c in cells):
+        dcells = [c for c in cells if c.data == data]
+        rows = {c.row for c in dcells}
+        dcomp = [c for c in comparisons if c.row in rows and c.versus in rows]
+        datasets.append((data, dcells, dcomp, [c for c in dcomp if (c.row, c.versus) in picked]))
+    return datasets, _n_tested(comparisons), picked
+
+
+def study_summary(store, scale, experiment_name=LR_ROBUSTNESS):
+    """The study's answer for the index, per dataset: the closing paragraphs on the like-for-like
+    comparisons at each lr, the tuned ones at each family's best lr, where on the grid the verdicts
+    fall and the robustness over the grid."""
+    datasets, n_family, _ = _study_by_dataset(store, experiment_name, scale)
+    lines = []
+    for data, dcells, dcomp, tuned in datasets:
+        parts = _closing_parts(data, dcells, dcomp, tuned, _robustness_rows(dcells), n_family)
+        lines += ["- " + " ".join(parts[k] for k in ("support", "tuned", "where", "robustness") if k in parts)]
+    return lines
 
 
 def lr_robustness_sections(store, experiment_name, scale, out_dir):
@@ -884,18 +989,10 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
     figure), robustness over the grid, seed std at each lr, accuracy after the first epochs, the
     paired comparisons (like-for-like at each lr, tuned at each family's best lr; Holm-adjusted over
     the scale) and a closing paragraph written from those numbers."""
-    cells = lr_robustness_cells(store, experiment_name, scale)
-    comparisons = compare(store, experiment_name, scale)
-    n_family = _n_tested(comparisons)
-    picked, _ = _lr_sweep_pairs(store, experiment_name, scale)
-    picked = set(picked)
-    parts = []
-    for data in dict.fromkeys(c.data for c in cells):
-        dcells = [c for c in cells if c.data == data]
-        rows = {c.row for c in dcells}
+    datasets, n_family, picked = _study_by_dataset(store, experiment_name, scale)
+    parts = [t for t in [budget_text(_runs(store, experiment_name, scale), experiment_name, scale)] if t]
+    for data, dcells, dcomp, tuned in datasets:
         lr_of = {c.row: c.lr for c in dcells}
-        dcomp = [c for c in comparisons if c.row in rows and c.versus in rows]
-        tuned = [c for c in dcomp if (c.row, c.versus) in picked]
         seeds = sorted({s for c in dcells for s in c.by_seed})
         parts.append(f"### {data}\n")
         parts.append(f"{len(dcells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n")
@@ -944,8 +1041,9 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
                          f"{_p(c.p_raw)} | {_p(c.p_holm)} | {c.verdict} |")
         parts.append("\n".join(lines) + "\n")
         parts.append("#### What these seeds support, and what they do not\n")
-        parts.append(_closing(data, dcells, dcomp, tuned, _robustness_rows(dcells), n_family))
-    if not cells:
+        parts.append("\n\n".join(_closing_parts(data, dcells, dcomp, tuned, _robustness_rows(dcells),
+                                                 n_family).values()) + "\n")
+    if not datasets:
         parts.append("_No finished runs of the lr grid at this scale._\n")
     return parts
 
@@ -1005,8 +1103,7 @@ def _per_experiment_tally(fair, done=None):
                 parts.append(f"{kind} {len(k)}: better {sum(c.lookahead_verdict == BETTER for c in k)}, worse "
                              f"{sum(c.lookahead_verdict == WORSE for c in k)}, no difference shown "
                              f"{sum(c.lookahead_verdict == NOT_SHOWN for c in k)}")
-        lead = (" (the study built for this question: inner lr grid × seeds, see its report's closing paragraphs)"
-                if name == LR_ROBUSTNESS else "")
+        lead = " (the study built for this question: inner lr grid × seeds)" if name == LR_ROBUSTNESS else ""
         unfinished = (done or {}).get(name)
         tail = (f" (**incomplete**: {unfinished.text()} runs finished)"
                 if unfinished is not None and not unfinished.complete else "")
@@ -1023,6 +1120,7 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
     out_dir = Path(out_dir)
     rows, shown, not_shown, constant, lookahead, done = [], [], [], [], [], {}
     with ResultsStore(store_path, readonly=True) as store:
+        study = study_summary(store, scale)
         for name in EXPERIMENTS:
             runs = _runs(store, name, scale)
             if not runs:
@@ -1074,6 +1172,14 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
                 + (f"; variant: {c.variant}" if c.variant else "") + f"): {_pp(c.mean)} pp — "
                 + (f"{'the variant' if c.variant else 'Lookahead'} **{c.lookahead_verdict}**"
                    if c.lookahead_verdict in (BETTER, WORSE) else c.lookahead_verdict) for n, c in pairs]
+    if study:
+        unfinished = done.get(LR_ROBUSTNESS)
+        headline += [f"### The study built for this question: [{LR_ROBUSTNESS}]({LR_ROBUSTNESS}.md)", "",
+                     "Robustness to the inner optimizer's lr, seed variance and early progress: the paper's claims "
+                     "that a small budget can test. Per dataset, from its report's closing paragraphs"
+                     + (f" (**incomplete**: {unfinished.text()} runs finished)"
+                        if unfinished is not None and not unfinished.complete else "") + ":", "", *study, "",
+                     "### Every counted comparison, by experiment", ""]
     headline += _per_experiment_tally(fair, done)
     headline += listed(fair) or ["- none at this scale"]
     if variants:

@@ -79,6 +79,23 @@ def test_seeds_and_the_cpu_scale_use_the_real_offline_data():
     assert f"{hours:.2f} hours" in lr.__doc__ and f"{hours:.2f} hours" in lr.MEASURED_NOTE
 
 
+def test_the_cpu_report_states_the_measured_compute_against_the_budget():
+    """Every cpu run's recorded seconds, summed and spread over the study's single-threaded sweeps the
+    way projected_hours spreads the measured ones; a partial study also says what the whole would take."""
+    from lookahead_fastai.report import budget_text
+    runs = [{"name": s.name, "seed": seed, "record": {"seconds": 60.0}}
+            for s in EXP.specs("cpu") for seed in range(EXP.default_seeds["cpu"])]
+    assert len(runs) == 300
+    whole = budget_text(runs, "lr_robustness", "cpu")
+    machine = 300 * 60 / 3600 / lr.WORKERS + lr.PROCESS_START_S / 3600
+    assert "the training times of the 300 finished runs sum to 5.00 h of one core" in whole
+    assert f"that is **{machine:.2f} h of the 2 cores**, against {lr.projected_hours('cpu'):.2f} h projected" in whole
+    part = budget_text(runs[::2], "lr_robustness", "cpu")
+    assert f"**{150 * 60 / 3600 / 2 + lr.PROCESS_START_S / 3600:.2f} h of the 2 cores** for 150 of 300 runs " \
+           f"(all 300 at their mean: about {machine:.2f} h)" in part
+    assert budget_text(runs, "lr_robustness", "smoke") == "" and budget_text([], "lr_robustness", "cpu") == ""
+
+
 @pytest.fixture(scope="module")
 def smoke_store(tmp_path_factory, shared_data):
     import torch
@@ -153,12 +170,52 @@ def test_smoke_run_and_report(smoke_store, tmp_path):
     assert f"{means[row] * 100:.2f}" in text
     c = pairs[(_fm("LA k5 α0.5", 0.3), _fm("", 0.3))]
     assert f"| {(c.high - c.low) / 2 * 100:.2f} |" in text
+    # what the runs cost, summed from their records (no budget paragraph: the budget is scale cpu's)
+    with ResultsStore(smoke_store, readonly=True) as db:
+        seconds = [r["record"]["seconds"] for r in db.runs("lr_robustness", status="finished")]
+    assert f"- **Compute**: {sum(seconds) / 3600:.2f} h of training summed over {len(seconds)} runs" in text
+    assert "Compute against the budget" not in text
     pngs = sorted(p.name for p in out.glob("*.png"))
     assert pngs == ["lr_robustness_smoke_C10-5k.png", "lr_robustness_smoke_FMNIST.png"]
     for name in pngs:
         data = (out / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
         assert f"]({name})" in text
+
+
+def test_the_index_answers_from_the_study(smoke_store, tmp_path):
+    """The index's "Does Lookahead help?" opens with the study: per dataset, its report's paragraphs on the
+    like-for-like comparisons at each lr, the tuned ones and the robustness over the grid, word for word."""
+    from lookahead_fastai.report import write_index
+    report = write_report(smoke_store, "lr_robustness", out_dir=tmp_path / "r").read_text()
+    index = write_index(smoke_store, out_dir=tmp_path, scale="smoke").read_text()
+    head = index.split("## Does Lookahead help?")[1].split("### Every counted comparison, by experiment")[0]
+    assert "### The study built for this question: [lr_robustness](lr_robustness.md)" in head
+    assert "(**incomplete**: " in head  # the smoke store holds a few rows of the grid
+    paragraphs = report.split("\n\n")
+    for data in ("FMNIST", "C10-5k"):
+        support = [p for p in paragraphs if p.startswith("**What ") and f" seeds on {data} support.**" in p]
+        assert len(support) == 1 and support[0] in head, data
+    robust = [p for p in paragraphs if p.startswith("**Robustness to the lr**")]
+    assert len(robust) == 2 and all(p in head for p in robust)
+    assert head.count("Each family at its own best lr") == 2
+
+
+def test_where_in_the_grid_places_each_verdict_against_the_plain_best_lr():
+    from types import SimpleNamespace as NS
+    from lookahead_fastai.report import BETTER, NOT_SHOWN, WORSE, _grid_position_text
+    cells = [NS(row=f"{v}{lr}", inner="SGD", lr=lr) for v in ("", "LA") for lr in (0.01, 0.1, 1.0)]
+    robust = [dict(inner="SGD", variant="", best_lr=0.1), dict(inner="SGD", variant="LA", best_lr=1.0)]
+
+    def comp(lr, verdict):
+        return NS(row=f"LA{lr}", versus=f"{lr}", lookahead_verdict=verdict)
+
+    shifted = _grid_position_text([comp(0.01, WORSE), comp(0.1, NOT_SHOWN), comp(1.0, BETTER)], cells, robust)
+    assert "best lr, SGD 0.1): Lookahead better 1 (1 above), worse 1 (1 below)." in shifted
+    assert "Every better verdict is above" in shifted and "not a test" in shifted
+    mixed = _grid_position_text([comp(0.01, BETTER), comp(1.0, BETTER), comp(0.1, WORSE)], cells, robust)
+    assert "Lookahead better 2 (1 below, 1 above), worse 1 (1 at)." in mixed and "Every better" not in mixed
+    assert _grid_position_text([comp(0.1, NOT_SHOWN)], cells, robust) == ""
 
 
 def _tables(text):

@@ -78,7 +78,8 @@ DEVIATIONS = (
     Deviation("hand-written SGD", "lr inside the momentum buffer (v <- mom v + lr g; p <- p - v), no weight decay",
               "v <- mom v + g; p <- p - lr v (the same update at a constant lr); rows with and without wd 5e-4",
               "equal at a constant lr; the lr-outside form is torch's, so the wd row checks it against torch"),
-    Deviation("grid", "a few optimizers and one run per schedule", "every optimizer x every schedule, 3 seeds",
+    Deviation("grid", "a few optimizers and one run per schedule",
+              "every optimizer x every schedule, 5 seeds at scale cpu, 3 seeds at full",
               "a grid makes the schedule comparisons one factor apart"),
     Deviation("cpu scale data", "MNIST 60k / 10k", "10,000 training images stratified from the offline MNIST "
               "subset, the full 10,000-image test set", "the offline copy holds 17,435 training images"),

@@ -147,7 +147,8 @@ DEVIATIONS = (
               "random crop after 4-pixel zero padding + horizontal flip (the suite's CIFAR augmentation)",
               "the standard CIFAR augmentation; the original's exact transforms are not known here"),
     Deviation("seeds", "one run per row", "3 seeds per row (paired by seed)",
-              "one seed cannot separate a 3% gap from noise, as the seed itself says"),
+              "one seed cannot separate a 3% gap from noise, as the seed itself says; 3, not 5, at scale cpu: "
+              "its 15 rows x 5 seeds would take about 2.5 hours of the 2 cores (236 s per run measured)"),
     Deviation("numeric precision", "fp32 (fastai v1 default)", "mixed precision (fastai to_fp16) on CUDA",
               "the runner trains every CUDA run in mixed precision"),
     Deviation("cpu and smoke scales", "torchvision resnet18, full CIFAR-10 / CIFAR-100, 200 / 100 epochs",
