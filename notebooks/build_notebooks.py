@@ -3,7 +3,8 @@
 Experiment notebooks: a title, one parameters cell, a call that runs the grid (with a progress bar),
 a call that shows the results. ``quickstart``: the demo grid, then Lookahead in your own Learner.
 The output is deterministic (fixed cell ids, no outputs), so the committed notebooks can be checked
-against this generator."""
+against this generator; ``make regenerate`` keeps a committed notebook's outputs of the cells whose
+source is unchanged (``lr_robustness.ipynb`` is committed with those of the cpu study's runs)."""
 from pathlib import Path
 
 import nbformat

@@ -218,6 +218,24 @@ def test_where_in_the_grid_places_each_verdict_against_the_plain_best_lr():
     assert _grid_position_text([comp(0.1, NOT_SHOWN)], cells, robust) == ""
 
 
+def test_the_committed_notebook_shows_the_committed_study():
+    """notebooks/lr_robustness.ipynb is committed with its outputs from the study's runs: the run table
+    lists every run of reports/data/lr_robustness.jsonl, and its closing paragraphs and two figures are
+    the committed report's."""
+    import json
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    nb = json.loads((root / "notebooks" / "lr_robustness.ipynb").read_text())
+    outs = [o.get("data", {}) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
+    runs = len((root / "reports" / "data" / "lr_robustness.jsonl").read_text().splitlines())
+    assert runs == 300 and any("".join(d.get("text/html", "")).count("<tr") == runs + 1 for d in outs)
+    markdown = "\n".join("".join(d.get("text/markdown", "")) for d in outs)
+    report = (root / "reports" / "lr_robustness.md").read_text()
+    closing = [p for p in report.split("\n\n") if p.startswith(("**What 5 seeds on", "**Where in the lr grid**"))]
+    assert len(closing) == 4 and all(p.strip() in markdown for p in closing)
+    assert sum("image/png" in d for d in outs) == 2
+
+
 def _tables(text):
     """The report without its 'Generated ... from <store>' line."""
     return [line for line in text.splitlines() if not line.startswith("Generated ")]
