@@ -799,6 +799,20 @@ def _plain_at_same_lr(cells, la):
     return next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr), None)
 
 
+def _edge_text(cells, robust):
+    """The families whose best lr is the smallest or largest of their grid: their sweep may have stopped
+    short of their best, so a tuned comparison can understate them."""
+    edge = []
+    for r in robust:
+        lrs = [c.lr for c in cells if c.label == r["label"] and not math.isnan(c.final.mean)]
+        if len(lrs) > 1 and r["best_lr"] in (min(lrs), max(lrs)):
+            edge.append(f"{r['label']} (lr {r['best_lr']:g}, the grid's {'top' if r['best_lr'] == max(lrs) else 'bottom'})")
+    if not edge:
+        return ""
+    return (f" Best lr at an edge of its grid: {_join(edge)}; the sweep may have stopped short of that family's "
+            "best, so a tuned comparison involving it can misstate the gap.")
+
+
 def _grid_position_text(at_lr, cells, robust):
     """Where the like-for-like better/worse verdicts sit on the lr grid: below, at or above the plain
     inner optimizer's best lr (its best mean over seeds), with the reading the pattern suggests."""
@@ -864,7 +878,8 @@ def _closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPH
                     + ("like-for-like where the best lrs coincide; " if any(c.kind == "like-for-like" for c in tuned)
                        else "")
                     + "the best lr was picked from these same seeds, which flatters every family's best by a "
-                      "similar selection effect): " + "; ".join(tuned_text) + ".")
+                      "similar selection effect): " + "; ".join(tuned_text) + "."
+                    + _edge_text(cells, robust))
     where_text = _grid_position_text(at_lr, cells, robust)
     if where_text:
         text["where"] = where_text
