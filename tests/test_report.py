@@ -196,6 +196,24 @@ def test_every_experiment_declares_deviations_with_all_fields():
             assert all(getattr(d, f).strip() for f in ("what", "original", "here", "why")), (name, d)
     rows = {d.what for d in get_experiment("start_off").deviations}
     assert "plain rows in the reset tables" in rows
+
+
+def test_seed_counts_in_deviations_are_the_declared_default_seeds():
+    """A deviation that says how many seeds a row gets says what `run` does: every "N seeds" (or "N runs
+    with seeds") in its `here` text is the cpu or full default, and where those differ it names both."""
+    import re
+    from lookahead_fastai.experiments import EXPERIMENTS
+    stated = 0
+    for name, exp in EXPERIMENTS.items():
+        cpu, full = exp.default_seeds["cpu"], exp.default_seeds["full"]
+        for d in exp.deviations:
+            counts = {int(n) for n in re.findall(r"\b(\d+) (?:seeds|runs with seeds)\b", d.here)}
+            if not counts:
+                continue
+            stated += 1
+            assert counts <= {cpu, full}, (name, d.here, exp.default_seeds)
+            assert counts == {cpu, full}, (name, d.here, "names one count where cpu and full differ")
+    assert stated >= 5
     assert np.all([bool(get_experiment(n).deviations) for n in ("nested_lookahead", "optimizer_state",
                                                                "optimizer_tour", "optimizers_from_scratch",
                                                                "imagenette", "data_paths", "demo")])

@@ -85,7 +85,8 @@ DEVIATIONS = (
               "pct_start 0.3 and final lr max/25e4", "fastai 2's defaults differ (0.25, 1e5)"),
     Deviation("Imagewoof", "not in this seed", "dropped from this experiment (an earlier version ran it)",
               "Imagewoof is in imagenette_leaderboard, with the leaderboard's recipe"),
-    Deviation("seeds", "one run per row", "3 seeds per row", "one run cannot separate these gaps from noise"),
+    Deviation("seeds", "one run per row", "5 seeds per row at scale cpu, 3 seeds at full",
+              "one run cannot separate these gaps from noise"),
     Deviation("numeric precision", "fp32 (fastai v1 default)", "mixed precision (fastai to_fp16) on CUDA",
               "the runner trains every CUDA run in mixed precision"),
     Deviation("cpu and smoke scales", "Imagenette at 224 px, resnet50, 40 epochs",
@@ -97,7 +98,7 @@ EXPERIMENT = Experiment(
     name="imagenette", description="seed 000's Imagenette run reproduced: LA/SGD (reset at syncs), SGD, AdamW, "
                                    "one-cycle + mixup; like-for-like controls as labelled rows",
     baseline="SGD · CIFAR-10 substitute", build=build, comparisons=_comparisons(), reference=REFERENCE,
-    deviations=DEVIATIONS,
+    deviations=DEVIATIONS, default_seeds={"smoke": 1, "cpu": 5, "full": 3},
     protocol={"smoke": "CIFAR-10 subset as a SUBSTITUTE for Imagenette (none offline), 256 / 128 images, 2 epochs",
               "cpu": "CIFAR-10 subset (5,085 / 1,017) as a SUBSTITUTE for Imagenette (no offline copy); "
                      "small CNN, 6 epochs, one-cycle, mixup 0.4",

@@ -106,7 +106,7 @@ EXPERIMENT = Experiment(
     description="fastai's Imagenette recipe (xresnet50 + Mish, flat-cos, label smoothing): ranger vs "
                 "Lookahead(RAdam) vs RAdam / Adam / SGD",
     baseline=row_name("RAdam", "CIFAR-10 substitute", 5), build=build, comparisons=_comparisons(),
-    reference=REFERENCE, default_seeds={"smoke": 1, "cpu": 3, "full": 5}, deviations=DEVIATIONS,
+    reference=REFERENCE, default_seeds={"smoke": 1, "cpu": 5, "full": 5}, deviations=DEVIATIONS,
     protocol={"smoke": "CIFAR-10 subset SUBSTITUTE, 256 / 128 images, small CNN, 1 epoch",
               "cpu": "CIFAR-10 subset (5,085 / 1,017) as a SUBSTITUTE for Imagenette (no offline copy): small "
                      "CNN, the recipe's optimizers, label smoothing, flat-cos, lr 1e-2, wd 1e-2, bs 64, 5 epochs",
