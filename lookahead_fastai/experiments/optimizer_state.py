@@ -78,7 +78,7 @@ DEVIATIONS = (
 EXPERIMENT = Experiment(
     name="optimizer_state", description="keep vs recreate the optimizer between training sessions (Adam)",
     baseline="new optimizer · constant lr · CIFAR-10 substitute", build=build, comparisons=_comparisons(),
-    deviations=DEVIATIONS,
+    deviations=DEVIATIONS, default_seeds={"smoke": 1, "cpu": 5, "full": 3},
     reference="Seed 002 (resnet50 from scratch, 224 px, bs 100, Adam, 10+10+5 epochs) reported no numbers we "
               "can stand beside: its validation set was in fact training images.",
     protocol={"smoke": "CIFAR-10 subset SUBSTITUTE, 256 / 128 images, sessions 1+1+1",
