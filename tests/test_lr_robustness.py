@@ -240,8 +240,9 @@ def test_the_committed_notebook_shows_the_committed_study():
     assert runs == 300 and any("".join(d.get("text/html", "")).count("<tr") == runs + 1 for d in outs)
     markdown = "\n".join("".join(d.get("text/markdown", "")) for d in outs)
     report = (root / "reports" / "lr_robustness.md").read_text()
-    closing = [p for p in report.split("\n\n") if p.startswith(("**What 5 seeds on", "**Where in the lr grid**"))]
-    assert len(closing) == 4 and all(p.strip() in markdown for p in closing)
+    closing = [p for p in report.split("\n\n")
+               if p.startswith(("**What 5 seeds on", "Each family at its own best lr", "**Where in the lr grid**"))]
+    assert len(closing) == 6 and all(p.strip() in markdown for p in closing)
     assert sum("image/png" in d for d in outs) == 2
 
 
