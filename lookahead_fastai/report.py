@@ -712,8 +712,8 @@ def _lr_tables(cells, value):
 
 
 def plot_lr_robustness(cells, path, title):
-    """Final accuracy against lr (log axis), mean ± 1 std over seeds (the band clipped to 0-100%): one panel per inner optimizer,
-    plain and Lookahead families on it."""
+    """Final accuracy against lr (log axis), mean ± 1 std over seeds (the band clipped to 0-100%): one
+    panel per inner optimizer, plain and Lookahead families on it."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -725,7 +725,7 @@ def plot_lr_robustness(cells, path, title):
             mean = np.array([c.final.mean for c in group]) * 100
             std = np.nan_to_num(np.array([c.final.std for c in group]) * 100)
             ax.plot(lrs, mean, marker="o", label=f"{label} (n={max(c.final.n for c in group)})")
-            ax.fill_between(lrs, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), alpha=0.2)  # accuracy
+            ax.fill_between(lrs, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), alpha=0.2)
         ax.set(xscale="log", xlabel=f"{inner}: inner learning rate (peak)", ylabel="final accuracy (%)",
                title=f"{inner}: mean ± std over seeds (band clipped to 0-100%)")
         ax.grid(alpha=0.3)
@@ -801,12 +801,13 @@ def _plain_at_same_lr(cells, la):
 
 def _edge_text(cells, robust):
     """The families whose best lr is the smallest or largest of their grid: their sweep may have stopped
-    short of their best, so a tuned comparison can understate them."""
+    short of their best, so a tuned comparison involving them can misstate the gap."""
     edge = []
     for r in robust:
         lrs = [c.lr for c in cells if c.label == r["label"] and not math.isnan(c.final.mean)]
         if len(lrs) > 1 and r["best_lr"] in (min(lrs), max(lrs)):
-            edge.append(f"{r['label']} (lr {r['best_lr']:g}, the grid's {'top' if r['best_lr'] == max(lrs) else 'bottom'})")
+            side = "top" if r["best_lr"] == max(lrs) else "bottom"
+            edge.append(f"{r['label']} (lr {r['best_lr']:g}, the grid's {side})")
     if not edge:
         return ""
     return (f" Best lr at an edge of its grid: {_join(edge)}; the sweep may have stopped short of that family's "
@@ -875,11 +876,11 @@ def _closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPH
                           f"{lr_of[c.versus]:g}: {_pp(c.mean)} pp, {_interval_text(c)}, {c.verdict}")
     if tuned_text:
         text["tuned"] = ("Each family at its own best lr (tuned against tuned; "
-                    + ("like-for-like where the best lrs coincide; " if any(c.kind == "like-for-like" for c in tuned)
-                       else "")
-                    + "the best lr was picked from these same seeds, which flatters every family's best by a "
-                      "similar selection effect): " + "; ".join(tuned_text) + "."
-                    + _edge_text(cells, robust))
+                         + ("like-for-like where the best lrs coincide; "
+                            if any(c.kind == "like-for-like" for c in tuned) else "")
+                         + "the best lr was picked from these same seeds, which flatters every family's best by a "
+                           "similar selection effect): " + "; ".join(tuned_text) + "."
+                         + _edge_text(cells, robust))
     where_text = _grid_position_text(at_lr, cells, robust)
     if where_text:
         text["where"] = where_text

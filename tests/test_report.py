@@ -196,6 +196,9 @@ def test_every_experiment_declares_deviations_with_all_fields():
             assert all(getattr(d, f).strip() for f in ("what", "original", "here", "why")), (name, d)
     rows = {d.what for d in get_experiment("start_off").deviations}
     assert "plain rows in the reset tables" in rows
+    assert np.all([bool(get_experiment(n).deviations) for n in ("nested_lookahead", "optimizer_state",
+                                                               "optimizer_tour", "optimizers_from_scratch",
+                                                               "imagenette", "data_paths", "demo")])
 
 
 def test_seed_counts_in_deviations_are_the_declared_default_seeds():
@@ -214,9 +217,6 @@ def test_seed_counts_in_deviations_are_the_declared_default_seeds():
             assert counts <= {cpu, full}, (name, d.here, exp.default_seeds)
             assert counts == {cpu, full}, (name, d.here, "names one count where cpu and full differ")
     assert stated >= 5
-    assert np.all([bool(get_experiment(n).deviations) for n in ("nested_lookahead", "optimizer_state",
-                                                               "optimizer_tour", "optimizers_from_scratch",
-                                                               "imagenette", "data_paths", "demo")])
 
 
 def test_the_headline_counts_the_papers_lookahead_and_tallies_variants_apart(tiny, tmp_path, monkeypatch):
