@@ -4,7 +4,8 @@ Experiment notebooks: a title, one parameters cell, a call that runs the grid (w
 a call that shows the results. ``quickstart``: the demo grid, then Lookahead in your own Learner.
 The output is deterministic (fixed cell ids, no outputs), so the committed notebooks can be checked
 against this generator; ``make regenerate`` keeps a committed notebook's outputs of the cells whose
-source is unchanged (``lr_robustness.ipynb`` is committed with those of the cpu study's runs)."""
+source is unchanged (the notebooks of ``COMMITTED_WITH_OUTPUTS`` are committed with those of the cpu
+study's runs)."""
 from pathlib import Path
 
 import nbformat
@@ -17,6 +18,9 @@ HERE = Path(__file__).parent
 EXPERIMENT_NOTEBOOKS = ["start_off", "imagenette", "paper_cifar", "imagenette_leaderboard", "lr_robustness",
                         "nested_lookahead", "optimizer_state", "optimizer_tour", "optimizers_from_scratch"]
 NOTEBOOKS = ["quickstart", *EXPERIMENT_NOTEBOOKS]
+# committed with the outputs of a run against the committed raw results (reports/data/NAME.jsonl), so that
+# a reader sees the study without training it; every other notebook is committed without outputs
+COMMITTED_WITH_OUTPUTS = ["lr_robustness"]
 
 PARAMETERS = [  # (assignment, comment); SCALE and SEEDS are filled in per notebook
     ('SCALE = "{scale}"', "smoke (seconds) | cpu (minutes on a laptop) | full (the original protocol, a GPU)"),
