@@ -748,6 +748,7 @@ def _robustness_rows(cells):
         seed_ranges = [max(c.by_seed[s] for c in ok) - min(c.by_seed[s] for c in ok) for s in sorted(seeds)
                        if all(c.by_seed[s] is not None for c in ok)]
         rows.append(dict(label=label, inner=group[0].inner, variant=group[0].variant, lrs=len(ok),
+                         lowest_lr=min(c.lr for c in ok), highest_lr=max(c.lr for c in ok),
                          best_lr=best.lr, best=best.final.mean, worst_lr=worst.lr, worst=worst.final.mean,
                          range=best.final.mean - worst.final.mean,
                          grid_mean=float(np.mean([c.final.mean for c in ok])),
@@ -799,14 +800,14 @@ def _plain_at_same_lr(cells, la):
     return next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr), None)
 
 
-def _edge_text(cells, robust):
-    """The families whose best lr is the smallest or largest of their grid: their sweep may have stopped
-    short of their best, so a tuned comparison involving them can misstate the gap."""
+def _edge_text(robust):
+    """The families whose best lr is the smallest or largest of their grid (rows of
+    :func:`_robustness_rows`): their sweep may have stopped short of their best, so a tuned comparison
+    involving them can misstate the gap."""
     edge = []
     for r in robust:
-        lrs = [c.lr for c in cells if c.label == r["label"] and not math.isnan(c.final.mean)]
-        if len(lrs) > 1 and r["best_lr"] in (min(lrs), max(lrs)):
-            side = "top" if r["best_lr"] == max(lrs) else "bottom"
+        if r["lrs"] > 1 and r["best_lr"] in (r["lowest_lr"], r["highest_lr"]):
+            side = "top" if r["best_lr"] == r["highest_lr"] else "bottom"
             edge.append(f"{r['label']} (lr {r['best_lr']:g}, the grid's {side})")
     if not edge:
         return ""
@@ -880,7 +881,7 @@ def _closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPH
                             if any(c.kind == "like-for-like" for c in tuned) else "")
                          + "the best lr was picked from these same seeds, which flatters every family's best by a "
                            "similar selection effect): " + "; ".join(tuned_text) + "."
-                         + _edge_text(cells, robust))
+                         + _edge_text(robust))
     where_text = _grid_position_text(at_lr, cells, robust)
     if where_text:
         text["where"] = where_text
@@ -958,13 +959,13 @@ def budget_text(runs, experiment_name, scale):
         return ""
     planned = completeness(experiment_name, scale, runs).planned
     hours = sum(seconds) / 3600
-    machine = hours / study.WORKERS + study.PROCESS_START_S / 3600  # projected_hours' arithmetic
+    machine = study.machine_hours(sum(seconds))
     text = (f"**Compute against the budget** (the whole study in at most {study.BUDGET_HOURS:g} hours of the "
             f"{study.WORKERS} cores): the training times of the {len(seconds)} finished runs sum to {hours:.2f} h of "
             f"one core; as {study.WORKERS} single-threaded sweeps sharing one store, that is **{machine:.2f} h of "
             f"the {study.WORKERS} cores**")
     if len(seconds) < planned:
-        whole = np.mean(seconds) * planned / 3600 / study.WORKERS + study.PROCESS_START_S / 3600
+        whole = study.machine_hours(np.mean(seconds) * planned)
         text += f" for {len(seconds)} of {planned} runs (all {planned} at their mean: about {whole:.2f} h)"
     return (text + f", against {study.projected_hours(scale):.2f} h projected from single runs (the module's "
             "MEASURED), each sweep's process start included. The times are wall times of runs on a machine at times "

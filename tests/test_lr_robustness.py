@@ -221,12 +221,13 @@ def test_where_in_the_grid_places_each_verdict_against_the_plain_best_lr():
 
 
 def test_a_best_lr_at_the_edge_of_its_grid_is_flagged():
-    from types import SimpleNamespace as NS
     from lookahead_fastai.report import _edge_text
-    cells = [NS(label=label, lr=lr, final=NS(mean=0.5))
-             for label in ("Adam", "LA / Adam") for lr in (1e-3, 1e-2, 1e-1)]
-    assert _edge_text(cells, [dict(label="Adam", best_lr=1e-2), dict(label="LA / Adam", best_lr=1e-2)]) == ""
-    text = _edge_text(cells, [dict(label="Adam", best_lr=1e-3), dict(label="LA / Adam", best_lr=1e-1)])
+
+    def row(label, best_lr):  # a _robustness_rows row over the grid 1e-3, 1e-2, 1e-1
+        return dict(label=label, lrs=3, lowest_lr=1e-3, highest_lr=1e-1, best_lr=best_lr)
+
+    assert _edge_text([row("Adam", 1e-2), row("LA / Adam", 1e-2)]) == ""
+    text = _edge_text([row("Adam", 1e-3), row("LA / Adam", 1e-1)])
     assert "Adam (lr 0.001, the grid's bottom), LA / Adam (lr 0.1, the grid's top)" in text
 
 

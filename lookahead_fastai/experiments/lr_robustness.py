@@ -112,7 +112,13 @@ def projected_hours(scale="cpu", seeds=None, workers=WORKERS):
     for spec in build(scale):
         m = MEASURED[spec.dataset]
         total += m["lookahead" if spec.eval_slow_weights else "plain"] * spec.epochs / m["epochs"]
-    return (total * seeds / workers + PROCESS_START_S) / 3600
+    return machine_hours(total * seeds, workers)
+
+
+def machine_hours(core_seconds, workers=WORKERS):
+    """Hours of the machine that ``core_seconds`` of single-threaded runs take, spread over ``workers``
+    sweeps sharing one store, each starting its process once (PROCESS_START_S)."""
+    return (core_seconds / workers + PROCESS_START_S) / 3600
 
 
 def optimizer_label(inner, variant):
