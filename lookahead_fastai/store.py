@@ -45,6 +45,7 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import random
 import re
 import shutil
 import socket
@@ -57,7 +58,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 __all__ = ["ResultsStore", "RunLease", "LeaseLost", "run_identity", "canonical_json", "SCHEMA_VERSION", "STATUSES",
-           "LEASE_S", "HEARTBEAT_S", "store_files_dir"]
+           "LEASE_S", "HEARTBEAT_S", "store_files_dir", "StoreBusy"]
 
 SCHEMA_VERSION = 2
 LEASE_S = 120.0       # a claim whose heartbeat is older than this is stale (its process is presumed dead)
@@ -175,12 +176,13 @@ class ResultsStore:
             self.path = self.path.resolve()
             self._check_file()
             if readonly:
-                conn, mode = self._open_readonly(), "unchanged (read-only)"
+                conn, mode = self._retrying(self._open_readonly, "open"), "unchanged (read-only)"
             else:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._check_writable()
-                conn = self._connect(f"file:{_quote(self.path)}?mode=rwc")
-                mode = self._setup_writable(conn, synchronous)
+                conn = self._retrying(lambda: self._setup_writable(
+                    self._connect(f"file:{_quote(self.path)}?mode=rwc"), synchronous), "open")
+                mode = conn.execute("PRAGMA journal_mode").fetchone()[0]
         except OSError as exc:
             raise ValueError(f"cannot open results store {self.path}: {_os_reason(exc)}") from None
         self._conn = conn
@@ -195,15 +197,43 @@ class ResultsStore:
         except sqlite3.Error as exc:
             raise ValueError(f"cannot open results store {self.path}: {exc}") from None
 
-    def _setup_writable(self, conn: sqlite3.Connection, synchronous: str) -> str:
+    def _retrying(self, step, what: str):
+        """Run ``step()`` again while SQLite answers BUSY, for up to the busy timeout.
+
+        The busy timeout makes SQLite wait for a lock, but some answers come at once, without the
+        busy handler: the switch of a new store to WAL while another process switches it or
+        creates its schema (measured: ~1 open in 200 when 4 processes open a new store together,
+        after 0.02-0.03 s), WAL recovery (SQLITE_BUSY_RECOVERY), a stale read snapshot that must
+        become a write (SQLITE_BUSY_SNAPSHOT), and a lock promotion SQLite refuses to wait for
+        because waiting could deadlock. Each of those passes once the other connection moves on,
+        so the step is retried from its start (a new connection for an open, a new ``BEGIN``
+        for a transaction) after a short, growing, jittered sleep."""
+        deadline = time.monotonic() + self._busy_timeout_ms / 1000
+        pause = 0.002
+        while True:
+            try:
+                return step()
+            except StoreBusy:
+                raise  # a nested step already waited its whole timeout
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or time.monotonic() + pause > deadline:
+                    if _is_busy(exc):
+                        raise StoreBusy(f"{exc} (could not {what} results store {self.path} for "
+                                        f"{self._busy_timeout_ms / 1000:g} s: another process holds it)") from None
+                    raise
+            time.sleep(pause * (0.5 + random.random()))
+            pause = min(pause * 2, 0.1)
+
+    def _setup_writable(self, conn: sqlite3.Connection, synchronous: str) -> sqlite3.Connection:
         try:
-            self._check_schema(conn)  # before anything is written: a foreign file stays as it was
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            version = self._check_schema(conn)  # before anything is written: a foreign file stays as it was
+            conn.execute("PRAGMA journal_mode = WAL")
             conn.execute(f"PRAGMA synchronous = {synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
             self._conn = conn
-            self._init_schema()
-            return mode
+            if version != SCHEMA_VERSION:  # a current store opens without the write lock
+                self._init_schema()
+            return conn
         except sqlite3.DatabaseError as exc:
             conn.close()
             self._conn = None
@@ -232,6 +262,8 @@ class ResultsStore:
             conn.execute("SELECT count(*) FROM runs").fetchone()
         except sqlite3.DatabaseError as exc:
             conn.close()
+            if _is_busy(exc):
+                raise  # retried by _retrying
             raise self._not_a_database(exc) from None
         except BaseException:
             conn.close()
@@ -269,8 +301,9 @@ class ResultsStore:
             return ValueError(f"{self.path} is not an SQLite database (bad file header)")
         return ValueError(f"{self.path} is not a usable SQLite database: {exc}")
 
-    def _check_schema(self, conn: sqlite3.Connection) -> None:
-        """Refuse a database that is not ours, reading only (nothing is written before this).
+    def _check_schema(self, conn: sqlite3.Connection) -> int:
+        """Refuse a database that is not ours, reading only (nothing is written before this);
+        returns its schema version.
 
         The version and the schema are read in one read transaction: read apart, another process
         creating the store in between (two sweeps started together on a new store) would show
@@ -294,6 +327,7 @@ class ResultsStore:
                 raise ValueError(f"{self.path} is an empty database, not a results store")
         elif not {"runs", "epochs"} <= tables:
             raise ValueError(f"{self.path} is an SQLite database but not a results store (no runs/epochs tables)")
+        return version
 
     def _init_schema(self) -> None:
         with self._tx() as c:
@@ -318,7 +352,7 @@ class ResultsStore:
     def _tx(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction: BEGIN IMMEDIATE ... COMMIT, ROLLBACK on any error."""
         conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
+        self._retrying(lambda: conn.execute("BEGIN IMMEDIATE"), "write to")
         try:
             yield conn
             conn.execute("COMMIT")
@@ -326,6 +360,11 @@ class ResultsStore:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+
+    def _read(self, sql: str, args=()) -> list[tuple]:
+        """All rows of one read (a statement of its own), retried like an open (see ``_retrying``)."""
+        conn = self.conn
+        return self._retrying(lambda: conn.execute(sql, args).fetchall(), "read")
 
     def close(self) -> None:
         if self._conn is not None:
@@ -475,17 +514,16 @@ class ResultsStore:
 
     # -- reads -----------------------------------------------------------------------------------
     def status(self, run_id: str) -> str | None:
-        row = self.conn.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return None if row is None else row[0]
+        rows = self._read("SELECT status FROM runs WHERE run_id = ?", (run_id,))
+        return rows[0][0] if rows else None
 
     def is_finished(self, run_id: str) -> bool:
         return self.status(run_id) == "finished"
 
     def record(self, run_id: str) -> dict | None:
         """The record of a finished run (None otherwise): one row read, by key."""
-        row = self.conn.execute("SELECT record_json FROM runs WHERE run_id = ? AND status = 'finished'",
-                                (run_id,)).fetchone()
-        return None if row is None else _loads(row[0])
+        rows = self._read("SELECT record_json FROM runs WHERE run_id = ? AND status = 'finished'", (run_id,))
+        return _loads(rows[0][0]) if rows else None
 
     def runs(self, experiment: str | None = None, status: str | None = None) -> list[dict]:
         """Runs (optionally of one experiment / status), ordered by experiment, name, seed.
@@ -508,7 +546,7 @@ class ResultsStore:
                + " ORDER BY experiment, name, seed, run_id")
         out = []
         for (run_id, exp, name, seed, spec_json, st, started, finished, error, record_json,
-             pid) in self.conn.execute(sql, args):
+             pid) in self._read(sql, args):
             out.append({"run_id": run_id, "experiment": exp, "name": name, "seed": seed,
                         "spec": _loads(spec_json), "status": st, "started_at": started,
                         "finished_at": finished, "error": error, "record": _loads(record_json),
@@ -517,8 +555,7 @@ class ResultsStore:
 
     def epochs(self, run_id: str) -> list[dict]:
         """The run's epochs in order, each ``{'epoch': n, **metrics}``."""
-        rows = self.conn.execute(
-            "SELECT epoch, metrics_json FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))
+        rows = self._read("SELECT epoch, metrics_json FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))
         return [{**json.loads(m), "epoch": e} for e, m in rows]
 
     def epochs_frame(self, experiment: str, status: str | None = "finished"):
@@ -538,7 +575,7 @@ class ResultsStore:
                + " ORDER BY r.name, r.seed, r.run_id, e.epoch")
         args = [experiment] + ([status] if status is not None else [])
         rows = []
-        for run_id, name, seed, epoch, metrics_json in self.conn.execute(sql, args):
+        for run_id, name, seed, epoch, metrics_json in self._read(sql, args):
             row = _flatten(json.loads(metrics_json))
             row.update(run_id=run_id, name=name, seed=seed, epoch=epoch)
             rows.append(row)
@@ -649,6 +686,10 @@ def store_files_dir(path: str | os.PathLike) -> Path:
     """The folder of artefacts that belongs to the store at ``path``: ``<dir>/<stem>.files/``."""
     path = Path(path)
     return path.parent / f"{path.stem}.files"
+
+
+class StoreBusy(sqlite3.OperationalError):
+    """Another process held the store for longer than the busy timeout."""
 
 
 class LeaseLost(RuntimeError):
@@ -785,5 +826,9 @@ def _on_readonly_fs(path: Path) -> bool:
 
 
 def _is_busy(exc: sqlite3.Error) -> bool:
+    """SQLITE_BUSY or SQLITE_LOCKED, extended codes (BUSY_RECOVERY, BUSY_SNAPSHOT, ...) included."""
+    code = getattr(exc, "sqlite_errorcode", None)  # Python >= 3.11
+    if code is not None:
+        return code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED)
     msg = str(exc).lower()
     return "locked" in msg or "busy" in msg
