@@ -89,6 +89,41 @@ def test_the_full_specs_follow_their_sources_and_the_cpu_specs_keep_their_run_id
                       "ranger (fastai) · Imagewoof · 5 ep": "71.90%", "ranger (fastai) · Imagewoof · 20 ep": "84.83%"}
 
 
+@pytest.mark.parametrize("optimizer, hyper", [("sgd", {"mom": 0.9, "wd": 1e-3, "nesterov": True}),
+                                              ("lookahead(sgd)", {"mom": 0.9, "wd": 1e-3, "k": 5, "alpha": 0.8}),
+                                              ("fastai_ranger", {"wd": 1e-2}), ("lookahead(radam)", {"wd": 1e-2})])
+def test_weight_decay_reaches_what_the_setting_says(optimizer, hyper):
+    """'weight decay applies to' is derived from the optimizer; here is what a Learner really does:
+    a torch optimizer decays every parameter (as Cutout's SGD over cnn.parameters()), a fastai one
+    all but BatchNorm and bias (fastai's Learner, wd_bn_bias=False, as in train_imagenette.py)."""
+    import torch
+    from fastai.data.core import DataLoaders
+    from fastai.learner import Learner
+    from fastai.losses import CrossEntropyLossFlat
+    from fastai.torch_core import norm_bias_params
+
+    from lookahead_fastai.data import BatchAugment, TensorDataLoader
+    from lookahead_fastai.registry.architectures import small_cnn
+    from lookahead_fastai.registry.optimizers import make_opt_func
+    x, y = torch.zeros(4, 3, 8, 8, dtype=torch.uint8), torch.arange(4) % 2
+    dl = TensorDataLoader(x, y, BatchAugment([0.5] * 3, [0.25] * 3), bs=2)
+    learn = Learner(DataLoaders(dl, dl), small_cnn(3, 2), loss_func=CrossEntropyLossFlat(),
+                    opt_func=make_opt_func(optimizer, **hyper))
+    learn.create_opt()
+    spec = RunSpec(experiment="t", name="t", dataset="cifar10", arch="small_cnn", optimizer=optimizer, lr=0.1,
+                   epochs=1, bs=2, scale="smoke", hyper=hyper)
+    reach = run_settings(spec)["weight decay applies to"]
+    no_decay = set(norm_bias_params(learn.model, True))
+    if reach.startswith("every parameter"):
+        groups = learn.opt.opt.param_groups  # the torch optimizer's (our Lookahead shares its inner's)
+        decayed = {p for g in groups if g["weight_decay"] == hyper["wd"] for p in g["params"]}
+        assert decayed == set(learn.model.parameters())
+    else:
+        assert reach.startswith("all but BatchNorm and bias")
+        assert no_decay and all(learn.opt.state[p].get("do_wd") is False for p in no_decay)
+        assert not any(learn.opt.state[p].get("do_wd") is False for p in learn.model.parameters() if p not in no_decay)
+
+
 @pytest.mark.parametrize("name", TRACED)
 def test_the_report_renders_the_sources_beside_the_deviations(name):
     from lookahead_fastai.regenerate import report_from_code

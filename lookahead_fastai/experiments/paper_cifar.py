@@ -216,8 +216,9 @@ DEVIATIONS = (
               "the data module's rule; the reproduction report describes the same ('of the train set')",
               settings=("normalisation",), when={"dataset": "cifar100"}),
     Deviation("schedule boundaries", "MultiStepLR stepped with scheduler.step(epoch) after each epoch (train.py "
-              "line 223; its 'PyTorch >=1.4' alternative, scheduler.step(), is commented out): with the PyTorch of "
-              "2019 the lr drops after epochs 61, 121, 161 (61 epochs at 0.1)",
+              "line 223; its 'PyTorch >=1.4' alternative, scheduler.step(), is commented out): as committed, the lr "
+              "drops after epochs 61, 121, 161 (61, 60, 40 and 39 epochs at 0.1, 0.02, 0.004, 0.0008; checked with "
+              "torch 2's MultiStepLR)",
               "fastai ParamScheduler, lr x0.2 from 30%, 60%, 80% of training: after epochs 60, 120, 160 at 200 "
               "epochs, as the appendix words it (at the cpu scale's 8 epochs, during epochs 3, 5 and 7)",
               "fastai schedules by the fraction of training; one epoch earlier than the code, as the paper says"),
