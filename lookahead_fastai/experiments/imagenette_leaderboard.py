@@ -31,15 +31,19 @@ FLAGS = {"small": {"lr": 1e-2, "mom": 0.9}, "full": {"lr": 8e-3, "mom": 0.95}}
 LOOKAHEAD = {"k": 6, "alpha": 0.5}  # fastai ranger's defaults
 
 
+def flags(scale):
+    return FLAGS["full" if scale == "full" else "small"]
+
+
 def rows(scale):
     """(name, optimizer, hyper) of each row at ``scale``."""
-    flags = FLAGS["full" if scale == "full" else "small"]
-    radam = {"mom": flags["mom"], "sqr_mom": 0.99, "eps": 1e-6, "wd": 1e-2}
+    lr_mom = flags(scale)
+    radam = {"mom": lr_mom["mom"], "sqr_mom": 0.99, "eps": 1e-6, "wd": 1e-2}
     return [("ranger (fastai)", "fastai_ranger", {**radam, "beta": 0.0}),
             ("LA/RAdam (ours)", "lookahead(radam)", {**radam, "beta": 0.0, **LOOKAHEAD}),
             ("RAdam", "radam", {**radam, "beta": 0.0}),
             ("Adam", "fastai_adam", dict(radam)),
-            ("SGD", "fastai_sgd", {"mom": flags["mom"], "wd": 1e-2})]
+            ("SGD", "fastai_sgd", {"mom": lr_mom["mom"], "wd": 1e-2})]
 
 
 RECIPE = dict(arch="xse_resnext50_mish_sa_maxpool", bs=64, size=128, loss="label_smoothing", augment="rrc_flip",
@@ -63,7 +67,7 @@ def build(scale):
     datasets, epoch_settings = s.pop("datasets"), s.pop("epochs")
     specs = [dict(name=row_name(name, label, epochs), dataset=dataset, epochs=epochs, optimizer=opt, hyper=hyper)
              for dataset, label in datasets.items() for epochs in epoch_settings for name, opt, hyper in rows(scale)]
-    return grid("imagenette_leaderboard", scale, specs, lr=FLAGS["full" if scale == "full" else "small"]["lr"], **s)
+    return grid("imagenette_leaderboard", scale, specs, lr=flags(scale)["lr"], **s)
 
 
 def _comparisons():
