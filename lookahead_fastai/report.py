@@ -33,6 +33,7 @@ import pandas as pd
 
 from .experiments import SCALES, get_experiment
 from .experiments.deviations import deviations_markdown
+from .experiments.sources import sources_markdown
 from .registry.optimizers import optimizer_parts
 from .store import ResultsStore
 from .sweep import lr_find_path
@@ -510,6 +511,10 @@ def _markdown(frame):
     return "\n".join(lines) + "\n"
 
 
+SOURCES_TEXT = ("Each setting of the `full` specs (keys as in the spec; `hyper.*` are the optimizer's effective "
+                "hyper-parameters, declared or its constructor's defaults), the rows it applies to, what the source "
+                "says and where. A setting not listed here, or listed with another value, is in the deviations "
+                "below (tests/test_sources.py checks this).")
 KINDS_TEXT = (
     "Each comparison has a **kind**, derived from the two rows' specs: *like-for-like* (they differ in one "
     "factor only — for a Lookahead row against its plain inner optimizer, only the wrapper), *tuned* (they "
@@ -603,6 +608,10 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
         for scale, rows in tuned.items():
             parts += [f"- `{scale}` · {row}: {sweep}" for row, sweep in rows.items()]
         parts.append("")
+    if experiment.sources:
+        parts.append("## Sources of the `full` protocol, setting by setting\n")
+        parts.append(SOURCES_TEXT + "\n")
+        parts.append(sources_markdown(experiment))
     parts.append("## Deviations from the original\n")
     parts.append(deviations_markdown(experiment.deviations))
     if experiment.reference:

@@ -140,7 +140,7 @@ def test_every_full_spec_trains_one_batch(experiment, stand_in):
         assert all(math.isfinite(v) for v in probe.losses) and all(probe.moved), label
         assert _out_features(learn.model) == DATASETS[spec.dataset].n_classes, label
         uses_mish = any(isinstance(m, torch.nn.Mish) for m in learn.model.modules())
-        assert uses_mish == (spec.arch == "xresnet50_mish"), label
+        assert uses_mish == (spec.arch in ("xresnet50_mish", "xse_resnext50_mish_sa_maxpool")), label
         ours = parse_optimizer_name(spec.optimizer)[0] is not None
         assert (lookahead_of(learn) is not None) == ours, label
         if spec.optimizer == "fastai_ranger":

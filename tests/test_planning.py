@@ -50,9 +50,9 @@ def test_hours_from_a_measurement_and_only_from_one(tmp_path):
 
 def test_folder_datasets_are_lower_bounds(tmp_path):
     _gpu_json(tmp_path / "gpu.json", {
-        "xresnet50_mish · imagenette_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
+        "xse_resnext50_mish_sa_maxpool · imagenette_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
                                                             "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4},
-        "xresnet50_mish · imagewoof_320 · 128px · bs 32": {"status": "ok", "bs": 16, "size": 128,  # capped: skipped
+        "xse_resnext50_mish_sa_maxpool · imagewoof_320 · 128px · bs 32": {"status": "ok", "bs": 16, "size": 128,  # capped: skipped
                                                            "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4}})
     plan = cost_plan("imagenette_leaderboard", "full", results_dir=tmp_path)
     measured = plan.measured_rows

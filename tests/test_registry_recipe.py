@@ -82,6 +82,27 @@ def test_xresnet50_mish_is_the_recipes_model():
     assert len(learn.splitter(learn.model)) == sum(1 for p in learn.model.parameters() if p.requires_grad)
 
 
+def test_xse_resnext50_is_the_2020_01_leaderboard_model():
+    """--arch xse_resnext50 --sa 1 --pool MaxPool with the script's Mish: squeeze-excitation ResNeXt
+    blocks, one self-attention layer, max-pooling on the strided shortcuts, one parameter group."""
+    from fastai.layers import SimpleSelfAttention
+    from fastai.vision.models.xresnet import XResNet
+    x = torch.randint(0, 255, (4, 3, 32, 32), dtype=torch.uint8)
+    dl = TensorDataLoader(x, torch.arange(4) % 2, BatchAugment([0.5] * 3, [0.25] * 3), bs=2)
+    learn = build_learner("xse_resnext50_mish_sa_maxpool", DataLoaders(dl, dl), n_in=3, n_out=10, size=32,
+                          loss_func=make_loss("label_smoothing"))
+    modules = list(learn.model.modules())
+    assert isinstance(learn.model, XResNet) and learn.model[-1].out_features == 10
+    assert sum(isinstance(m, SimpleSelfAttention) for m in modules) == 1
+    assert any(type(m).__name__ == "ProdLayer" for m in modules)  # squeeze-excitation: x * sigmoid(gate(x))
+    shortcuts = [m for block in modules if hasattr(block, "idpath") for m in block.idpath.modules()]
+    assert any(isinstance(m, torch.nn.MaxPool2d) for m in shortcuts)
+    assert not any(isinstance(m, torch.nn.AvgPool2d) for m in shortcuts)
+    assert any(isinstance(m, torch.nn.Mish) for m in modules) and not any(isinstance(m, torch.nn.ReLU) for m in modules)
+    assert len(learn.splitter(learn.model)) == sum(1 for p in learn.model.parameters() if p.requires_grad)
+    assert learn.model(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+
+
 def test_label_smoothing_loss():
     loss = make_loss("label_smoothing")
     logits, target = torch.randn(5, 4), torch.tensor([0, 1, 2, 3, 0])

@@ -2,8 +2,13 @@
 
 Every experiment declares a tuple of :class:`Deviation` (``Experiment.deviations``); reports and
 notebooks render it as a table, so nothing differs from the original without a row saying so.
+
+A deviation may name the spec ``settings`` it accounts for (the keys of
+:func:`lookahead_fastai.experiments.sources.run_settings`, e.g. ``"hyper.nesterov"``), for the rows
+whose settings match ``when``: ``experiments/sources.py`` checks with them that every setting of a
+``full`` spec has a source or a deviation.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 __all__ = ["Deviation", "deviations_markdown"]
 
@@ -14,11 +19,14 @@ class Deviation:
     original: str   # what the original did
     here: str       # what this experiment does (and at which scales)
     why: str        # the reason
+    settings: tuple = ()                      # run_settings keys this deviation accounts for
+    when: dict = field(default_factory=dict)  # ... in the rows whose settings have these values ({}: all)
 
     def __post_init__(self):
         for name in ("what", "original", "here", "why"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name).strip():
                 raise ValueError(f"Deviation.{name} must be a non-empty string")
+        object.__setattr__(self, "settings", tuple(self.settings))
 
     def as_dict(self):
         return {"what": self.what, "original": self.original, "here": self.here, "why": self.why}

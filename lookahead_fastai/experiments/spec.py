@@ -176,6 +176,8 @@ class Experiment:
     comparisons: tuple = ()            # (row, versus row) pairs for paired differences; default: vs baseline
     deviations: tuple = ()             # Deviation(what, original, here, why) rows: how this differs from the original
     tuned: dict = field(default_factory=dict)  # scale -> {row: the declared sweep its lr (and wd) came from}
+    sources: tuple = ()                # Source rows: where each setting of the full specs comes from (sources.py)
+    reference_numbers: tuple = ()      # ReferenceNumber rows: each number of `reference`, its row and its source
 
     def specs(self, scale):
         if scale not in SCALES:

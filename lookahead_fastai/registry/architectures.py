@@ -4,7 +4,10 @@ torchvision ResNets go through ``cnn_learner`` (never pretrained: no weights can
 the experiments train from scratch); the CIFAR-style ResNet-18 (3x3 stem, no max-pool, as in the
 Lookahead paper), the small CNN and the MLP are plain ``Learner`` models for small images.
 ``xresnet50_mish`` is fastai's XResNet-50 with Mish activations, built as fastai's Imagenette recipe
-(``nbs/examples/train_imagenette.py``) builds it: a plain ``Learner`` (one parameter group).
+(``nbs/examples/train_imagenette.py``) builds it with its defaults: a plain ``Learner`` (one
+parameter group); ``xse_resnext50_mish_sa_maxpool`` is the model the recipe builds with the flags of
+the leaderboard's 2020-01 entries (fastai/imagenette ``2020-01-train.md``: ``--arch xse_resnext50
+--sa 1 --pool MaxPool``).
 """
 from dataclasses import dataclass
 from typing import Callable
@@ -13,7 +16,7 @@ import torch
 from torch import nn
 
 __all__ = ["ARCHITECTURES", "ArchInfo", "body_and_head", "build_learner", "cifar_resnet18", "cifar_resnet_small",
-           "small_cnn", "strided_cnn", "mlp", "xresnet50_mish"]
+           "small_cnn", "strided_cnn", "mlp", "xresnet50_mish", "xse_resnext50_mish_sa_maxpool"]
 
 
 class _BasicBlock(nn.Module):
@@ -99,6 +102,14 @@ def xresnet50_mish(n_in=3, n_out=10):
     return xresnet50(c_in=n_in, n_out=n_out, act_cls=Mish, sa=False, sym=False, pool=AvgPool)
 
 
+def xse_resnext50_mish_sa_maxpool(n_in=3, n_out=10):
+    """fastai's ``xse_resnext50(n_out, act_cls=Mish, sa=True, sym=False, pool=MaxPool)``: the
+    Imagenette recipe's model with the 2020-01 leaderboard flags (random init)."""
+    from fastai.layers import MaxPool, Mish
+    from fastai.vision.models.xresnet import xse_resnext50
+    return xse_resnext50(c_in=n_in, n_out=n_out, act_cls=Mish, sa=True, sym=False, pool=MaxPool)
+
+
 def body_and_head(model):
     """Two parameter groups for the plain models: everything but the last layer, and the last layer
     (so a discriminative lr can give the body less)."""
@@ -152,6 +163,9 @@ ARCHITECTURES = {
     "mlp": ArchInfo("mlp", "2 hidden layers (256, 128), for MNIST / digits", _plain(mlp)),
     "xresnet50_mish": ArchInfo("xresnet50_mish", "fastai XResNet-50 with Mish (fastai's Imagenette recipe)",
                                _recipe(xresnet50_mish)),
+    "xse_resnext50_mish_sa_maxpool": ArchInfo(
+        "xse_resnext50_mish_sa_maxpool", "fastai XSE-ResNeXt-50 with Mish, self-attention and MaxPool (the "
+        "Imagenette leaderboard's 2020-01 entries)", _recipe(xse_resnext50_mish_sa_maxpool)),
 }
 
 
