@@ -59,7 +59,7 @@ from typing import Any, Iterator
 __all__ = ["ResultsStore", "RunLease", "LeaseLost", "run_identity", "canonical_json", "SCHEMA_VERSION", "STATUSES",
            "LEASE_S", "HEARTBEAT_S", "store_files_dir"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEASE_S = 120.0       # a claim whose heartbeat is older than this is stale (its process is presumed dead)
 HEARTBEAT_S = 15.0    # how often a claimant renews its heartbeat
 STATUSES = ("running", "finished", "failed")
@@ -81,7 +81,9 @@ CREATE TABLE runs (
     pid         INTEGER,
     host        TEXT,
     owner       TEXT,
-    heartbeat   REAL
+    heartbeat   REAL,
+    checkpoint_digests TEXT,
+    imported_from      TEXT
 );
 CREATE INDEX runs_experiment_status ON runs (experiment, status);
 CREATE TABLE epochs (
@@ -91,6 +93,31 @@ CREATE TABLE epochs (
     PRIMARY KEY (run_id, epoch)
 );
 """
+# the store's identity: a random id written once, when the store is created (or upgraded to v3)
+_STORE_META = ["CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+               "INSERT INTO store_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))))"]
+_SCHEMA += ";\n".join(_STORE_META)
+
+# schema upgrades, by the version they start from: v1 -> v2 claims (owner, host, heartbeat); v2 -> v3 the
+# store's identity (store_meta, a random id written once) that binds checkpoints to their store, the digests
+# of each run's checkpoints, and where an imported run came from
+_UPGRADES = {
+    1: ["ALTER TABLE runs ADD COLUMN host TEXT", "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN heartbeat REAL"],
+    2: ["ALTER TABLE runs ADD COLUMN checkpoint_digests TEXT", "ALTER TABLE runs ADD COLUMN imported_from TEXT",
+        *_STORE_META],
+}
+
+# the columns each schema version has: a file with tables named runs and epochs but other columns is
+# not a results store, and is refused before anything is written to it
+_V1_RUNS = {"run_id", "experiment", "name", "seed", "spec_json", "status", "started_at", "finished_at",
+            "error", "record_json", "pid"}
+_COLUMNS = {
+    1: {"runs": _V1_RUNS, "epochs": {"run_id", "epoch", "metrics_json"}},
+    2: {"runs": _V1_RUNS | {"host", "owner", "heartbeat"}, "epochs": {"run_id", "epoch", "metrics_json"}},
+    3: {"runs": _V1_RUNS | {"host", "owner", "heartbeat", "checkpoint_digests", "imported_from"},
+        "epochs": {"run_id", "epoch", "metrics_json"}, "store_meta": {"key", "value"}},
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -279,6 +306,8 @@ class ResultsStore:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             names = [(r[0], r[1]) for r in conn.execute("SELECT type, name FROM sqlite_master")]
+            columns = {table: {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                       for table in _COLUMNS.get(version, {})}
         finally:
             conn.execute("COMMIT")
         if version > SCHEMA_VERSION:
@@ -294,6 +323,12 @@ class ResultsStore:
                 raise ValueError(f"{self.path} is an empty database, not a results store")
         elif not {"runs", "epochs"} <= tables:
             raise ValueError(f"{self.path} is an SQLite database but not a results store (no runs/epochs tables)")
+        else:
+            for table, expected in _COLUMNS.get(version, {}).items():
+                if not expected <= columns[table]:
+                    missing = sorted(expected - columns[table])
+                    raise ValueError(f"{self.path} is an SQLite database but not a results store (its table "
+                                     f"{table} has no column{'s' if len(missing) > 1 else ''} {', '.join(missing)})")
 
     def _init_schema(self) -> None:
         with self._tx() as c:
@@ -303,9 +338,9 @@ class ResultsStore:
             if version == 0:
                 for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                     c.execute(stmt)
-            elif version == 1:  # v1 -> v2: claims (owner, host, heartbeat)
-                for column in ("host TEXT", "owner TEXT", "heartbeat REAL"):
-                    c.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+            else:  # an older store: its upgrades in order (_UPGRADES)
+                for stmt in (stmt for start in range(version, SCHEMA_VERSION) for stmt in _UPGRADES[start]):
+                    c.execute(stmt)
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
@@ -612,6 +647,39 @@ class ResultsStore:
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property
+    def store_id(self) -> str | None:
+        """This store's identity: a random id written when it was created (or upgraded to schema 3);
+        None for an older store opened read-only. Checkpoints carry it (:meth:`checkpoint_binding`)."""
+        try:
+            row = self.conn.execute("SELECT value FROM store_meta WHERE key = 'store_id'").fetchone()
+        except sqlite3.OperationalError:  # no store_meta table: schema < 3, read-only
+            return None
+        return None if row is None else row[0]
+
+    def checkpoint_binding(self, run_id: str) -> dict:
+        """What a checkpoint of ``run_id`` written for this store carries, and must carry to be resumed
+        from: this store's id, the run id and a digest of the run's spec."""
+        row = self.conn.execute("SELECT spec_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        spec = None if row is None else hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
+        return {"store": self.store_id, "run_id": run_id, "spec": spec}
+
+    def checkpoint_digests(self, run_id: str) -> list[str]:
+        """The sha256 digests of the run's last two checkpoints this store wrote (newest first): a
+        checkpoint file whose digest is not one of them is not resumed from."""
+        row = self.conn.execute("SELECT checkpoint_digests FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return [] if row is None or not row[0] else json.loads(row[0])
+
+    def record_checkpoint(self, run_id: str, digest: str, token: str | None = None) -> None:
+        """Record the digest of the checkpoint about to replace the run's last one. The one before
+        stays accepted too: a kill between this and the file's rename leaves that one in place."""
+        with self._tx() as c:
+            self._require_status(c, run_id, ("running",), "record a checkpoint of")
+            self._owned_tx(c, run_id, token, "record a checkpoint of")
+            (old,) = c.execute("SELECT checkpoint_digests FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            digests = [digest] + [d for d in (json.loads(old) if old else [])[:1] if d != digest]
+            c.execute("UPDATE runs SET checkpoint_digests = ? WHERE run_id = ?", (json.dumps(digests), run_id))
+
+    @property
     def files_dir(self) -> Path:
         """This store's own folder of artefacts: ``<db_dir>/<db_stem>.files/`` (checkpoints,
         lr_find curves, W&B files), so two stores in one folder never share them."""
@@ -625,12 +693,12 @@ class ResultsStore:
 
     def drop_checkpoint(self, run_id: str) -> bool:
         """Delete the run's checkpoint (e.g. once it finished); True if one existed. Checkpoints
-        that were moved aside as unreadable (``last.pth.unreadable-*``) are kept for inspection:
-        the warning that moved them names them."""
+        that were moved aside as unusable (``last.pth.unusable-*``; ``unreadable-`` before) are kept
+        for inspection: the warning that moved them names them."""
         d = self._checkpoint_path(run_id)
         if not d.exists():
             return False
-        aside = [p for p in d.iterdir() if ".unreadable-" in p.name]
+        aside = [p for p in d.iterdir() if ".unusable-" in p.name or ".unreadable-" in p.name]
         if not aside:
             shutil.rmtree(d)
             return True
@@ -665,6 +733,7 @@ class RunLease:
     def __init__(self, store, run_id, state, *, record=None, holder=None, token=None, heartbeat_s=HEARTBEAT_S):
         self.store, self.run_id, self.state = store, run_id, state
         self.record, self.holder, self.token = record, holder, token
+        self._binding = None
         self._stop = threading.Event()
         self._thread = None
         if state == "claimed" and heartbeat_s:
@@ -689,12 +758,29 @@ class RunLease:
     def writes(self) -> bool:
         return self.state == "claimed"
 
-    def resume_point(self, resumable: bool = True):
+    @property
+    def checkpoint_binding(self) -> dict:
+        """What this run's checkpoints carry: store id, run id, spec digest (see the store's method)."""
+        if self._binding is None:
+            self._binding = self.store.checkpoint_binding(self.run_id)
+        return self._binding
+
+    def record_checkpoint(self, digest: str) -> None:
+        """Called with each checkpoint's digest before it replaces the last one (see ``save_checkpoint``)."""
+        if self.writes:
+            self.store.record_checkpoint(self.run_id, digest, self.token)
+
+    def resume_point(self, resumable: bool = True, epochs: int | None = None):
         """The checkpoint to resume from (plain data, see ``checkpoint.read_checkpoint``) or None,
-        after dropping the epoch rows it does not cover. An unreadable checkpoint is moved aside
-        (one-line warning) and the run starts over."""
+        after dropping the epoch rows it does not cover. A checkpoint that cannot be read, that this
+        store did not write for this run (digest, store id, run id, spec), that lacks keys or whose
+        epoch is outside the run's ``epochs`` is moved aside (one-line warning) and the run starts over."""
         from .checkpoint import read_checkpoint  # torch: only where a run trains
-        state = read_checkpoint(self.checkpoint_dir, move_aside=self.writes) if resumable else None
+        state = None
+        if resumable:
+            state = read_checkpoint(self.checkpoint_dir, move_aside=self.writes,
+                                    digests=self.store.checkpoint_digests(self.run_id),
+                                    binding=self.checkpoint_binding, epochs=epochs)
         if self.writes:
             self.resume_from(state["epoch"] + 1 if state else 0)
         return state

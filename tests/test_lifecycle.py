@@ -176,7 +176,7 @@ def test_planted_or_broken_checkpoints_never_run_and_the_grid_goes_on(tmp_path):
         line = next(w for w in warnings if str(d / CHECKPOINT_NAME) in w)
         assert "CheckpointWarning" in line and "the run starts over" in line
         aside = [p.name for p in d.iterdir()] if d.exists() else []
-        assert len(aside) == 1 and aside[0].startswith(f"{CHECKPOINT_NAME}.unreadable-"), (name, aside)
+        assert len(aside) == 1 and aside[0].startswith(f"{CHECKPOINT_NAME}.unusable-"), (name, aside)
         assert aside[0] in line
     runs = by_name(store)
     assert {n: r["status"] for n, (r, _) in runs.items()} == dict.fromkeys(specs, "finished")
@@ -202,7 +202,7 @@ def test_two_stores_in_one_folder_never_share_a_checkpoint(tmp_path):
                     raise Stop("killed here")
                 lease.log_epoch(epoch, metrics)
             with pytest.raises(Stop):
-                train(spec, 0, checkpoint_dir=lease.checkpoint_dir, on_epoch=stop_at_1)
+                train(spec, 0, checkpoint_dir=lease.checkpoint_dir, checkpoint_owner=lease, on_epoch=stop_at_1)
     a_ckpt = store_files_dir(a) / "checkpoints" / run_id / CHECKPOINT_NAME
     assert checkpoint_epoch(a_ckpt) == 0
     a_bytes = a_ckpt.read_bytes()
