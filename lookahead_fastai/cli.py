@@ -4,7 +4,9 @@ Bad input gives one line on stderr and exit code 2, never a traceback; a run tha
 the store before the next one starts, so an error or Ctrl-C never loses it.
 """
 import argparse
+import math
 import os
+import re
 import sqlite3
 import sys
 import warnings
@@ -29,14 +31,25 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _seeds(text):
-    """--seeds: an int from 1 to MAX_SEEDS (a grid is seeds x rows runs, each kept in the store)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    """--seeds: an int from 1 to MAX_SEEDS (a grid is seeds x rows runs, each kept in the store), in
+    ASCII digits (``int`` would also read other scripts' digits, e.g. '٣')."""
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}" + ("" if text.isascii() else " (digits 0-9)"))
+    n = int(text)
     if not 1 <= n <= MAX_SEEDS:
         raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SEEDS}, got {n}")
     return n
+
+
+def _finite(text):
+    """A finite number (float() also reads 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _parser():
@@ -60,8 +73,8 @@ def _parser():
                      "one after another in this process; ray: one Ray task per run)")
     run.add_argument("--address", default=None, help="with --executor ray: the Ray cluster to use, e.g. auto or "
                      "ray://HEAD:10001 (default: start a local Ray instance)")
-    run.add_argument("--gpus-per-run", type=float, default=None, help="with --executor ray: GPUs per run (default: 0)")
-    run.add_argument("--cpus-per-run", type=float, default=None, help="with --executor ray: CPUs per run (default: 1)")
+    run.add_argument("--gpus-per-run", type=_finite, default=None, help="with --executor ray: GPUs per run (default: 0)")
+    run.add_argument("--cpus-per-run", type=_finite, default=None, help="with --executor ray: CPUs per run (default: 1)")
     run.add_argument("--distributed", action="store_true", help="train each run with DDP on every process of a "
                      "torchrun / accelerate launch (only rank 0 writes)")
     # --- end scaling out ---

@@ -159,6 +159,11 @@ def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
 
 
+def _epoch_rows(run: dict) -> list[tuple[int, str]]:
+    """An exported run's epoch rows as the epochs table holds them: (epoch, metrics JSON)."""
+    return [(e["epoch"], _dumps({k: v for k, v in e.items() if k != "epoch"})) for e in run["epochs"]]
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="microseconds")
 
@@ -612,38 +617,72 @@ class ResultsStore:
         return len(lines)
 
     def import_jsonl(self, path: str | os.PathLike) -> tuple[int, int]:
-        """Add the finished runs of an exported file; runs this store already finished are left as
-        they are. Returns (added, already present). A malformed line raises ValueError naming it."""
-        added = present = 0
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
+        """Add the finished runs of an exported file, all of them in one transaction or none; returns
+        (added, already present: the same record). Every line is checked first (``store_import``: the
+        schema, sizes, finite numbers, its run id recomputed from its spec and seed), then against
+        the store: a run finished here with another record, or held by a live claim (a process is
+        training it), is refused, and so are two lines of one run with different contents. Any refusal
+        raises one ValueError naming the file, the line and the field, and writes nothing. Each run
+        added keeps where it came from: the file's name and sha256 (:meth:`imported`)."""
+        from .store_import import BadLine, parse_line
+        path = Path(path)
+        data = path.read_bytes()
+        source = f"{path.name} sha256:{hashlib.sha256(data).hexdigest()[:16]}"
+        runs: dict[str, tuple[int, dict, str]] = {}  # run_id -> (line number, run, its canonical text)
+        for number, raw in enumerate(data.split(b"\n"), 1):
+            try:
+                text = raw.decode("utf-8")
+                if not text.strip():
                     continue
-                try:
-                    run = json.loads(line)
-                    run_id, spec, record = run["run_id"], run["spec"], run["record"]
-                    fields = (run["experiment"], run["name"], int(run["seed"]))
-                    epochs = [(int(e["epoch"]), {k: v for k, v in e.items() if k != "epoch"}) for e in run["epochs"]]
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise ValueError(f"{path}, line {number}: not an exported run ({type(exc).__name__}: {exc})") from None
-                if not isinstance(run_id, str) or not _SAFE_RUN_ID.match(run_id):
-                    raise ValueError(f"{path}, line {number}: run_id {run_id!r} is not safe")
-                with self._tx() as c:
-                    row = c.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-                    if row is not None and row[0] == "finished":
-                        present += 1
-                        continue
-                    c.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
-                    c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-                    c.execute("""INSERT INTO runs (run_id, experiment, name, seed, spec_json, status, started_at,
-                                                   finished_at, error, record_json, pid)
-                                 VALUES (?, ?, ?, ?, ?, 'finished', ?, ?, NULL, ?, NULL)""",
-                              (run_id, *fields, canonical_json(spec), run.get("started_at") or _now(),
-                               run.get("finished_at") or _now(), _dumps(record)))
-                    c.executemany("INSERT INTO epochs (run_id, epoch, metrics_json) VALUES (?, ?, ?)",
-                                  [(run_id, e, _dumps(m)) for e, m in epochs])
-                    added += 1
+                run = parse_line(text)
+            except (BadLine, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path}, line {number}: {exc}") from None
+            body = _dumps({k: run[k] for k in ("experiment", "name", "seed", "spec", "record", "epochs")})
+            if run["run_id"] in runs and runs[run["run_id"]][2] != body:
+                raise ValueError(f"{path}, line {number}: field 'run_id': run {run['run_id']} is also on line "
+                                 f"{runs[run['run_id']][0]}, with different contents")
+            runs.setdefault(run["run_id"], (number, run, body))
+        added = present = 0
+        with self._tx() as c:
+            for run_id, (number, run, _) in runs.items():
+                row = c.execute("SELECT status, record_json, host, pid, heartbeat FROM runs WHERE run_id = ?",
+                                (run_id,)).fetchone()
+                where = f"{path}, line {number}: run {run_id} ({run['experiment']}/{run['name']}, seed {run['seed']})"
+                if row is not None and row[0] == "finished":
+                    epochs = [(e, m) for e, m in c.execute(
+                        "SELECT epoch, metrics_json FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))]
+                    if row[1] != _dumps(run["record"]) or epochs != _epoch_rows(run):
+                        field = "record" if row[1] != _dumps(run["record"]) else "epochs"
+                        raise ValueError(f"{where}: field '{field}': this store holds the run finished with a "
+                                         "different one; nothing was imported")
+                    present += 1
+                    continue
+                if row is not None and row[0] == "running" and _alive(row[2], row[3], row[4], LEASE_S):
+                    raise ValueError(f"{where}: a process is training it (pid {row[3]} on {row[2]}); nothing was "
+                                     "imported: import once it is done")
+                c.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+                c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+                c.execute("""INSERT INTO runs (run_id, experiment, name, seed, spec_json, status, started_at,
+                                               finished_at, error, record_json, pid, imported_from)
+                             VALUES (?, ?, ?, ?, ?, 'finished', ?, ?, NULL, ?, NULL, ?)""",
+                          (run_id, run["experiment"], run["name"], run["seed"], canonical_json(run["spec"]),
+                           run["started_at"] or _now(), run["finished_at"] or _now(), _dumps(run["record"]), source))
+                c.executemany("INSERT INTO epochs (run_id, epoch, metrics_json) VALUES (?, ?, ?)",
+                              [(run_id, e, m) for e, m in _epoch_rows(run)])
+                added += 1
         return added, present
+
+    def imported(self, experiment: str | None = None) -> dict[str, str]:
+        """{run_id: where it came from ('FILE sha256:DIGEST')} of the runs added by :meth:`import_jsonl`
+        (of one experiment); empty for a store of schema < 3 opened read-only."""
+        sql = "SELECT run_id, imported_from FROM runs WHERE imported_from IS NOT NULL"
+        args: tuple = ()
+        if experiment is not None:
+            sql, args = sql + " AND experiment = ?", (experiment,)
+        try:
+            return dict(self.conn.execute(sql, args).fetchall())
+        except sqlite3.OperationalError:  # no imported_from column: schema < 3, read-only
+            return {}
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property

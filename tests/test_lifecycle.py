@@ -23,7 +23,7 @@ import torch
 from lookahead_fastai.checkpoint import CHECKPOINT_NAME, CheckpointWarning
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.runner import fit_and_record, train
-from lookahead_fastai.store import LEASE_S, LeaseLost, ResultsStore, store_files_dir
+from lookahead_fastai.store import LEASE_S, LeaseLost, ResultsStore, run_identity, store_files_dir
 
 LAUNCHER = Path(__file__).with_name("lifecycle_cli.py")
 CLI = [sys.executable, "-m", "lookahead_fastai.cli"]
@@ -355,15 +355,16 @@ def _fill(store):
     with ResultsStore(store) as db:
         for seed in range(3):
             spec = {"experiment": "exp", "name": "LA/SGD", "lr": 0.1, "k": 5}
-            rid = f"run{seed}"
+            rid = run_identity(spec, seed)  # an import recomputes it
             db.start_run(rid, "exp", "LA/SGD", seed, spec)
             for epoch in range(3):
                 db.log_epoch(rid, epoch, {"accuracy": 0.5 + 0.1 * epoch + seed / 100, "lr": 1e-3, "nested": {"a": 1}})
             if seed < 2:
                 db.finish_run(rid, {"final": {"accuracy": 0.7 + seed / 100}, "slow": None, "seconds": 1.5})
-        db.start_run("other", "other_exp", "SGD", 0, {"x": 1})
-        db.log_epoch("other", 0, {"accuracy": 0.1})
-        db.finish_run("other", {"final": {}})
+        other = run_identity({"x": 1}, 0)
+        db.start_run(other, "other_exp", "SGD", 0, {"x": 1})
+        db.log_epoch(other, 0, {"accuracy": 0.1})
+        db.finish_run(other, {"final": {}})
 
 
 def test_export_then_import_gives_the_same_runs_and_importing_twice_adds_nothing(tmp_path):
