@@ -15,6 +15,7 @@ forged), whose binding is not this run's, that lacks keys or whose epoch is outs
 aside as ``last.pth.unusable-<time>`` with a one-line warning, and the run starts over.
 """
 import hashlib
+import io
 import os
 import random
 import time
@@ -87,11 +88,15 @@ def save_checkpoint(directory, state, before_replace=None):
     (the store records it). On any error (a full disk) the temporary file is removed."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()  # serialized first: torch.save into a file on a full disk raises RuntimeError
+    torch.save(to_plain(state), buffer)
+    data = buffer.getbuffer()
     tmp = directory / f"{CHECKPOINT_NAME}.{os.getpid()}.tmp"
     try:
-        torch.save(to_plain(state), tmp)
+        with open(tmp, "wb") as fh:  # a full disk: OSError (No space left on device)
+            fh.write(data)
         if before_replace is not None:
-            before_replace(file_digest(tmp))
+            before_replace(hashlib.sha256(data).hexdigest())
         os.replace(tmp, directory / CHECKPOINT_NAME)
     except BaseException:
         tmp.unlink(missing_ok=True)
