@@ -424,8 +424,8 @@ def summary_table(store, experiment_name, scale):
         row = {"optimizer": s.row, "seeds": s.seeds}
         if any(x.diverged for x in summaries):
             row["diverged"] = s.diverged
-        row.update({"final accuracy": _fmt(s.final_accuracy, pct=True),
-               "best accuracy": _fmt(s.best_accuracy, pct=True)})
+        row["final accuracy"] = _fmt(s.final_accuracy, pct=True)
+        row["best accuracy"] = _fmt(s.best_accuracy, pct=True)
         if s.top5 is not None:
             row["top-5"] = _fmt(s.top5, pct=True)
         row.update({"valid loss": _fmt(s.valid_loss), "train loss": _fmt(s.train_loss),
@@ -559,7 +559,8 @@ def _integrity_text(runs, imported):
     lines = []
     gone = [r for r in runs if diverged(r["record"])]
     if gone:
-        rows = ", ".join(f"{name} {sum(r['name'] == name for r in gone)}" for name in dict.fromkeys(r["name"] for r in gone))
+        names = dict.fromkeys(r["name"] for r in gone)
+        rows = ", ".join(f"{name} {sum(r['name'] == name for r in gone)}" for name in names)
         lines.append(f"- **Diverged** (a final metric NaN or infinite): {len(gone)} of {len(runs)} runs ({rows}); "
                      "counted here, left out of every mean, interval and test, and of the seed counts below\n")
     mine = sorted({imported[r["run_id"]] for r in runs if r["run_id"] in imported})
@@ -708,7 +709,7 @@ def lr_robustness_cells(store, experiment_name, scale):
         if len(frame) and "accuracy" in frame:
             for epoch, values in frame[frame["name"] == name].groupby("epoch")["accuracy"]:
                 by_epoch[int(epoch)] = Stat.of(values)
-        by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items())}
+        by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items()) if not diverged(rec)}
         out.append(LrCell(name, cell["data"], cell["inner"], cell["variant"], cell["label"], cell["row"]["lr"],
                           Stat.of(by_seed.values()), by_seed, by_epoch))
     return out

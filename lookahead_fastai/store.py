@@ -643,6 +643,7 @@ class ResultsStore:
                                  f"{runs[run['run_id']][0]}, with different contents")
             runs.setdefault(run["run_id"], (number, run, body))
         added = present = 0
+        replaced = []
         with self._tx() as c:
             for run_id, (number, run, _) in runs.items():
                 row = c.execute("SELECT status, record_json, host, pid, heartbeat FROM runs WHERE run_id = ?",
@@ -669,7 +670,11 @@ class ResultsStore:
                            run["started_at"] or _now(), run["finished_at"] or _now(), _dumps(run["record"]), source))
                 c.executemany("INSERT INTO epochs (run_id, epoch, metrics_json) VALUES (?, ?, ?)",
                               [(run_id, e, m) for e, m in _epoch_rows(run)])
+                if row is not None:
+                    replaced.append(run_id)
                 added += 1
+        for run_id in replaced:  # a killed or failed attempt's checkpoint: the run is finished now
+            self.drop_checkpoint(run_id)
         return added, present
 
     def imported(self, experiment: str | None = None) -> dict[str, str]:

@@ -24,27 +24,13 @@ import pytest
 import torch
 
 from lookahead_fastai.checkpoint import CHECKPOINT_NAME, CheckpointWarning, file_digest
-from lookahead_fastai.cli import main
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.report import compare, summarize
 from lookahead_fastai.runner import train
 from lookahead_fastai.store import ResultsStore, store_files_dir
+from test_cli_errors import one_line, run_main
 
 DEMO = Path(__file__).resolve().parents[1] / "reports" / "data" / "demo.jsonl"
-
-
-def one_line(err):
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and "Traceback" not in err, err
-    assert lines[0].startswith("lookahead-fastai"), err
-    return lines[0]
-
-
-def run_main(capsys, *args):
-    capsys.readouterr()
-    code = main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return code, out, err
 
 
 def snapshot(path):
@@ -226,6 +212,10 @@ def test_reports_say_how_many_runs_were_imported_and_count_diverged_runs(tmp_pat
         by_pair = {(c.row, c.versus): c for c in compare(db, "demo", "cpu")}
     adamw = next(c for (row, versus), c in by_pair.items() if "AdamW" in (row, versus) and "SGD" in (row, versus))
     assert len(adamw.seeds) == 1 and adamw.verdict == "cannot tell (1 seed)"  # not "[+nan, +nan] pp"
+    code, out, err = run_main(capsys, "run", "demo", "--scale", "cpu", "--only", "SGD", "--store", store)
+    assert code == 0, err  # nothing to train: the run says the seeds it skips were imported
+    assert "3 already finished (3 of them imported by `store import`, not trained in this store)" in out
+    assert out.count("(already finished, imported)") == 3
     code, _, err = run_main(capsys, "report", "demo", "--store", store, "--out", out_dir)
     assert code == 0, err
     text = (out_dir / "demo.md").read_text()

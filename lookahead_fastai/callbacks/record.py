@@ -93,7 +93,8 @@ class RunCheckpoint(Callback):
         cuda = self.learn.dls.device is not None and torch.device(self.learn.dls.device).type == "cuda"
         owner = self.owner
         save_checkpoint(self.directory, {
-            "binding": owner.checkpoint_binding if owner is not None else None, "epoch": self.epoch, "history": self.history, "model": self._model().state_dict(),
+            "binding": owner.checkpoint_binding if owner is not None else None,
+            "epoch": self.epoch, "history": self.history, "model": self._model().state_dict(),
             "opt": self.learn.opt.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
             "callbacks": {name: cb.checkpoint_state() for name, cb in self._stateful().items()},
             "rng": rng_state(self._loaders(), cuda=cuda),
