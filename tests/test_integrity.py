@@ -370,3 +370,28 @@ def test_a_full_disk_marks_the_run_failed_and_leaves_no_partial_checkpoint(tmp_p
 def test_cli_numbers_name_their_option(args, message, capsys):
     code, _, err = run_main(capsys, *args)
     assert code == 2 and message in one_line(err)
+
+
+def test_a_store_of_schema_2_gets_its_identity_on_the_first_writable_open(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with closing(sqlite3.connect(path)) as conn:  # what schema 2 created
+        conn.executescript("""
+            CREATE TABLE runs (run_id TEXT PRIMARY KEY, experiment TEXT NOT NULL, name TEXT NOT NULL,
+                seed INTEGER NOT NULL, spec_json TEXT NOT NULL, status TEXT NOT NULL, started_at TEXT NOT NULL,
+                finished_at TEXT, error TEXT, record_json TEXT, pid INTEGER, host TEXT, owner TEXT, heartbeat REAL);
+            CREATE TABLE epochs (run_id TEXT NOT NULL, epoch INTEGER NOT NULL, metrics_json TEXT NOT NULL,
+                PRIMARY KEY (run_id, epoch));
+            INSERT INTO runs VALUES ('r1', 'exp', 'SGD', 0, '{}', 'finished', 't', 't', NULL, '{"final": {}}',
+                                     1, 'h', NULL, NULL);
+            PRAGMA user_version = 2;""")
+    with ResultsStore(path, readonly=True) as db:  # read-only: nothing written, nothing new to read
+        assert db.store_id is None and db.imported() == {} and db.record("r1") == {"final": {}}
+    with ResultsStore(path) as db:
+        store_id = db.store_id
+        assert db.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert len(store_id) == 32 and int(store_id, 16) >= 0
+        assert db.record("r1") == {"final": {}} and db.checkpoint_digests("r1") == []
+    with ResultsStore(path) as db:
+        assert db.store_id == store_id  # written once
+    with ResultsStore(tmp_path / "new.sqlite") as db:
+        assert len(db.store_id) == 32 and db.store_id != store_id

@@ -97,6 +97,7 @@ def test_runs_killed_at_two_epochs_resume_to_the_uninterrupted_metrics(tmp_path)
             out, err = proc.communicate(timeout=TIMEOUT)
             assert proc.returncode == -9, (row, when, epoch, out, err)  # SIGKILL
             assert "skipped" not in out, out  # the previous kill's claim (dead pid) was taken over
+            assert "CheckpointWarning" not in err, err  # each resume used the checkpoint its store recorded
             run, rows = by_name(store)[row]
             status, pid, host, owner, heartbeat = raw_run(store, run["run_id"])
             # the claim left behind: a dead process on this host, with a heartbeat still fresh
@@ -109,6 +110,7 @@ def test_runs_killed_at_two_epochs_resume_to_the_uninterrupted_metrics(tmp_path)
         final = subprocess.run([sys.executable, str(LAUNCHER), *args], cwd=tmp_path, env=child_env(),
                                capture_output=True, text=True, timeout=TIMEOUT)
         assert final.returncode == 0, final.stderr
+        assert "CheckpointWarning" not in final.stderr, final.stderr
         assert "SGD · mixup seed 0: accuracy" in final.stdout and "skipped" not in final.stdout
         ref_out, ref_err = reference.communicate(timeout=TIMEOUT)
         assert reference.returncode == 0, ref_err
