@@ -11,8 +11,9 @@ A line is one finished run: ``run_id``, ``experiment``, ``name``, ``seed``, ``sp
   accuracies between 0 and 1, times and counts not negative;
 * numbers finite, except losses: a run whose loss became NaN or infinite diverged, and an export of it
   says so (reports count such runs as diverged, never average them);
-* identity: the run id is recomputed from the spec and the seed (a spec the suite knows is read as a
-  ``RunSpec``, whose ids leave fields at their defaults out), and the record, the spec and the line
+* identity: the run id is recomputed from the spec and the seed (a spec with ``RunSpec``'s fields
+  is named as ``RunSpec.identity`` names it, fields at their defaults left out; it is not built, so a
+  dataset or optimizer registered elsewhere keeps its id), and the record, the spec and the line
   agree on experiment, row, seed, scale and dataset.
 
 A bad line raises :class:`BadLine` naming the field; the store adds the file and line number.
@@ -152,37 +153,29 @@ def _check_record(run):
 
 
 def _check_identity(run):
-    """The run id is the one the spec and the seed give; a spec the suite knows agrees with the line
-    and the record, and the record holds what reports read."""
+    """The run id is the one the spec and the seed give; a spec of the suite's form (``RunSpec``'s
+    fields) agrees with the line and the record, and the record holds what reports read."""
+    from .experiments.spec import RunSpec
     from .store import run_identity
-    spec = _run_spec(run["spec"])
-    expected = spec.run_id(run["seed"]) if spec is not None else run_identity(run["spec"], run["seed"])
+    spec = run["spec"]
+    identity = RunSpec.identity_of(spec)
+    expected = run_identity(spec if identity is None else identity, run["seed"])
     if run["run_id"] != expected:
         raise BadLine("run_id", f"{run['run_id']} is not the id of this spec and seed ({expected})")
-    if spec is None:
-        return
+    if identity is None:
+        return  # a store-level spec (not one of the suite's): its id is checked, the rest is its own
     record = run["record"]
     for field in ("experiment", "name"):
-        if run[field] != getattr(spec, field):
-            raise BadLine(field, f"{_short(run[field])} differs from the spec's {_short(getattr(spec, field))}")
+        if run[field] != spec[field]:  # required fields of RunSpec: present
+            raise BadLine(field, f"{_short(run[field])} differs from the spec's {_short(spec[field])}")
     for field in _REPORTED:
         if field not in record:
             raise BadLine(f"record.{field}", "missing")
     for field in ("scale", "dataset"):
-        if record[field] != getattr(spec, field):
-            raise BadLine(f"record.{field}", f"{_short(record[field])} differs from the spec's "
-                                             f"{_short(getattr(spec, field))}")
+        if record[field] != spec[field]:  # experiment, name, scale, dataset: RunSpec's required fields
+            raise BadLine(f"record.{field}", f"{_short(record[field])} differs from the spec's {_short(spec[field])}")
     for field in ("dataset", "data"):
         _text(record, field, f"record.{field}")
-
-
-def _run_spec(spec):
-    """The spec as a RunSpec when it is one of the suite's, else None (a store-level spec)."""
-    from .experiments.spec import RunSpec
-    try:
-        return RunSpec.from_dict(spec)
-    except Exception:  # SpecError, or a field of the wrong type: not one of the suite's specs
-        return None
 
 
 def _metrics(metrics, field):

@@ -395,3 +395,16 @@ def test_a_store_of_schema_2_gets_its_identity_on_the_first_writable_open(tmp_pa
         assert db.store_id == store_id  # written once
     with ResultsStore(tmp_path / "new.sqlite") as db:
         assert len(db.store_id) == 32 and db.store_id != store_id
+
+
+def test_a_run_of_a_dataset_registered_elsewhere_imports_under_the_id_its_spec_gives(tmp_path, capsys, demo_lines):
+    from lookahead_fastai.experiments.spec import RunSpec
+    from lookahead_fastai.store import run_identity
+    run = json.loads(json.dumps(demo_lines[0]))
+    run["spec"]["dataset"] = run["record"]["dataset"] = "my_own_images"  # not registered in this process
+    run["run_id"] = run_identity(RunSpec.identity_of(run["spec"]), run["seed"])
+    store = tmp_path / "results.sqlite"
+    code, out, err = run_main(capsys, "store", "import", write_lines(tmp_path / "mine.jsonl", [run]), "--store", store)
+    assert code == 0 and "1 runs added" in out, err
+    with ResultsStore(store, readonly=True) as db:
+        assert db.record(run["run_id"])["dataset"] == "my_own_images"
