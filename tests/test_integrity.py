@@ -402,7 +402,7 @@ def test_a_run_of_a_dataset_registered_elsewhere_imports_under_the_id_its_spec_g
     from lookahead_fastai.store import run_identity
     run = json.loads(json.dumps(demo_lines[0]))
     run["spec"]["dataset"] = run["record"]["dataset"] = "my_own_images"  # not registered in this process
-    run["run_id"] = run_identity(RunSpec.identity_of(run["spec"]), run["seed"])
+    run["run_id"] = run["record"]["run_id"] = run_identity(RunSpec.identity_of(run["spec"]), run["seed"])
     store = tmp_path / "results.sqlite"
     code, out, err = run_main(capsys, "store", "import", write_lines(tmp_path / "mine.jsonl", [run]), "--store", store)
     assert code == 0 and "1 runs added" in out, err
