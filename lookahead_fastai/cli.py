@@ -4,7 +4,9 @@ Bad input gives one line on stderr and exit code 2, never a traceback; a run tha
 the store before the next one starts, so an error or Ctrl-C never loses it.
 """
 import argparse
+import math
 import os
+import re
 import sqlite3
 import sys
 import warnings
@@ -29,14 +31,26 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _seeds(text):
-    """--seeds: an int from 1 to MAX_SEEDS (a grid is seeds x rows runs, each kept in the store)."""
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    """--seeds: an int from 1 to MAX_SEEDS (a grid is seeds x rows runs, each kept in the store), in
+    ASCII digits (``int`` would also read other scripts' digits, e.g. '٣')."""
+    if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}"
+                                         + ("" if text.isascii() else " (digits 0-9)"))
+    n = int(text)
     if not 1 <= n <= MAX_SEEDS:
         raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SEEDS}, got {n}")
     return n
+
+
+def _finite(text):
+    """A finite number (float() also reads 'nan' and 'inf')."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
 
 
 def _parser():
@@ -60,8 +74,10 @@ def _parser():
                      "one after another in this process; ray: one Ray task per run)")
     run.add_argument("--address", default=None, help="with --executor ray: the Ray cluster to use, e.g. auto or "
                      "ray://HEAD:10001 (default: start a local Ray instance)")
-    run.add_argument("--gpus-per-run", type=float, default=None, help="with --executor ray: GPUs per run (default: 0)")
-    run.add_argument("--cpus-per-run", type=float, default=None, help="with --executor ray: CPUs per run (default: 1)")
+    run.add_argument("--gpus-per-run", type=_finite, default=None,
+                     help="with --executor ray: GPUs per run (default: 0)")
+    run.add_argument("--cpus-per-run", type=_finite, default=None,
+                     help="with --executor ray: CPUs per run (default: 1)")
     run.add_argument("--distributed", action="store_true", help="train each run with DDP on every process of a "
                      "torchrun / accelerate launch (only rank 0 writes)")
     # --- end scaling out ---
@@ -154,7 +170,7 @@ def _cmd_run(args):
     rows = len({j.spec.name for j in jobs})
     if talk:
         print(f"{args.experiment} at scale {args.scale}: {len(jobs)} runs ({rows} rows x {len(jobs) // rows} seeds), "
-              f"{sum(j.finished for j in jobs)} already finished; store {store}"
+              f"{sum(j.finished for j in jobs)} already finished{_imported_text(jobs)}; store {store}"
               f"{'; executor ray' if args.executor == 'ray' else ''}", flush=True)
 
     from fastprogress.fastprogress import progress_bar
@@ -171,7 +187,7 @@ def _cmd_run(args):
         final = record["final"]
         slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
         print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: accuracy {final.get('accuracy', float('nan')):.4f}"
-              f"{slow}, {record['seconds']:.1f}s{' (already finished)' if job.finished else ''}", flush=True)
+              f"{slow}, {record['seconds']:.1f}s{_finished_text(job)}", flush=True)
         next(bar_iter, None)
 
     def error_line(i, job, error):
@@ -204,6 +220,15 @@ def _cmd_run(args):
         print(f"{len(skipped)} runs were being trained by another process sharing the store; they are theirs "
               f"to finish", flush=True)
     return 0
+
+
+def _imported_text(jobs):
+    n = sum(j.imported for j in jobs)
+    return f" ({n} of them imported by `store import`, not trained in this store)" if n else ""
+
+
+def _finished_text(job):
+    return (" (already finished, imported)" if job.imported else " (already finished)") if job.finished else ""
 
 
 def _check_scale_out(args):

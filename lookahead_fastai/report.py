@@ -62,7 +62,7 @@ class Stat:
 
     @classmethod
     def of(cls, values):
-        values = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+        values = [float(v) for v in values if v is not None and math.isfinite(v)]  # never an inf or NaN mean
         if not values:
             return cls(math.nan, math.nan, 0)
         arr = np.asarray(values)
@@ -80,6 +80,7 @@ class RowSummary:
     train_loss: Stat
     slow_accuracy: Stat | None   # None for rows without Lookahead slow weights
     seconds: Stat
+    diverged: int = 0            # runs left out: a final metric non-finite (see diverged); ``seeds`` counts the rest
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,13 @@ class Comparison:
         if self.lookahead_vs_inner > 0 or self.verdict not in (BETTER, WORSE):
             return self.verdict
         return WORSE if self.verdict == BETTER else BETTER
+
+
+def diverged(record):
+    """Whether a finished run diverged: a number among its final (or slow-weight) metrics is NaN or
+    infinite, as after a loss that became non-finite. Such a run is counted, never averaged."""
+    values = [*(record.get("final") or {}).values(), *(record.get("slow") or {}).values()]
+    return any(isinstance(v, float) and not math.isfinite(v) for v in values)
 
 
 def _runs(store, experiment, scale=None):
@@ -184,10 +192,10 @@ def summarize(store, experiment_name, scale):
         by_name.setdefault(r["name"], []).append(r["record"])
     out = []
     for name in _order(experiment, by_name):
-        recs = by_name[name]
+        recs = [r for r in by_name[name] if not diverged(r)]
         slow = [r["slow"]["accuracy"] for r in recs if r.get("slow")]
         out.append(RowSummary(
-            row=name, seeds=len(recs),
+            row=name, seeds=len(recs), diverged=len(by_name[name]) - len(recs),
             final_accuracy=Stat.of(r["final"].get("accuracy") for r in recs),
             best_accuracy=Stat.of(r.get("best_accuracy") for r in recs),
             top5=Stat.of(r["final"].get("top5") for r in recs) if any("top5" in r["final"] for r in recs) else None,
@@ -318,14 +326,15 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
     tuned_rows = dict(experiment.tuned.get(scale, {}))
     table = {}
     for r in _runs(store, experiment_name, scale):
-        table.setdefault(r["name"], {})[r["seed"]] = r["record"]["final"].get(metric)
+        value = None if diverged(r["record"]) else r["record"]["final"].get(metric)
+        table.setdefault(r["name"], {})[r["seed"]] = value
     partial = []
     pairs = _comparison_pairs(experiment, _order(experiment, table))
     best_lr_pairs, picked = _lr_sweep_pairs(store, experiment_name, scale)  # tuned vs tuned (lr_robustness)
     tuned_rows.update({row: "the best lr of its declared sweep" for row in picked})
     for name, versus in pairs + [p for p in best_lr_pairs if p not in pairs]:
         kind, differs = comparison_kind(specs[name], specs[versus], tuned_rows)
-        seeds = tuple(sorted(s for s in set(table[versus]) & set(table[name])
+        seeds = tuple(sorted(s for s in set(table[versus]) & set(table[name])  # diverged seeds: None
                              if table[name][s] is not None and table[versus][s] is not None))
         diffs = tuple(float(table[name][s] - table[versus][s]) for s in seeds)
         mean = float(np.mean(diffs)) if diffs else math.nan
@@ -411,9 +420,13 @@ def _p(value):
 def summary_table(store, experiment_name, scale):
     """One row per optimizer: mean ± std over seeds of the final and best accuracy, losses, time."""
     rows = []
-    for s in summarize(store, experiment_name, scale):
-        row = {"optimizer": s.row, "seeds": s.seeds, "final accuracy": _fmt(s.final_accuracy, pct=True),
-               "best accuracy": _fmt(s.best_accuracy, pct=True)}
+    summaries = summarize(store, experiment_name, scale)
+    for s in summaries:
+        row = {"optimizer": s.row, "seeds": s.seeds}
+        if any(x.diverged for x in summaries):
+            row["diverged"] = s.diverged
+        row["final accuracy"] = _fmt(s.final_accuracy, pct=True)
+        row["best accuracy"] = _fmt(s.best_accuracy, pct=True)
         if s.top5 is not None:
             row["top-5"] = _fmt(s.top5, pct=True)
         row.update({"valid loss": _fmt(s.valid_loss), "train loss": _fmt(s.train_loss),
@@ -545,6 +558,24 @@ def _kind_counts(comparisons):
     return ", ".join(f"{k} {sum(c.kind == k for c in comparisons)}" for k in KINDS)
 
 
+def _integrity_text(runs, imported):
+    """Bullets for runs that diverged (left out of every number) and runs added by ``store import``
+    (``imported``: run_id -> source); empty when there are none, as in every committed report."""
+    lines = []
+    gone = [r for r in runs if diverged(r["record"])]
+    if gone:
+        names = dict.fromkeys(r["name"] for r in gone)
+        rows = ", ".join(f"{name} {sum(r['name'] == name for r in gone)}" for name in names)
+        lines.append(f"- **Diverged** (a final metric NaN or infinite): {len(gone)} of {len(runs)} runs ({rows}); "
+                     "counted here, left out of every mean, interval and test, and of the seed counts below\n")
+    mine = sorted({imported[r["run_id"]] for r in runs if r["run_id"] in imported})
+    if mine:
+        n = sum(r["run_id"] in imported for r in runs)
+        lines.append(f"- **Imported**: {n} of these {len(runs)} runs were added by `lookahead-fastai store import`, "
+                     f"not trained in this store (from {', '.join(mine)})\n")
+    return "".join(lines)
+
+
 def write_report(store_path, experiment_name, out_dir="reports", scales=None, source=None):
     """Write ``out_dir/EXP.md`` (+ ``EXP_<scale>.png``) from the finished runs in the store; ``source``
     names where they came from in the report's first line (default: the store)."""
@@ -553,6 +584,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
     out_dir.mkdir(parents=True, exist_ok=True)
     with ResultsStore(store_path, readonly=True) as store:
         runs = _runs(store, experiment_name)
+        imported = store.imported(experiment_name)  # shown when the report is of a store, not of a file (source)
         present = sorted({r["record"]["scale"] for r in runs}, key=SCALES.index)
         scales = [s for s in (scales or present) if s in present]
         parts = [f"# {experiment_name}: {experiment.description}\n",
@@ -575,6 +607,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
                 f"- **Protocol**: {experiment.protocol.get(scale, '')}\n"
                 f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
                 f"- **Runs**: {done.text()}\n"
+                + _integrity_text(scale_runs, imported if source is None else {}) +
                 f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
                 f"- **Compute**: {compute_text(scale_runs)}\n"
                 f"- **Ran on** (from the runs' records): {' | '.join(envs)}\n")
@@ -685,7 +718,7 @@ def lr_robustness_cells(store, experiment_name, scale):
         if len(frame) and "accuracy" in frame:
             for epoch, values in frame[frame["name"] == name].groupby("epoch")["accuracy"]:
                 by_epoch[int(epoch)] = Stat.of(values)
-        by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items())}
+        by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items()) if not diverged(rec)}
         out.append(LrCell(name, cell["data"], cell["inner"], cell["variant"], cell["label"], cell["row"]["lr"],
                           Stat.of(by_seed.values()), by_seed, by_epoch))
     return out
@@ -699,7 +732,7 @@ def _by_label(cells):
 
 
 def _pct(value):
-    return "—" if value is None or math.isnan(value) else f"{value * 100:.2f}"
+    return "—" if value is None or not math.isfinite(value) else f"{value * 100:.2f}"
 
 
 def _lr_table(cells, lrs, value):

@@ -5,6 +5,7 @@ This is the only training loop of the suite (fastai's ``Learner``); notebooks, t
 executors all come through here.
 """
 import os
+import sqlite3
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -90,15 +91,16 @@ def run_environment(device):
             "python": platform.python_version()}
 
 
-def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir=None, on_epoch=None,
-          wandb_run=None, progress=False, extra_cbs=(), distributed=False):
+def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir=None, checkpoint_owner=None,
+          on_epoch=None, wandb_run=None, progress=False, extra_cbs=(), distributed=False):
     """Train ``spec`` with ``seed`` through fastai's Learner and return its record; knows nothing
     of storage.
 
     ``resume``: a checkpoint (``checkpoint.read_checkpoint``) to continue from: the run goes on
     from the epoch after it, with every state that decides the rest restored, so its metrics equal
     those of a run never interrupted. ``checkpoint_dir``: write such a checkpoint there after every
-    epoch (None: none). ``on_epoch(epoch, metrics)`` is called after each epoch trained here.
+    epoch (None: none), bound to ``checkpoint_owner`` (the run's lease: see ``RunCheckpoint``).
+    ``on_epoch(epoch, metrics)`` is called after each epoch trained here.
     Runs with sessions (several fits) neither resume nor checkpoint: they restart.
     """
     spec = _as_spec(spec)
@@ -135,7 +137,7 @@ def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir
         else:
             run_cbs = [EpochRecorder(sink, start_epoch)]
             if resume is not None or checkpoint_dir is not None:
-                run_cbs.append(RunCheckpoint(checkpoint_dir, history, resume))
+                run_cbs.append(RunCheckpoint(checkpoint_dir, history, resume, owner=checkpoint_owner))
             fit_with_schedule(learn, spec.epochs, _lr(spec, spec.lr), spec.schedule, spec.schedule_params,
                               cbs=[*run_cbs, *cbs], start_epoch=start_epoch)
         slow = None
@@ -194,7 +196,7 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
             if lease.state == "held":
                 raise RunHeld(f"{spec.experiment}/{spec.name} seed {seed} is being trained by {lease.holder}")
             resumable = checkpoint and not spec.sessions
-            resume = lease.resume_point(resumable)
+            resume = lease.resume_point(resumable, epochs=spec.epochs)
             wandb_run = None
             if wandb != "disabled" and writer:
                 from .callbacks.wandb import open_wandb_run  # imports wandb only when asked for
@@ -202,11 +204,15 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
             try:
                 record = train(spec, seed, data_dir=data_dir, device=device, resume=resume,
                                checkpoint_dir=lease.checkpoint_dir if resumable and writer else None,
+                               checkpoint_owner=lease if resumable and writer else None,
                                on_epoch=lease.log_epoch, wandb_run=wandb_run, progress=progress,
                                extra_cbs=extra_cbs, distributed=distributed)
             except BaseException as e:  # a failed run is recorded (checkpoint kept), then the error goes on
                 if not isinstance(e, LeaseLost):
-                    lease.fail(f"{type(e).__name__}: {e}")
+                    try:
+                        lease.fail(f"{type(e).__name__}: {e}")
+                    except (sqlite3.Error, OSError):  # best effort (a full disk): the claim ends with this
+                        pass                          # process, and the next attempt takes the run over
                 if wandb_run is not None:
                     wandb_run.finish(None)
                 raise

@@ -60,7 +60,7 @@ from typing import Any, Iterator
 __all__ = ["ResultsStore", "RunLease", "LeaseLost", "run_identity", "canonical_json", "SCHEMA_VERSION", "STATUSES",
            "LEASE_S", "HEARTBEAT_S", "store_files_dir", "StoreBusy"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 LEASE_S = 120.0       # a claim whose heartbeat is older than this is stale (its process is presumed dead)
 HEARTBEAT_S = 15.0    # how often a claimant renews its heartbeat
 STATUSES = ("running", "finished", "failed")
@@ -82,7 +82,9 @@ CREATE TABLE runs (
     pid         INTEGER,
     host        TEXT,
     owner       TEXT,
-    heartbeat   REAL
+    heartbeat   REAL,
+    checkpoint_digests TEXT,
+    imported_from      TEXT
 );
 CREATE INDEX runs_experiment_status ON runs (experiment, status);
 CREATE TABLE epochs (
@@ -92,6 +94,31 @@ CREATE TABLE epochs (
     PRIMARY KEY (run_id, epoch)
 );
 """
+# the store's identity: a random id written once, when the store is created (or upgraded to v3)
+_STORE_META = ["CREATE TABLE store_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+               "INSERT INTO store_meta (key, value) VALUES ('store_id', lower(hex(randomblob(16))))"]
+_SCHEMA += ";\n".join(_STORE_META)
+
+# schema upgrades, by the version they start from: v1 -> v2 claims (owner, host, heartbeat); v2 -> v3 the
+# store's identity (store_meta, a random id written once) that binds checkpoints to their store, the digests
+# of each run's checkpoints, and where an imported run came from
+_UPGRADES = {
+    1: ["ALTER TABLE runs ADD COLUMN host TEXT", "ALTER TABLE runs ADD COLUMN owner TEXT",
+        "ALTER TABLE runs ADD COLUMN heartbeat REAL"],
+    2: ["ALTER TABLE runs ADD COLUMN checkpoint_digests TEXT", "ALTER TABLE runs ADD COLUMN imported_from TEXT",
+        *_STORE_META],
+}
+
+# the columns each schema version has: a file with tables named runs and epochs but other columns is
+# not a results store, and is refused before anything is written to it
+_V1_RUNS = {"run_id", "experiment", "name", "seed", "spec_json", "status", "started_at", "finished_at",
+            "error", "record_json", "pid"}
+_COLUMNS = {
+    1: {"runs": _V1_RUNS, "epochs": {"run_id", "epoch", "metrics_json"}},
+    2: {"runs": _V1_RUNS | {"host", "owner", "heartbeat"}, "epochs": {"run_id", "epoch", "metrics_json"}},
+    3: {"runs": _V1_RUNS | {"host", "owner", "heartbeat", "checkpoint_digests", "imported_from"},
+        "epochs": {"run_id", "epoch", "metrics_json"}, "store_meta": {"key", "value"}},
+}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -131,6 +158,11 @@ def _dumps(obj: Any) -> str:
 
 def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)
+
+
+def _epoch_rows(run: dict) -> list[tuple[int, str]]:
+    """An exported run's epoch rows as the epochs table holds them: (epoch, metrics JSON)."""
+    return [(e["epoch"], _dumps({k: v for k, v in e.items() if k != "epoch"})) for e in run["epochs"]]
 
 
 def _now() -> str:
@@ -312,6 +344,8 @@ class ResultsStore:
         try:
             version = conn.execute("PRAGMA user_version").fetchone()[0]
             names = [(r[0], r[1]) for r in conn.execute("SELECT type, name FROM sqlite_master")]
+            columns = {table: {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                       for table in _COLUMNS.get(version, {})}
         finally:
             conn.execute("COMMIT")
         if version > SCHEMA_VERSION:
@@ -327,6 +361,12 @@ class ResultsStore:
                 raise ValueError(f"{self.path} is an empty database, not a results store")
         elif not {"runs", "epochs"} <= tables:
             raise ValueError(f"{self.path} is an SQLite database but not a results store (no runs/epochs tables)")
+        else:
+            for table, expected in _COLUMNS.get(version, {}).items():
+                if not expected <= columns[table]:
+                    missing = sorted(expected - columns[table])
+                    raise ValueError(f"{self.path} is an SQLite database but not a results store (its table "
+                                     f"{table} has no column{'s' if len(missing) > 1 else ''} {', '.join(missing)})")
         return version
 
     def _init_schema(self) -> None:
@@ -337,9 +377,9 @@ class ResultsStore:
             if version == 0:
                 for stmt in filter(None, (s.strip() for s in _SCHEMA.split(";"))):
                     c.execute(stmt)
-            elif version == 1:  # v1 -> v2: claims (owner, host, heartbeat)
-                for column in ("host TEXT", "owner TEXT", "heartbeat REAL"):
-                    c.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+            else:  # an older store: its upgrades in order (_UPGRADES)
+                for stmt in (stmt for start in range(version, SCHEMA_VERSION) for stmt in _UPGRADES[start]):
+                    c.execute(stmt)
             c.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @property
@@ -614,40 +654,112 @@ class ResultsStore:
         return len(lines)
 
     def import_jsonl(self, path: str | os.PathLike) -> tuple[int, int]:
-        """Add the finished runs of an exported file; runs this store already finished are left as
-        they are. Returns (added, already present). A malformed line raises ValueError naming it."""
-        added = present = 0
-        with open(path, encoding="utf-8") as fh:
-            for number, line in enumerate(fh, 1):
-                if not line.strip():
+        """Add the finished runs of an exported file, all of them in one transaction or none; returns
+        (added, already present: the same record). Every line is checked first (``store_import``: the
+        schema, sizes, finite numbers, its run id recomputed from its spec and seed), then against
+        the store: a run finished here with another record, or held by a live claim (a process is
+        training it), is refused, and so are two lines of one run with different contents. Any refusal
+        raises one ValueError naming the file, the line and the field, and writes nothing. Each run
+        added keeps where it came from: the file's name and sha256 (:meth:`imported`)."""
+        from .store_import import BadLine, parse_line
+        path = Path(path)
+        data = path.read_bytes()
+        source = f"{path.name} sha256:{hashlib.sha256(data).hexdigest()[:16]}"
+        runs: dict[str, tuple[int, dict, str]] = {}  # run_id -> (line number, run, its canonical text)
+        for number, raw in enumerate(data.split(b"\n"), 1):
+            try:
+                text = raw.decode("utf-8")
+                if not text.strip():
                     continue
-                try:
-                    run = json.loads(line)
-                    run_id, spec, record = run["run_id"], run["spec"], run["record"]
-                    fields = (run["experiment"], run["name"], int(run["seed"]))
-                    epochs = [(int(e["epoch"]), {k: v for k, v in e.items() if k != "epoch"}) for e in run["epochs"]]
-                except (ValueError, KeyError, TypeError) as exc:
-                    raise ValueError(f"{path}, line {number}: not an exported run ({type(exc).__name__}: {exc})") from None
-                if not isinstance(run_id, str) or not _SAFE_RUN_ID.match(run_id):
-                    raise ValueError(f"{path}, line {number}: run_id {run_id!r} is not safe")
-                with self._tx() as c:
-                    row = c.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-                    if row is not None and row[0] == "finished":
-                        present += 1
-                        continue
-                    c.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
-                    c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
-                    c.execute("""INSERT INTO runs (run_id, experiment, name, seed, spec_json, status, started_at,
-                                                   finished_at, error, record_json, pid)
-                                 VALUES (?, ?, ?, ?, ?, 'finished', ?, ?, NULL, ?, NULL)""",
-                              (run_id, *fields, canonical_json(spec), run.get("started_at") or _now(),
-                               run.get("finished_at") or _now(), _dumps(record)))
-                    c.executemany("INSERT INTO epochs (run_id, epoch, metrics_json) VALUES (?, ?, ?)",
-                                  [(run_id, e, _dumps(m)) for e, m in epochs])
-                    added += 1
+                run = parse_line(text)
+            except (BadLine, UnicodeDecodeError) as exc:
+                raise ValueError(f"{path}, line {number}: {exc}") from None
+            body = _dumps({k: run[k] for k in ("experiment", "name", "seed", "spec", "record", "epochs")})
+            if run["run_id"] in runs and runs[run["run_id"]][2] != body:
+                raise ValueError(f"{path}, line {number}: field 'run_id': run {run['run_id']} is also on line "
+                                 f"{runs[run['run_id']][0]}, with different contents")
+            runs.setdefault(run["run_id"], (number, run, body))
+        added = present = 0
+        replaced = []
+        with self._tx() as c:
+            for run_id, (number, run, _) in runs.items():
+                row = c.execute("SELECT status, record_json, host, pid, heartbeat FROM runs WHERE run_id = ?",
+                                (run_id,)).fetchone()
+                where = f"{path}, line {number}: run {run_id} ({run['experiment']}/{run['name']}, seed {run['seed']})"
+                if row is not None and row[0] == "finished":
+                    epochs = [(e, m) for e, m in c.execute(
+                        "SELECT epoch, metrics_json FROM epochs WHERE run_id = ? ORDER BY epoch", (run_id,))]
+                    if row[1] != _dumps(run["record"]) or epochs != _epoch_rows(run):
+                        field = "record" if row[1] != _dumps(run["record"]) else "epochs"
+                        raise ValueError(f"{where}: field '{field}': this store holds the run finished with a "
+                                         "different one; nothing was imported")
+                    present += 1
+                    continue
+                if row is not None and row[0] == "running" and _alive(row[2], row[3], row[4], LEASE_S):
+                    raise ValueError(f"{where}: a process is training it (pid {row[3]} on {row[2]}); nothing was "
+                                     "imported: import once it is done")
+                c.execute("DELETE FROM epochs WHERE run_id = ?", (run_id,))
+                c.execute("DELETE FROM runs WHERE run_id = ?", (run_id,))
+                c.execute("""INSERT INTO runs (run_id, experiment, name, seed, spec_json, status, started_at,
+                                               finished_at, error, record_json, pid, imported_from)
+                             VALUES (?, ?, ?, ?, ?, 'finished', ?, ?, NULL, ?, NULL, ?)""",
+                          (run_id, run["experiment"], run["name"], run["seed"], canonical_json(run["spec"]),
+                           run["started_at"] or _now(), run["finished_at"] or _now(), _dumps(run["record"]), source))
+                c.executemany("INSERT INTO epochs (run_id, epoch, metrics_json) VALUES (?, ?, ?)",
+                              [(run_id, e, m) for e, m in _epoch_rows(run)])
+                if row is not None:
+                    replaced.append(run_id)
+                added += 1
+        for run_id in replaced:  # a killed or failed attempt's checkpoint: the run is finished now
+            self.drop_checkpoint(run_id)
         return added, present
 
+    def imported(self, experiment: str | None = None) -> dict[str, str]:
+        """{run_id: where it came from ('FILE sha256:DIGEST')} of the runs added by :meth:`import_jsonl`
+        (of one experiment); empty for a store of schema < 3 opened read-only."""
+        sql = "SELECT run_id, imported_from FROM runs WHERE imported_from IS NOT NULL"
+        args: tuple = ()
+        if experiment is not None:
+            sql, args = sql + " AND experiment = ?", (experiment,)
+        try:
+            return dict(self.conn.execute(sql, args).fetchall())
+        except sqlite3.OperationalError:  # no imported_from column: schema < 3, read-only
+            return {}
+
     # -- checkpoints -----------------------------------------------------------------------------
+    @property
+    def store_id(self) -> str | None:
+        """This store's identity: a random id written when it was created (or upgraded to schema 3);
+        None for an older store opened read-only. Checkpoints carry it (:meth:`checkpoint_binding`)."""
+        try:
+            row = self.conn.execute("SELECT value FROM store_meta WHERE key = 'store_id'").fetchone()
+        except sqlite3.OperationalError:  # no store_meta table: schema < 3, read-only
+            return None
+        return None if row is None else row[0]
+
+    def checkpoint_binding(self, run_id: str) -> dict:
+        """What a checkpoint of ``run_id`` written for this store carries, and must carry to be resumed
+        from: this store's id, the run id and a digest of the run's spec."""
+        row = self.conn.execute("SELECT spec_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        spec = None if row is None else hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
+        return {"store": self.store_id, "run_id": run_id, "spec": spec}
+
+    def checkpoint_digests(self, run_id: str) -> list[str]:
+        """The sha256 digests of the run's last two checkpoints this store wrote (newest first): a
+        checkpoint file whose digest is not one of them is not resumed from."""
+        row = self.conn.execute("SELECT checkpoint_digests FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return [] if row is None or not row[0] else json.loads(row[0])
+
+    def record_checkpoint(self, run_id: str, digest: str, token: str | None = None) -> None:
+        """Record the digest of the checkpoint about to replace the run's last one. The one before
+        stays accepted too: a kill between this and the file's rename leaves that one in place."""
+        with self._tx() as c:
+            self._require_status(c, run_id, ("running",), "record a checkpoint of")
+            self._owned_tx(c, run_id, token, "record a checkpoint of")
+            (old,) = c.execute("SELECT checkpoint_digests FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            digests = [digest] + [d for d in (json.loads(old) if old else [])[:1] if d != digest]
+            c.execute("UPDATE runs SET checkpoint_digests = ? WHERE run_id = ?", (json.dumps(digests), run_id))
+
     @property
     def files_dir(self) -> Path:
         """This store's own folder of artefacts: ``<db_dir>/<db_stem>.files/`` (checkpoints,
@@ -662,12 +774,12 @@ class ResultsStore:
 
     def drop_checkpoint(self, run_id: str) -> bool:
         """Delete the run's checkpoint (e.g. once it finished); True if one existed. Checkpoints
-        that were moved aside as unreadable (``last.pth.unreadable-*``) are kept for inspection:
-        the warning that moved them names them."""
+        that were moved aside as unusable (``last.pth.unusable-*``; ``unreadable-`` before) are kept
+        for inspection: the warning that moved them names them."""
         d = self._checkpoint_path(run_id)
         if not d.exists():
             return False
-        aside = [p for p in d.iterdir() if ".unreadable-" in p.name]
+        aside = [p for p in d.iterdir() if ".unusable-" in p.name or ".unreadable-" in p.name]
         if not aside:
             shutil.rmtree(d)
             return True
@@ -706,6 +818,7 @@ class RunLease:
     def __init__(self, store, run_id, state, *, record=None, holder=None, token=None, heartbeat_s=HEARTBEAT_S):
         self.store, self.run_id, self.state = store, run_id, state
         self.record, self.holder, self.token = record, holder, token
+        self._binding = None
         self._stop = threading.Event()
         self._thread = None
         if state == "claimed" and heartbeat_s:
@@ -730,12 +843,29 @@ class RunLease:
     def writes(self) -> bool:
         return self.state == "claimed"
 
-    def resume_point(self, resumable: bool = True):
+    @property
+    def checkpoint_binding(self) -> dict:
+        """What this run's checkpoints carry: store id, run id, spec digest (see the store's method)."""
+        if self._binding is None:
+            self._binding = self.store.checkpoint_binding(self.run_id)
+        return self._binding
+
+    def record_checkpoint(self, digest: str) -> None:
+        """Called with each checkpoint's digest before it replaces the last one (see ``save_checkpoint``)."""
+        if self.writes:
+            self.store.record_checkpoint(self.run_id, digest, self.token)
+
+    def resume_point(self, resumable: bool = True, epochs: int | None = None):
         """The checkpoint to resume from (plain data, see ``checkpoint.read_checkpoint``) or None,
-        after dropping the epoch rows it does not cover. An unreadable checkpoint is moved aside
-        (one-line warning) and the run starts over."""
+        after dropping the epoch rows it does not cover. A checkpoint that cannot be read, that this
+        store did not write for this run (digest, store id, run id, spec), that lacks keys or whose
+        epoch is outside the run's ``epochs`` is moved aside (one-line warning) and the run starts over."""
         from .checkpoint import read_checkpoint  # torch: only where a run trains
-        state = read_checkpoint(self.checkpoint_dir, move_aside=self.writes) if resumable else None
+        state = None
+        if resumable:
+            state = read_checkpoint(self.checkpoint_dir, move_aside=self.writes,
+                                    digests=self.store.checkpoint_digests(self.run_id),
+                                    binding=self.checkpoint_binding, epochs=epochs)
         if self.writes:
             self.resume_from(state["epoch"] + 1 if state else 0)
         return state

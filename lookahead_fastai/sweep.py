@@ -17,6 +17,7 @@ class Job:
     spec: object
     seed: int
     finished: bool  # already finished in the store (at the plan, or by another process when this sweep got to it)
+    imported: bool = False  # finished by ``store import`` (its record came from a file, not from training here)
 
 
 def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):
@@ -35,7 +36,9 @@ def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
     with ResultsStore(store) as db:
-        return [Job(spec, seed, db.is_finished(spec.run_id(seed))) for seed in range(n_seeds) for spec in specs]
+        imported = db.imported(experiment)
+        return [Job(spec, seed, db.is_finished(spec.run_id(seed)), spec.run_id(seed) in imported)
+                for seed in range(n_seeds) for spec in specs]
 
 
 def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,

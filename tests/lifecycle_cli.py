@@ -52,13 +52,13 @@ if kill:
                     for seed in range(3)}
     original_save = record_module.save_checkpoint
 
-    def save_checkpoint(directory, state):
+    def save_checkpoint(directory, state, *args, **kwargs):
         hit = Path(directory).name in kill_run_ids and state["epoch"] == int(epoch)
         print(f"lifecycle_cli: checkpoint {Path(directory).name} epoch {state['epoch']}"
               f"{' (killing)' if hit else ''}", file=sys.stderr, flush=True)
         if hit and when == "before":
             os.kill(os.getpid(), signal.SIGKILL)
-        original_save(directory, state)
+        original_save(directory, state, *args, **kwargs)
         if hit and when == "after":
             os.kill(os.getpid(), signal.SIGKILL)
 

@@ -23,7 +23,7 @@ import torch
 from lookahead_fastai.checkpoint import CHECKPOINT_NAME, CheckpointWarning
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.runner import fit_and_record, train
-from lookahead_fastai.store import LEASE_S, LeaseLost, ResultsStore, store_files_dir
+from lookahead_fastai.store import LEASE_S, LeaseLost, ResultsStore, run_identity, store_files_dir
 
 LAUNCHER = Path(__file__).with_name("lifecycle_cli.py")
 CLI = [sys.executable, "-m", "lookahead_fastai.cli"]
@@ -97,6 +97,7 @@ def test_runs_killed_at_two_epochs_resume_to_the_uninterrupted_metrics(tmp_path)
             out, err = proc.communicate(timeout=TIMEOUT)
             assert proc.returncode == -9, (row, when, epoch, out, err)  # SIGKILL
             assert "skipped" not in out, out  # the previous kill's claim (dead pid) was taken over
+            assert "CheckpointWarning" not in err, err  # each resume used the checkpoint its store recorded
             run, rows = by_name(store)[row]
             status, pid, host, owner, heartbeat = raw_run(store, run["run_id"])
             # the claim left behind: a dead process on this host, with a heartbeat still fresh
@@ -109,6 +110,7 @@ def test_runs_killed_at_two_epochs_resume_to_the_uninterrupted_metrics(tmp_path)
         final = subprocess.run([sys.executable, str(LAUNCHER), *args], cwd=tmp_path, env=child_env(),
                                capture_output=True, text=True, timeout=TIMEOUT)
         assert final.returncode == 0, final.stderr
+        assert "CheckpointWarning" not in final.stderr, final.stderr
         assert "SGD · mixup seed 0: accuracy" in final.stdout and "skipped" not in final.stdout
         ref_out, ref_err = reference.communicate(timeout=TIMEOUT)
         assert reference.returncode == 0, ref_err
@@ -176,7 +178,7 @@ def test_planted_or_broken_checkpoints_never_run_and_the_grid_goes_on(tmp_path):
         line = next(w for w in warnings if str(d / CHECKPOINT_NAME) in w)
         assert "CheckpointWarning" in line and "the run starts over" in line
         aside = [p.name for p in d.iterdir()] if d.exists() else []
-        assert len(aside) == 1 and aside[0].startswith(f"{CHECKPOINT_NAME}.unreadable-"), (name, aside)
+        assert len(aside) == 1 and aside[0].startswith(f"{CHECKPOINT_NAME}.unusable-"), (name, aside)
         assert aside[0] in line
     runs = by_name(store)
     assert {n: r["status"] for n, (r, _) in runs.items()} == dict.fromkeys(specs, "finished")
@@ -202,7 +204,7 @@ def test_two_stores_in_one_folder_never_share_a_checkpoint(tmp_path):
                     raise Stop("killed here")
                 lease.log_epoch(epoch, metrics)
             with pytest.raises(Stop):
-                train(spec, 0, checkpoint_dir=lease.checkpoint_dir, on_epoch=stop_at_1)
+                train(spec, 0, checkpoint_dir=lease.checkpoint_dir, checkpoint_owner=lease, on_epoch=stop_at_1)
     a_ckpt = store_files_dir(a) / "checkpoints" / run_id / CHECKPOINT_NAME
     assert checkpoint_epoch(a_ckpt) == 0
     a_bytes = a_ckpt.read_bytes()
@@ -355,15 +357,16 @@ def _fill(store):
     with ResultsStore(store) as db:
         for seed in range(3):
             spec = {"experiment": "exp", "name": "LA/SGD", "lr": 0.1, "k": 5}
-            rid = f"run{seed}"
+            rid = run_identity(spec, seed)  # an import recomputes it
             db.start_run(rid, "exp", "LA/SGD", seed, spec)
             for epoch in range(3):
                 db.log_epoch(rid, epoch, {"accuracy": 0.5 + 0.1 * epoch + seed / 100, "lr": 1e-3, "nested": {"a": 1}})
             if seed < 2:
                 db.finish_run(rid, {"final": {"accuracy": 0.7 + seed / 100}, "slow": None, "seconds": 1.5})
-        db.start_run("other", "other_exp", "SGD", 0, {"x": 1})
-        db.log_epoch("other", 0, {"accuracy": 0.1})
-        db.finish_run("other", {"final": {}})
+        other = run_identity({"x": 1}, 0)
+        db.start_run(other, "other_exp", "SGD", 0, {"x": 1})
+        db.log_epoch(other, 0, {"accuracy": 0.1})
+        db.finish_run(other, {"final": {}})
 
 
 def test_export_then_import_gives_the_same_runs_and_importing_twice_adds_nothing(tmp_path):

@@ -108,10 +108,13 @@ def _corrupt(name):
     def copies_names(sd):
         sd["lookahead"]["copies"] = {}
 
+    def missing_copy(sd):  # timm's and pytorch_optimizer's tests expect a ValueError here too (issue 21)
+        del sd["lookahead"]["copies"]["slow"][2]
+
     cases = {f.__name__: f for f in (extra_index, missing_key, unexpected_key, wrong_shape, no_groups, bad_counter,
                                      missing_counter, bad_pullback, cache_index, cache_shape, not_a_tensor,
                                      group_count, group_size, group_la_k, group_la_alpha, state_index,
-                                     copies_names)}
+                                     copies_names, missing_copy)}
     return cases[name]
 
 
@@ -133,6 +136,7 @@ BAD_ENTRIES = [
     ("group_la_alpha", r"state_dict\['param_groups'\]\[0\]: la_alpha must be in \(0, 1\]"),
     ("state_index", r"state_dict\['state'\] has an entry for parameter 9"),
     ("copies_names", r"\['copies'\] must hold \['slow'\]"),
+    ("missing_copy", r"\['copies'\]\['slow'\] has no copy of parameter 2, though its group 1 has taken"),
 ]
 
 

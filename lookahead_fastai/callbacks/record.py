@@ -50,13 +50,16 @@ class RunCheckpoint(Callback):
     Saved: model, optimizer (Lookahead's slow weights, cached state and counters), every RNG
     (torch, CUDA, numpy, Python, each DataLoader's own), the GradScaler, the epoch reached (the
     schedules' position: fastai computes them from it), the per-epoch metrics so far, the seconds
-    spent, and the state of any callback with ``checkpoint_state()`` / ``load_checkpoint_state()``.
+    spent, the state of any callback with ``checkpoint_state()`` / ``load_checkpoint_state()``, and
+    ``owner``'s binding (``owner``: the run's lease; it records each checkpoint's digest in the store
+    before the file replaces the last one). Without an owner the binding is None: no store resumes it.
     """
     order = 65  # after_epoch: after EpochRecorder (60) handed the epoch to the store; before_fit:
     # after MixedPrecision (10, makes the GradScaler) and DistributedTrainer (11, wraps the model)
 
-    def __init__(self, directory=None, history=None, resume=None):
+    def __init__(self, directory=None, history=None, resume=None, owner=None):
         self.directory = None if directory is None else Path(directory)
+        self.owner = owner
         self.history, self.resume = history if history is not None else [], resume
         self.base_seconds = float(resume.get("seconds", 0.0)) if resume else 0.0
 
@@ -88,12 +91,15 @@ class RunCheckpoint(Callback):
             return
         scaler = getattr(self.learn, "scaler", None)
         cuda = self.learn.dls.device is not None and torch.device(self.learn.dls.device).type == "cuda"
+        owner = self.owner
         save_checkpoint(self.directory, {
+            "binding": owner.checkpoint_binding if owner is not None else None,
             "epoch": self.epoch, "history": self.history, "model": self._model().state_dict(),
             "opt": self.learn.opt.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
             "callbacks": {name: cb.checkpoint_state() for name, cb in self._stateful().items()},
             "rng": rng_state(self._loaders(), cuda=cuda),
-            "seconds": self.base_seconds + time.perf_counter() - self._started})
+            "seconds": self.base_seconds + time.perf_counter() - self._started},
+            before_replace=owner.record_checkpoint if owner is not None else None)
 
 
 def load_optimizer_state(opt, state):

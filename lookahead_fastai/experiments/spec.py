@@ -133,11 +133,23 @@ class RunSpec:
     def identity(self):
         """The spec as it names a run: fields at their default value are left out, so adding a new
         field (with a default) to RunSpec does not change the identity of runs already stored."""
-        full = self.to_dict()
+        return self.identity_of(self.to_dict())
+
+    @classmethod
+    def identity_of(cls, full):
+        """:meth:`identity` of a spec given as its ``to_dict()`` (e.g. read back from an exported
+        file), without building it: a spec whose dataset or optimizer is not registered here keeps
+        its id. None when ``full`` has fields RunSpec does not or lacks a required one."""
         out = {}
-        for f in fields(self):
+        if not isinstance(full, dict) or not set(full) <= {f.name for f in fields(cls)}:
+            return None
+        for f in fields(cls):
             default = f.default if f.default is not MISSING else (
                 f.default_factory() if f.default_factory is not MISSING else MISSING)
+            if f.name not in full:
+                if default is MISSING:
+                    return None
+                continue
             value = full[f.name]
             if default is MISSING or value != (list(default) if isinstance(default, tuple) else default):
                 out[f.name] = value

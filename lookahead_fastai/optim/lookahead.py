@@ -539,6 +539,20 @@ class Lookahead(torch.optim.Optimizer):
             checked_copies[name] = {index_of(i, field): tensor_for(i, t, f"{field}[{i}]")
                                     for i, t in copies[name].items()}
 
+        # slow weights (and every other copy) are made for all parameters of the groups at their first
+        # step: a group that has stepped has a copy of each of its parameters, or the state dict lost one
+        first = 0
+        for i, group in enumerate(self.param_groups):
+            indices = range(first, first + len(group["params"]))
+            first += len(group["params"])
+            if not loaded_counters[i]["steps"]:
+                continue
+            for name, c in checked_copies.items():
+                lacking = [j for j in indices if j not in c]
+                if lacking:
+                    raise ValueError(f"{where}['copies'][{name!r}] has no copy of parameter {lacking[0]}, though its "
+                                     f"group {i} has taken {loaded_counters[i]['steps']} steps")
+
         cached = saved["cached_state"]
         field = f"{where}['cached_state']"
         if not isinstance(cached, Mapping):
