@@ -722,7 +722,7 @@ class ResultsStore:
         if experiment is not None:
             sql, args = sql + " AND experiment = ?", (experiment,)
         try:
-            return dict(self.conn.execute(sql, args).fetchall())
+            return dict(self._read(sql, args))
         except sqlite3.OperationalError:  # no imported_from column: schema < 3, read-only
             return {}
 
@@ -732,23 +732,23 @@ class ResultsStore:
         """This store's identity: a random id written when it was created (or upgraded to schema 3);
         None for an older store opened read-only. Checkpoints carry it (:meth:`checkpoint_binding`)."""
         try:
-            row = self.conn.execute("SELECT value FROM store_meta WHERE key = 'store_id'").fetchone()
+            rows = self._read("SELECT value FROM store_meta WHERE key = 'store_id'")
         except sqlite3.OperationalError:  # no store_meta table: schema < 3, read-only
             return None
-        return None if row is None else row[0]
+        return rows[0][0] if rows else None
 
     def checkpoint_binding(self, run_id: str) -> dict:
         """What a checkpoint of ``run_id`` written for this store carries, and must carry to be resumed
         from: this store's id, the run id and a digest of the run's spec."""
-        row = self.conn.execute("SELECT spec_json FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        spec = None if row is None else hashlib.sha256(row[0].encode("utf-8")).hexdigest()[:16]
+        rows = self._read("SELECT spec_json FROM runs WHERE run_id = ?", (run_id,))
+        spec = hashlib.sha256(rows[0][0].encode("utf-8")).hexdigest()[:16] if rows else None
         return {"store": self.store_id, "run_id": run_id, "spec": spec}
 
     def checkpoint_digests(self, run_id: str) -> list[str]:
         """The sha256 digests of the run's last two checkpoints this store wrote (newest first): a
         checkpoint file whose digest is not one of them is not resumed from."""
-        row = self.conn.execute("SELECT checkpoint_digests FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-        return [] if row is None or not row[0] else json.loads(row[0])
+        rows = self._read("SELECT checkpoint_digests FROM runs WHERE run_id = ?", (run_id,))
+        return json.loads(rows[0][0]) if rows and rows[0][0] else []
 
     def record_checkpoint(self, run_id: str, digest: str, token: str | None = None) -> None:
         """Record the digest of the checkpoint about to replace the run's last one. The one before
