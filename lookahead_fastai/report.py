@@ -35,6 +35,11 @@ from .experiments import SCALES, get_experiment
 from .experiments.deviations import deviations_markdown
 from .experiments.sources import sources_markdown
 from .registry.optimizers import optimizer_parts
+from .results import plots, text as words
+from .results.questions import LOOKAHEAD_VS_INNER, at_grid_edge
+from .results.stats import (ALPHA, Stat, collapse_test, detectable, diverged as _diverged, family_effects, holm,
+                            noise_floor, std_bounds as _std_bounds, t_p_value as _t_p_value,
+                            t_quantile as _t_quantile)
 from .store import ResultsStore
 from .sweep import lr_find_path
 
@@ -43,7 +48,6 @@ __all__ = ["Stat", "RowSummary", "Comparison", "summarize", "compare", "comparis
            "write_report", "write_index", "KINDS", "ALPHA", "UNKNOWN_ENV"]
 
 KINDS = ("like-for-like", "tuned", "confounded")
-ALPHA = 0.05
 UNKNOWN_ENV = "unknown (not recorded)"
 BETTER, WORSE, NOT_SHOWN = "better", "worse", "no difference shown"
 IDENTICAL = "identical in every seed"
@@ -55,21 +59,6 @@ ONE_SEED, NO_SEEDS = "cannot tell (1 seed)", "no paired seeds"
 # numbers
 # ================================================================================================
 @dataclass(frozen=True)
-class Stat:
-    mean: float
-    std: float  # nan with fewer than 2 values
-    n: int
-
-    @classmethod
-    def of(cls, values):
-        values = [float(v) for v in values if v is not None and math.isfinite(v)]  # never an inf or NaN mean
-        if not values:
-            return cls(math.nan, math.nan, 0)
-        arr = np.asarray(values)
-        return cls(float(arr.mean()), float(arr.std(ddof=1)) if len(arr) > 1 else math.nan, len(arr))
-
-
-@dataclass(frozen=True)
 class RowSummary:
     row: str
     seeds: int
@@ -80,7 +69,7 @@ class RowSummary:
     train_loss: Stat
     slow_accuracy: Stat | None   # None for rows without Lookahead slow weights
     seconds: Stat
-    diverged: int = 0            # runs left out: a final metric non-finite (see diverged); ``seeds`` counts the rest
+    diverged: int = 0            # runs left out (see diverged): non-finite, or at chance loss; ``seeds`` counts the rest
 
 
 @dataclass(frozen=True)
@@ -100,6 +89,8 @@ class Comparison:
     verdict: str                 # better / worse / no difference shown / identical ... / cannot tell ...
     variant: str = ""            # for a Lookahead-vs-inner comparison, how the Lookahead side departs from the
                                  # paper's algorithm ("nested", "inner state reset at syncs", ...); "" for its own
+    collapsed: tuple = (0, 0, 0, 0)  # (row diverged, row runs, versus diverged, versus runs)
+    p_collapse: float = math.nan     # two-sided Fisher exact test of the two collapse rates (raw)
 
     @property
     def lookahead_verdict(self):
@@ -112,11 +103,18 @@ class Comparison:
         return WORSE if self.verdict == BETTER else BETTER
 
 
+def n_classes(record):
+    """The number of classes of a record's dataset, from the dataset registry (None if unknown there)."""
+    from .registry.datasets import DATASETS
+    info = DATASETS.get(record.get("dataset"))
+    return info.n_classes if info is not None else None
+
+
 def diverged(record):
-    """Whether a finished run diverged: a number among its final (or slow-weight) metrics is NaN or
-    infinite, as after a loss that became non-finite. Such a run is counted, never averaged."""
-    values = [*(record.get("final") or {}).values(), *(record.get("slow") or {}).values()]
-    return any(isinstance(v, float) and not math.isfinite(v) for v in values)
+    """Whether a finished run diverged (:func:`results.stats.diverged`): a number among its final (or
+    slow-weight) metrics is NaN or infinite, or its final train loss is at or above chance (ln C for
+    its dataset's C classes). Such a run is counted, never averaged."""
+    return _diverged(record.get("final"), record.get("slow"), n_classes(record))
 
 
 def _runs(store, experiment, scale=None):
@@ -287,30 +285,6 @@ def _lookahead_vs_inner(spec_a, spec_b):
 
 
 # --- tests ----------------------------------------------------------------------------------------
-def _t_quantile(df):
-    from scipy.stats import t
-    return float(t.ppf(0.975, df))
-
-
-def _t_p_value(mean, sd, n):
-    from scipy.stats import t
-    return float(2 * t.sf(abs(mean) / (sd / math.sqrt(n)), n - 1))
-
-
-def holm(p_values):
-    """Holm's step-down adjustment: adjusted p-values in the input order (nan stays nan and is not
-    counted in the family)."""
-    p = np.asarray(p_values, dtype=float)
-    idx = [i for i in np.argsort(p) if not math.isnan(p[i])]
-    m = len(idx)
-    out = np.full(len(p), math.nan)
-    running = 0.0
-    for rank, i in enumerate(idx):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
-    return out.tolist()
-
-
 def _comparison_pairs(experiment, names):
     if experiment.comparisons:
         return [(a, b) for a, b in experiment.comparisons if a in names and b in names]
@@ -324,10 +298,11 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
     experiment = get_experiment(experiment_name)
     specs = {s.name: s for s in experiment.specs(scale)}
     tuned_rows = dict(experiment.tuned.get(scale, {}))
-    table = {}
+    table, gone = {}, Counter()
     for r in _runs(store, experiment_name, scale):
-        value = None if diverged(r["record"]) else r["record"]["final"].get(metric)
-        table.setdefault(r["name"], {})[r["seed"]] = value
+        bad = diverged(r["record"])
+        gone[r["name"]] += bad
+        table.setdefault(r["name"], {})[r["seed"]] = None if bad else r["record"]["final"].get(metric)
     partial = []
     pairs = _comparison_pairs(experiment, _order(experiment, table))
     best_lr_pairs, picked = _lr_sweep_pairs(store, experiment_name, scale)  # tuned vs tuned (lr_robustness)
@@ -354,7 +329,9 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
         partial.append(dict(row=name, versus=versus, kind=kind, differs=differs, lookahead_vs_inner=side,
                             seeds=seeds, differences=diffs, mean=mean, low=low, high=high, p_raw=p,
                             verdict=verdict,
-                            variant=_lookahead_variant(specs[name] if side > 0 else specs[versus]) if side else ""))
+                            variant=_lookahead_variant(specs[name] if side > 0 else specs[versus]) if side else "",
+                            collapsed=(gone[name], len(table[name]), gone[versus], len(table[versus])),
+                            p_collapse=collapse_test(gone[name], len(table[name]), gone[versus], len(table[versus]))))
     adjusted = holm([c["p_raw"] for c in partial])
     out = []
     for c, p_holm in zip(partial, adjusted):
@@ -395,26 +372,10 @@ def run_environments(runs):
 
 
 # ================================================================================================
-# words: every number is formatted below this line
+# words: every number is formatted below this line (the formatters live in results.text)
 # ================================================================================================
-def _fmt(stat, pct=False, digits=4):
-    if stat is None:
-        return "n/a"
-    if math.isnan(stat.mean):
-        return "—"
-    scale, unit, digits = (100.0, "%", 2) if pct else (1.0, "", digits)
-    text = f"{stat.mean * scale:.{digits}f}"
-    if not math.isnan(stat.std):
-        text += f" ± {stat.std * scale:.{digits}f}"
-    return text + unit
-
-
-def _pp(value):
-    return f"{value * 100:+.2f}"
-
-
-def _p(value):
-    return "—" if math.isnan(value) else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+_fmt, _pp, _p, _pct, _join, _markdown = words.stat, words.pp, words.p_value, words.pct, words.join, words.markdown
+_save_figure = plots.save_figure
 
 
 def summary_table(store, experiment_name, scale):
@@ -449,13 +410,24 @@ def paired_differences(store, experiment_name, scale, metric="accuracy"):
     """The comparisons of :func:`compare`, formatted: kind, what differs, mean difference, the raw
     95% interval and p-value, the Holm-adjusted p-value and the verdict it gives (``conclusion``)."""
     rows = []
-    for c in compare(store, experiment_name, scale, metric):
-        rows.append({"optimizer": c.row, "vs": c.versus, "paired seeds": len(c.seeds), "kind": c.kind,
-                     "differs in": ", ".join(c.differs) or "nothing",
-                     "mean difference": "—" if math.isnan(c.mean) else f"{_pp(c.mean)} pp",
-                     "95% interval": _interval_text(c), "p": _p(c.p_raw), "p (Holm)": _p(c.p_holm),
-                     "conclusion": c.verdict})
+    comparisons = compare(store, experiment_name, scale, metric)
+    collapses = any(c.collapsed[0] or c.collapsed[2] for c in comparisons)
+    for c in comparisons:
+        row = {"optimizer": c.row, "vs": c.versus, "paired seeds": len(c.seeds), "kind": c.kind,
+               "differs in": ", ".join(c.differs) or "nothing",
+               "mean difference": "—" if math.isnan(c.mean) else f"{_pp(c.mean)} pp",
+               "95% interval": _interval_text(c), "p": _p(c.p_raw), "p (Holm)": _p(c.p_holm),
+               "conclusion": c.verdict}
+        if collapses:
+            row.update(_collapse_columns(c))
+        rows.append(row)
     return pd.DataFrame(rows)
+
+
+def _collapse_columns(c):
+    """The diverged runs of both sides (k/n) and the exact test of the two collapse rates."""
+    a, n_a, b, n_b = c.collapsed
+    return {"diverged (row / vs)": f"{a}/{n_a} / {b}/{n_b}", "collapse p (Fisher)": _p(c.p_collapse)}
 
 
 def plot_curves(store, experiment_name, scale, path):
@@ -466,7 +438,7 @@ def plot_curves(store, experiment_name, scale, path):
 
     experiment = get_experiment(experiment_name)
     frame = store.epochs_frame(experiment_name)
-    runs = {r["run_id"] for r in _runs(store, experiment_name, scale)}
+    runs = {r["run_id"] for r in _runs(store, experiment_name, scale) if not diverged(r["record"])}  # never averaged
     frame = frame[frame["run_id"].isin(runs)] if len(frame) else frame
     fig, axes = plt.subplots(1, 2, figsize=(11, 4))
     if len(frame):
@@ -486,16 +458,6 @@ def plot_curves(store, experiment_name, scale, path):
     return _save_figure(fig, path)
 
 
-def _save_figure(fig, path):
-    """Lay out, write (creating the folder) and close a report figure; returns its path."""
-    import matplotlib.pyplot as plt
-    fig.tight_layout()
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
-
-
 def _data_source(path):
     if "site-packages" in str(path):
         return "the copy embedded in scikit-learn"
@@ -512,16 +474,6 @@ def plot_lr_find(curve, path):
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed train loss", title=f"lr_find: {curve['row']}")
     ax.legend()
     return _save_figure(fig, path)
-
-
-def _markdown(frame):
-    if frame is None or not len(frame):
-        return "_no finished runs_\n"
-    cols = list(frame.columns)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
-    for _, row in frame.iterrows():
-        lines.append("| " + " | ".join(str(row[c]).replace("|", "\\|") for c in cols) + " |")
-    return "\n".join(lines) + "\n"
 
 
 SOURCES_TEXT = ("Each setting of the `full` specs (keys as in the spec; `hyper.*` are the optimizer's effective "
@@ -566,8 +518,10 @@ def _integrity_text(runs, imported):
     if gone:
         names = dict.fromkeys(r["name"] for r in gone)
         rows = ", ".join(f"{name} {sum(r['name'] == name for r in gone)}" for name in names)
-        lines.append(f"- **Diverged** (a final metric NaN or infinite): {len(gone)} of {len(runs)} runs ({rows}); "
-                     "counted here, left out of every mean, interval and test, and of the seed counts below\n")
+        lines.append(f"- **Diverged** (a final metric NaN or infinite, or the final train loss at or above chance, "
+                     f"ln C for C classes): {len(gone)} of {len(runs)} runs ({rows}); counted here, left out of every "
+                     "mean, interval and paired test and of the seed counts below; collapse rates are compared with "
+                     "Fisher's exact test\n")
     mine = sorted({imported[r["run_id"]] for r in runs if r["run_id"] in imported})
     if mine:
         n = sum(r["run_id"] in imported for r in runs)
@@ -698,6 +652,7 @@ class LrCell:
     final: Stat                  # final accuracy
     by_seed: dict                # seed -> final accuracy
     by_epoch: dict               # epoch (0-based) -> Stat of the accuracy after it
+    diverged: int = 0            # runs left out of final/by_seed (see diverged)
 
 
 def lr_robustness_cells(store, experiment_name, scale):
@@ -707,7 +662,7 @@ def lr_robustness_cells(store, experiment_name, scale):
     runs = _runs(store, experiment_name, scale)
     frame = store.epochs_frame(experiment_name)
     if len(frame):
-        frame = frame[frame["run_id"].isin({r["run_id"] for r in runs})]
+        frame = frame[frame["run_id"].isin({r["run_id"] for r in runs if not diverged(r["record"])})]
     out = []
     for cell in cells(scale):
         name = cell["row"]["name"]
@@ -720,7 +675,7 @@ def lr_robustness_cells(store, experiment_name, scale):
                 by_epoch[int(epoch)] = Stat.of(values)
         by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items()) if not diverged(rec)}
         out.append(LrCell(name, cell["data"], cell["inner"], cell["variant"], cell["label"], cell["row"]["lr"],
-                          Stat.of(by_seed.values()), by_seed, by_epoch))
+                          Stat.of(by_seed.values()), by_seed, by_epoch, len(recs) - len(by_seed)))
     return out
 
 
@@ -729,10 +684,6 @@ def _by_label(cells):
     for c in cells:
         out.setdefault(c.label, []).append(c)
     return out
-
-
-def _pct(value):
-    return "—" if value is None or not math.isfinite(value) else f"{value * 100:.2f}"
 
 
 def _lr_table(cells, lrs, value):
@@ -778,7 +729,8 @@ def plot_lr_robustness(cells, path, title):
 
 def _robustness_rows(cells):
     """Per optimizer family: best and worst lr (by mean), the range between them, the grid mean, the
-    lrs near the best, the worst single run and the per-seed range over the grid."""
+    lrs near the best, the worst single run and the per-seed range over the grid, all over the runs that
+    trained; and ``diverged``: (lr, runs diverged, runs) at each lr where some did."""
     rows = []
     for label, group in _by_label(cells).items():
         ok = [c for c in group if not math.isnan(c.final.mean)]
@@ -796,32 +748,19 @@ def _robustness_rows(cells):
                          grid_mean=float(np.mean([c.final.mean for c in ok])),
                          near=[c.lr for c in ok if best.final.mean - c.final.mean <= NEAR_BEST_PP / 100],
                          worst_run=min(v for c in ok for v in c.by_seed.values() if v is not None),
-                         seed_range=Stat.of(seed_ranges)))
+                         seed_range=Stat.of(seed_ranges),
+                         diverged=[(c.lr, c.diverged, c.diverged + c.final.n) for c in group if c.diverged]))
     return rows
 
 
-def _std_bounds(n, alpha=ALPHA):
-    """(low, high): the 95% interval of a standard deviation from ``n`` values, as multiples of the
-    estimate (chi-square), and the ratio two such stds must exceed for a two-sided F-test at ``alpha``."""
-    from scipy.stats import chi2, f
-    df = n - 1
-    low, high = math.sqrt(df / chi2.ppf(1 - alpha / 2, df)), math.sqrt(df / chi2.ppf(alpha / 2, df))
-    return low, high, math.sqrt(f.ppf(1 - alpha / 2, df, df))
-
-
 def _detectable(comparisons, n_family, alpha=ALPHA):
-    """What the seeds could see: the median and range of the raw 95% intervals' half-widths, and the
-    difference Holm's first step (over a family of ``n_family`` tests) needed at the median spread,
-    over the comparisons with an interval."""
-    from scipy.stats import t
-    tested = [c for c in comparisons if not math.isnan(c.low)]
-    if not tested:
-        return None
-    halves = [(c.high - c.low) / 2 for c in tested]
-    n = int(np.median([len(c.seeds) for c in tested]))
-    sds = [float(np.std(c.differences, ddof=1)) for c in tested]
-    holm_first = float(t.ppf(1 - alpha / (2 * max(n_family, 1)), n - 1)) * float(np.median(sds)) / math.sqrt(n)
-    return dict(median=float(np.median(halves)), low=min(halves), high=max(halves), seeds=n, holm_first=holm_first)
+    """:func:`results.stats.detectable` over the per-seed differences of ``comparisons`` that have an interval."""
+    return detectable([c.differences for c in comparisons if not math.isnan(c.low)], n_family, alpha)
+
+
+def _diverged_text(diverged):
+    """"lr 1: 5/5, ..." for (lr, diverged, runs) triples; "none" when there are none."""
+    return _join((f"lr {lr:g}: {k}/{n}" for lr, k, n in diverged))
 
 
 def _comparison_label(c, lr_of, picked=()):
@@ -830,11 +769,6 @@ def _comparison_label(c, lr_of, picked=()):
         return f"{c.row.split(' · ')[0]} − {c.versus.split(' · ')[0]}, both at lr {lr_of[c.row]:g}{also}"
     return (f"tuned: {c.row.split(' · ')[0]} at its best lr {lr_of[c.row]:g} − {c.versus.split(' · ')[0]} "
             f"at its best lr {lr_of[c.versus]:g}")
-
-
-def _join(items, empty="none"):
-    items = list(items)
-    return ", ".join(items) if items else empty
 
 
 def _plain_at_same_lr(cells, la):
@@ -897,22 +831,26 @@ def _closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPH
     label_of = {c.row: c.label for c in cells}
     at_lr = [c for c in comparisons if lr_of[c.row] == lr_of[c.versus]]
     text = {}
-    seeds = sorted({len(c.seeds) for c in comparisons})
+    seeds = sorted({len(c.seeds) for c in comparisons if c.seeds})
     seed_text = "/".join(map(str, seeds)) or "0"
     def where(cs):
         return _join(f"{label_of[c.row].split(' / ')[0]}/{label_of[c.versus]} at lr {lr_of[c.row]:g} "
                      f"({_pp(c.mean)} pp)" for c in cs)
     better = [c for c in at_lr if c.lookahead_verdict == BETTER]
     worse = [c for c in at_lr if c.lookahead_verdict == WORSE]
-    shown = [c for c in at_lr if c.verdict == NOT_SHOWN]
     other = [c for c in at_lr if c.verdict not in (BETTER, WORSE, NOT_SHOWN)]
+    collapsed = [c for c in at_lr if c.collapsed[0] or c.collapsed[2]]
     text["support"] = (
-        f"**What {seed_text} seeds on {data} support.** Like-for-like, at each lr (only the wrapper differs), "
-        f"Lookahead was better in {len(better)} of {len(at_lr)} comparisons ({where(better)}), worse in "
-        f"{len(worse)} ({where(worse)}), and no difference was shown in {len(shown)}"
-        + (f"; {len(other)} could not be tested ({_join(f'{n} {v}' for v, n in Counter(c.verdict for c in other).items())})"
-           if other else "")
-        + f" (Holm-adjusted over the {n_family} comparisons of this scale, family-wise error ≤ {alpha:.0%}).")
+        f"**What {seed_text} seeds on {data} support.** Like-for-like, at each lr (only the wrapper differs; "
+        f"Holm-adjusted over the {n_family} comparisons of this scale, family-wise error ≤ {alpha:.0%}): Lookahead "
+        f"better at {where(better)}; worse at {where(worse)}; no difference shown at the other lrs"
+        + (", except where a side has no paired seeds or no spread ("
+           + _join(f"{n} {v}" for v, n in Counter(c.verdict for c in other).items()) + ")" if other else "") + ". These are the per-lr effects of the table above, not a score: the lrs of a grid "
+        "are neither independent nor equally relevant."
+        + (" Runs that diverged, Lookahead against its inner optimizer at the same lr: " + "; ".join(
+            f"{label_of[c.row].split(' / ')[0]}/{label_of[c.versus]} at lr {lr_of[c.row]:g}: {c.collapsed[0]}/"
+            f"{c.collapsed[1]} against {c.collapsed[2]}/{c.collapsed[3]} (Fisher p {_p(c.p_collapse)}, raw)"
+            for c in collapsed) + "." if collapsed else ""))
     tuned_text = []
     for c in tuned:
         tuned_text.append(f"{label_of[c.row]} at lr {lr_of[c.row]:g} vs {label_of[c.versus]} at lr "
@@ -941,13 +879,16 @@ def _closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPH
     for r in robust:
         if r["variant"] and r["inner"] in plain:
             p = plain[r["inner"]]
-            rob.append(f"{r['label']}: range {r['range'] * 100:.2f} pp, worst {_pct(r['worst'])}% "
-                       f"(plain {r['inner']}: {p['range'] * 100:.2f} pp, worst {_pct(p['worst'])}%)")
+            rob.append(f"{r['label']}: range {r['range'] * 100:.2f} pp, worst {_pct(r['worst'])}%"
+                       + (f", diverged {_diverged_text(r['diverged'])}" if r["diverged"] else "")
+                       + f" (plain {r['inner']}: {p['range'] * 100:.2f} pp, worst {_pct(p['worst'])}%"
+                       + (f", diverged {_diverged_text(p['diverged'])}" if p["diverged"] else "") + ")")
     if rob:
         narrower = sum(r["range"] < plain[r["inner"]]["range"] for r in robust if r["variant"] and r["inner"] in plain)
         text["robustness"] = (
             "**Robustness to the lr** (range and worst case of the mean over the grid; descriptive, not "
-            f"tested): {'; '.join(rob)}. Lookahead's range was narrower in {narrower} of {len(rob)} families. "
+            "tested; over the runs that trained, with the runs that diverged named): "
+            f"{'; '.join(rob)}. Lookahead's range was narrower in {narrower} of {len(rob)} families. "
             "Whether a narrower range is more than seed noise rests on the per-lr comparisons above: a "
             "robustness claim is supported only where Lookahead is *better* at the grid's poor lrs.")
     pairs = []
@@ -1056,7 +997,8 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
         parts.append(f"### {data}\n")
         parts.append(f"{len(dcells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n")
         parts.append("#### Final accuracy against the inner optimizer's lr (%, mean ± std over seeds, n)\n")
-        parts += _lr_tables(dcells, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n})")
+        parts += _lr_tables(dcells, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n}"
+                            + (f"; {c.diverged} diverged, left out" if c.diverged else "") + ")")
         safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data)
         png = plot_lr_robustness(dcells, Path(out_dir) / f"{experiment_name}_{scale}_{safe}.png",
                                  f"{experiment_name} · {data} · scale {scale}")
@@ -1064,16 +1006,18 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
         parts.append("#### Robustness over the lr grid\n")
         parts.append(f"From the means over seeds: the best and worst lr, the range between them, the mean over the "
                      f"grid, the lrs within {NEAR_BEST_PP:g} pp of the best; the worst single run; and the range over "
-                     "the grid seed by seed (mean ± std over seeds). Descriptive: none of these is tested.\n")
+                     "the grid seed by seed (mean ± std over seeds). Descriptive: none of these is tested. All of them "
+                     "are over the runs that trained: a diverged run is left out and counted in the last column (an "
+                     "lr where every run diverged has no mean and is not among the lrs).\n")
         lines = ["| optimizer | lrs | best lr (acc %) | worst lr (acc %) | range (pp) | grid mean (%) | "
-                 f"lrs within {NEAR_BEST_PP:g} pp of best | worst run (%) | per-seed range (pp) |",
-                 "|---|---|---|---|---|---|---|---|---|"]
+                 f"lrs within {NEAR_BEST_PP:g} pp of best | worst run (%) | per-seed range (pp) | diverged runs |",
+                 "|---|---|---|---|---|---|---|---|---|---|"]
         for r in _robustness_rows(dcells):
             sr = r["seed_range"]
             lines.append(f"| {r['label']} | {r['lrs']} | {r['best_lr']:g} ({_pct(r['best'])}) | {r['worst_lr']:g} "
                          f"({_pct(r['worst'])}) | {r['range'] * 100:.2f} | {_pct(r['grid_mean'])} | "
                          f"{_join(f'{v:g}' for v in r['near'])} | {_pct(r['worst_run'])} | "
-                         f"{_pct(sr.mean)} ± {_pct(sr.std)} |")
+                         f"{_pct(sr.mean)} ± {_pct(sr.std)} | {_diverged_text(r['diverged'])} |")
         parts.append("\n".join(lines) + "\n")
         parts.append("#### Seed std at each lr (pp; the variance claim)\n")
         parts += _lr_tables(dcells, lambda c: _pct(c.final.std))
@@ -1091,13 +1035,20 @@ def lr_robustness_sections(store, experiment_name, scale, out_dir):
         parts.append("#### Paired differences: Lookahead − its inner optimizer (final accuracy)\n")
         parts.append(f"Like-for-like at each lr, and tuned against tuned at each family's best lr. Holm-adjusted "
                      f"over all {n_family} comparisons of this scale (both datasets). " + _stats_text(n_family) + "\n")
+        collapses = any(c.collapsed[0] or c.collapsed[2] for c in dcomp)
+        extra = " diverged (Lookahead / inner) | collapse p (Fisher) |" if collapses else ""
         lines = ["| comparison | kind | seeds | mean (pp) | raw 95% interval | half-width (pp) | p | p (Holm) | "
-                 "conclusion |", "|---|---|---|---|---|---|---|---|---|"]
+                 "conclusion |" + extra, "|---|---|---|---|---|---|---|---|---|" + "---|" * (2 * collapses)]
         for c in dcomp:
             half = "—" if math.isnan(c.low) else f"{(c.high - c.low) / 2 * 100:.2f}"
             lines.append(f"| {_comparison_label(c, lr_of, picked)} | {c.kind} | {len(c.seeds)} | "
                          f"{'—' if math.isnan(c.mean) else _pp(c.mean)} | {_interval_text(c)} | {half} | "
-                         f"{_p(c.p_raw)} | {_p(c.p_holm)} | {c.verdict} |")
+                         f"{_p(c.p_raw)} | {_p(c.p_holm)} | {c.verdict} |"
+                         + (" " + " | ".join(_collapse_columns(c).values()) + " |" if collapses else ""))
+        if collapses:
+            lines.append("\nA paired seed needs both runs to have trained: a comparison where every run of one side "
+                         "diverged has no paired seeds and is answered by the collapse rates, compared with Fisher's "
+                         "exact test (two-sided, raw: for that comparison alone).")
         parts.append("\n".join(lines) + "\n")
         parts.append("#### What these seeds support, and what they do not\n")
         parts.append("\n\n".join(_closing_parts(data, dcells, dcomp, tuned, _robustness_rows(dcells),
@@ -1119,14 +1070,14 @@ Where Imagenette/Imagewoof have no offline copy, the CIFAR-10 subset stands in f
 is the Lookahead paper's setting (its Table 1), and only `imagenette_leaderboard` at scale `full` is the
 Imagenette leaderboard's.
 
-Each comparison has a kind, derived from the specs: *like-for-like* (one factor differs: for Lookahead
-against its plain inner optimizer, only the wrapper), *tuned* (each row at settings a declared sweep
-picked) or *confounded* (anything else). Within each report and scale, verdicts are Holm-adjusted: the
-chance that any better/worse verdict of that table is false, where the rows do not differ, is at most 5%
-(its family-wise error rate). The index below pools the reports without a further correction, so across
-all of them the chance of some false verdict is larger than 5%. "No difference shown" means the seeds
-cannot tell, not that there is no difference; 3 to 5 seeds give wide intervals (see each report's smallest
-detectable difference in the table of reports).
+The question comes first, answered by one declared family of comparisons as effect sizes with intervals
+(never a count of verdicts). Below it, each report's comparisons have a kind, derived from the specs:
+*like-for-like* (one factor differs: for Lookahead against its plain inner optimizer, only the wrapper),
+*tuned* (each row at settings a declared sweep picked) or *confounded* (anything else). Within each report
+and scale, verdicts are Holm-adjusted (family-wise error rate at most 5% per table); the lists below pool
+the reports without a further correction. "No difference shown" means the seeds cannot tell, not that
+there is no difference; 3 to 5 seeds give wide intervals (see each report's smallest detectable difference,
+beside the noise floor of its data, in the table of reports).
 """
 
 
@@ -1134,7 +1085,8 @@ DETECTABLE_TEXT = (
     "*Smallest detectable difference*: the median half-width of the report's raw 95% intervals over seeds (a true "
     "difference smaller than that most likely reads \"no difference shown\"), and in brackets what the strictest "
     "step of Holm's adjustment over the report's comparisons needed at the median spread; \"—\" where no "
-    "comparison had a spread to test.")
+    "comparison had a spread to test. *Noise floor of its data*: how far one algorithm ends from itself through two "
+    "float paths (fastai's `ranger` against ours), seed by seed, on the report's datasets where it was measured.")
 
 
 def _datasets_text(runs):
@@ -1148,51 +1100,174 @@ def _detectable_text(det):
     return f"{det['median'] * 100:.2f} pp ({det['holm_first'] * 100:.2f} pp after Holm), {det['seeds']} seeds"
 
 
-def _per_experiment_tally(fair, done=None):
-    """One line per experiment with counted comparisons; the study built for the question first;
-    ``done`` maps an experiment to its :class:`Completeness` (an unfinished grid is said so)."""
-    lines = []
-    names = sorted(dict.fromkeys(n for n, _ in fair), key=lambda n: (n != LR_ROBUSTNESS, n))
-    for name in names:
-        cs = [c for n, c in fair if n == name]
-        parts = []
-        for kind in ("like-for-like", "tuned"):
-            k = [c for c in cs if c.kind == kind]
-            if k:
-                parts.append(f"{kind} {len(k)}: better {sum(c.lookahead_verdict == BETTER for c in k)}, worse "
-                             f"{sum(c.lookahead_verdict == WORSE for c in k)}, no difference shown "
-                             f"{sum(c.lookahead_verdict == NOT_SHOWN for c in k)}")
-        lead = " (the study built for this question: inner lr grid × seeds)" if name == LR_ROBUSTNESS else ""
-        unfinished = (done or {}).get(name)
-        tail = (f" (**incomplete**: {unfinished.text()} runs finished)"
-                if unfinished is not None and not unfinished.complete else "")
-        lines.append(f"- [{name}]({name}.md){lead}: " + "; ".join(parts) + tail)
-    return lines + ([""] if lines else [])
+# ================================================================================================
+# the questions: one declared family per question, as effects (numbers in results/, words here)
+# ================================================================================================
+def noise_floors(store, scale):
+    """Per dataset (the records' name): the implementation-noise floor of the final accuracy
+    (:func:`results.stats.noise_floor`), pooled over every pair of rows an experiment declares as one
+    algorithm through two float paths (``Experiment.same_algorithm``), paired by seed, over runs that trained."""
+    from .experiments import EXPERIMENTS
+    diffs = {}
+    for name, exp in EXPERIMENTS.items():
+        if not exp.same_algorithm:
+            continue
+        by = {}
+        for r in _runs(store, name, scale):
+            if not diverged(r["record"]):
+                by.setdefault(r["name"], {})[r["seed"]] = r["record"]
+        for a, b in exp.same_algorithm:
+            for seed in sorted(set(by.get(a, {})) & set(by.get(b, {}))):
+                ra, rb = by[a][seed], by[b][seed]
+                diffs.setdefault(ra["dataset"], []).append(ra["final"]["accuracy"] - rb["final"]["accuracy"])
+    return {dataset: noise_floor(d) for dataset, d in diffs.items()}
+
+
+@dataclass(frozen=True)
+class QuestionLine:
+    """One comparison of a question's family: Lookahead (``row``, at its sweep's best lr) minus its
+    inner optimizer (``versus``, at its own best lr), paired by seed over the runs that trained."""
+    experiment: str
+    data: str
+    dataset: str
+    label: str                   # e.g. "LA k5 α0.5 / SGD"
+    inner: str
+    row: str
+    versus: str
+    lr: float
+    versus_lr: float
+    differences: tuple           # Lookahead minus inner, per paired seed
+    edges: tuple                 # (family label, its best lr, "top"/"bottom") for each side whose best is a grid edge
+    scored_slow: bool            # Lookahead validated on its slow weights with BatchNorm recomputed
+    collapsed: tuple             # (Lookahead diverged, runs, inner diverged, runs)
+    p_collapse: float
+
+    @property
+    def in_family(self):
+        return self.scored_slow and not self.edges
+
+
+def question_lines(store, scale, key=LOOKAHEAD_VS_INNER.key):
+    """The comparisons the experiments declare for question ``key`` ("tuned": each Lookahead family of
+    a declared lr sweep at its best lr against its inner optimizer at its best), one per (dataset,
+    inner optimizer, Lookahead variant), in the experiments' order."""
+    from .experiments import EXPERIMENTS
+    out = []
+    for name, exp in EXPERIMENTS.items():
+        if exp.questions.get(key) != "tuned":
+            continue
+        cells = lr_robustness_cells(store, name, scale)
+        cell_of = {c.row: c for c in cells}
+        comps = {(c.row, c.versus): c for c in compare(store, name, scale)}
+        specs = {s.name: s for s in exp.specs(scale)}
+        datasets = {r["name"]: r["record"]["dataset"] for r in _runs(store, name, scale)}
+        for la_row, plain_row in _lr_sweep_pairs(store, name, scale)[0]:
+            c, la, plain = comps[(la_row, plain_row)], cell_of[la_row], cell_of[plain_row]
+            edges = []
+            for cell in (la, plain):
+                grid = [x.lr for x in cells if x.label == cell.label and x.data == cell.data]
+                if at_grid_edge(cell.lr, grid):
+                    edges.append((cell.label, cell.lr, "top" if cell.lr == max(grid) else "bottom"))
+            spec = specs[la_row]
+            out.append(QuestionLine(name, la.data, datasets[la_row], la.label, la.inner, la_row, plain_row, la.lr,
+                                    plain.lr, tuple(c.lookahead_vs_inner * d for d in c.differences), tuple(edges),
+                                    bool(spec.eval_slow_weights and spec.slow_bn_batches), c.collapsed,
+                                    c.p_collapse))
+    return out
+
+
+def _reading(line, effect, alpha=ALPHA):
+    if not line.scored_slow:
+        return "flagged: Lookahead not scored on slow weights with BatchNorm recomputed; not in the family"
+    if line.edges:
+        return ("flagged: best lr at a grid edge (" + _join(f"{label} at {lr:g}, the {side}"
+                                                           for label, lr, side in line.edges) + "); not in the family")
+    if effect.paired.n < 2:
+        return "cannot tell (fewer than 2 paired seeds)"
+    if math.isnan(effect.p_holm):
+        return "the same difference in every seed (no spread, no test)"
+    if effect.p_holm <= alpha:
+        return "**Lookahead better**" if effect.paired.mean > 0 else "**Lookahead worse**"
+    return "no difference shown"
+
+
+def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=None):
+    """The index's first section for ``question``: its family as a forest plot, then the numbers,
+    how Lookahead is scored, what is flagged and left out, and the noise floor beside it."""
+    lines = question_lines(store, scale, question.key)
+    head = [f"## {question.title} (scale `{scale}`)", ""]
+    if not lines:
+        return head + ["_No finished runs of an experiment that declares this question at this scale._", ""]
+    effects = family_effects({i: line.differences for i, line in enumerate(lines)},
+                             in_family={i: line.in_family for i, line in enumerate(lines)})
+    m = sum(e.in_family and not math.isnan(e.paired.p) for e in effects)
+    png = plots.forest_plot(
+        [(f"{line.data} · {line.label} − {line.inner}" + ("" if line.in_family else " (flagged)"),
+          e.paired.mean * 100, e.low * 100, e.high * 100, line.in_family) for line, e in zip(lines, effects)],
+        Path(out_dir) / f"question_{question.key}_{scale}.png",
+        f"{question.short} (scale {scale})\nblack: the family (Holm, Bonferroni-level intervals); grey: flagged, raw 95%",
+        "final accuracy, Lookahead − inner optimizer (pp)")
+    floors = floors or {}
+    studies = []
+    for n in dict.fromkeys(line.experiment for line in lines):
+        grid = completeness(n, scale, _runs(store, n, scale))
+        studies.append(f"[{n}]({n}.md)" + ("" if grid.complete else f" (**incomplete**: {grid.text()} runs finished)"))
+    studies = _join(studies)
+    head += [f"![{question.title}: effects]({png.name})", "",
+             f"One line per dataset × inner optimizer × Lookahead variant, from {studies}: Lookahead at the best lr of "
+             "its own sweep minus its inner optimizer at the best lr of its own sweep, final accuracy paired by seed "
+             f"(each comparison once). {question.scoring} The family is the {m} comparisons not flagged: their "
+             f"p-values are Holm-adjusted over the {m}, and their intervals are at the Bonferroni level "
+             f"(1 − 0.05/{m}: Holm's step-down has no interval of its own and this one contains each step's). "
+             "A comparison whose best lr sits at an edge of its grid is flagged (the sweep may have stopped short "
+             "of that family's optimum) and is drawn grey with its raw 95% interval, outside the family. "
+             "Runs that diverged (a loss NaN or infinite, or a final train loss at or above chance, ln C) are left "
+             "out of the differences and counted; their rates are compared with Fisher's exact test. The best lr is "
+             "picked on the same seeds and on the validation images, which are the dataset's test split: the "
+             "selection flatters every best lr; a held-out validation split and fresh confirmation seeds are not "
+             "in place yet. \"No difference shown\" means these seeds cannot tell, not that there is no difference.",
+             "", "| dataset | comparison | Lookahead lr | inner lr | paired seeds | diverged (Lookahead / inner) | "
+             "mean (pp) | interval (pp) | p (Holm) | reading | noise floor of the dataset |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for line, e in zip(lines, effects):
+        a, n_a, b, n_b = line.collapsed
+        collapse = f"{a}/{n_a} / {b}/{n_b}" + (f" (Fisher p {_p(line.p_collapse)})" if a or b else "")
+        kind = "Bonferroni" if line.in_family else "raw 95%"
+        interval = "—" if math.isnan(e.low) else f"{words.interval(e.low, e.high)} ({kind})"
+        head.append(f"| {line.data} | {line.label} − {line.inner} | {line.lr:g} | {line.versus_lr:g} | {e.paired.n} | "
+                    f"{collapse} | {'—' if math.isnan(e.paired.mean) else _pp(e.paired.mean)} | {interval} | "
+                    f"{_p(e.p_holm)} | {_reading(line, e)} | {words.noise_floor(floors.get(line.dataset))} |")
+    head += ["", "*Noise floor*: fastai's `ranger` and ours (Lookahead over fastai's RAdam, the same settings) are one "
+             "algorithm through two float paths; how far apart they end, seed by seed, is the floor (declared by "
+             "the experiments as `same_algorithm`). A difference below it cannot be put on the algorithm.", ""]
+    return head
 
 
 def write_index(store_path, out_dir="reports", scale="cpu"):
-    """``out_dir/README.md``: one line per experiment report (scale, data, seeds, date, where the runs
-    ran), the "Does Lookahead help?" tally over like-for-like and tuned comparisons of the paper's Lookahead
-    with its plain inner optimizer (picked from the specs), its variants (nested, pullback) apart, and every
-    comparison by verdict."""
+    """``out_dir/README.md``: first the answer to each declared question (:func:`question_section`: a
+    forest plot of one family's effects, then the numbers; never a count of verdicts), then one line
+    per experiment report (scale, data, seeds, smallest detectable difference beside the noise floor of
+    its data, date, where the runs ran) and every comparison by verdict."""
     from .experiments import EXPERIMENTS
     out_dir = Path(out_dir)
-    rows, shown, not_shown, constant, lookahead, done = [], [], [], [], [], {}
+    rows, shown, not_shown, constant = [], [], [], []
     with ResultsStore(store_path, readonly=True) as store:
-        study = study_summary(store, scale)
+        floors = noise_floors(store, scale)
+        question = question_section(store, scale, out_dir, floors=floors)
         for name in EXPERIMENTS:
             runs = _runs(store, name, scale)
             if not runs:
                 continue
-            rec = runs[0]["record"]
             seeds = sorted({r["seed"] for r in runs})
             dates = sorted(r["finished_at"] for r in runs if r.get("finished_at"))
             comparisons = compare(store, name, scale)
             det = _detectable(comparisons, _n_tested(comparisons))
-            done[name] = grid = completeness(name, scale, runs)
+            grid = completeness(name, scale, runs)
             runs_text = f"{grid.done} of {grid.planned}" + ("" if grid.complete else " (**incomplete**)")
+            floor = "; ".join(f"{d}: {words.noise_floor(floors[d])}" for d in
+                              dict.fromkeys(r["record"]["dataset"] for r in runs) if d in floors) or "not measured"
             rows.append(f"| [{name}]({name}.md) | `{scale}` | {_datasets_text(runs)} | {len(seeds)} | {runs_text} | "
-                        f"{_detectable_text(det)} | {dates[-1][:10] if dates else '?'} | "
+                        f"{_detectable_text(det)} | {floor} | {dates[-1][:10] if dates else '?'} | "
                         f"{' / '.join(run_environments(runs))} |")
             for c in comparisons:
                 if c.verdict in (ONE_SEED, NO_SEEDS):
@@ -1202,56 +1277,19 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
                            if c.verdict in (BETTER, WORSE, NOT_SHOWN) else f"in each of {len(c.seeds)} seeds"))
                 target = shown if c.verdict in (BETTER, WORSE) else not_shown if c.verdict == NOT_SHOWN else constant
                 target.append(line + (f" — **{c.verdict}**" if c.verdict in (BETTER, WORSE) else f" — {c.verdict}"))
-                if c.lookahead_verdict is not None:
-                    lookahead.append((name, c))
-    fair_kinds = [(n, c) for n, c in lookahead if c.kind in ("like-for-like", "tuned")]
-    fair = [(n, c) for n, c in fair_kinds if not c.variant]      # the paper's Lookahead against its inner
-    variants = [(n, c) for n, c in fair_kinds if c.variant]      # nested / pullback: other algorithms
-    confounded = [(n, c) for n, c in lookahead if c.kind == "confounded"]
-    counts = {v: sum(c.lookahead_verdict == v for _, c in fair) for v in (BETTER, WORSE, NOT_SHOWN)}
-    same = len(fair) - sum(counts.values())
-    by_kind = ", ".join(f"{k} {sum(c.kind == k for _, c in fair)}" for k in ("like-for-like", "tuned"))
-    headline = [f"## Does Lookahead help? (scale `{scale}`)", "",
-                f"Counted: the {len(fair)} like-for-like or tuned comparisons ({by_kind}) of the paper's Lookahead "
-                "(any k and α, ours or fastai's; not nested, no pullback or reset at syncs) with its plain inner "
-                f"optimizer, picked from the specs. Lookahead is better in {counts[BETTER]}, worse in "
-                f"{counts[WORSE]}, and no difference is shown in {counts[NOT_SHOWN]} (Holm-adjusted within each "
-                f"report)" + (f"; in {same} the difference is the same in every seed (no test)" if same else "")
-                + f". Not counted: {len(variants)} comparisons of a Lookahead variant (nested, or a pullback or "
-                "reset of the inner state at syncs: another algorithm) with the plain optimizer, tallied "
-                f"separately below, and {len(confounded)} confounded Lookahead comparisons (another factor — lr, "
-                "state reset, momentum — differs too), listed under the reports with their kind.",
-                "", ("These are short runs of small models on small data. The paper's setting is `paper_cifar` at "
-                     "scale `full`, which needs a GPU." if scale != "full" else
-                     "At scale `full`, only `paper_cifar` is the paper's setting; the other experiments reproduce "
-                     "their own originals."), ""]
-
-    def listed(pairs):
-        return [f"- **{n}**: {c.row} vs {c.versus} ({c.kind}, differs in {', '.join(c.differs)}"
-                + (f"; variant: {c.variant}" if c.variant else "") + f"): {_pp(c.mean)} pp — "
-                + (f"{'the variant' if c.variant else 'Lookahead'} **{c.lookahead_verdict}**"
-                   if c.lookahead_verdict in (BETTER, WORSE) else c.lookahead_verdict) for n, c in pairs]
-    if study:
-        unfinished = done.get(LR_ROBUSTNESS)
-        headline += [f"### The study built for this question: [{LR_ROBUSTNESS}]({LR_ROBUSTNESS}.md)", "",
-                     "Robustness to the inner optimizer's lr, seed variance and early progress: the paper's claims "
-                     "that a small budget can test. Per dataset, from its report's closing paragraphs"
-                     + (f" (**incomplete**: {unfinished.text()} runs finished)"
-                        if unfinished is not None and not unfinished.complete else "") + ":", "", *study, "",
-                     "### Every counted comparison, by experiment", ""]
-    headline += _per_experiment_tally(fair, done)
-    headline += listed(fair) or ["- none at this scale"]
-    if variants:
-        headline += ["", "### Lookahead variants against the plain optimizer (not counted above)", "",
-                     *_per_experiment_tally(variants, done), *listed(variants)]
-    text = [INDEX_PREAMBLE, *headline, "", "## Reports", "", DETECTABLE_TEXT, "",
+    context = ("These are short runs of small models on small data. The paper's setting is `paper_cifar` at scale "
+               "`full`, which needs a GPU." if scale != "full" else
+               "At scale `full`, only `paper_cifar` is the paper's setting; the other experiments reproduce their "
+               "own originals.")
+    text = [INDEX_PREAMBLE, *question, context, "", "## Reports", "", DETECTABLE_TEXT, "",
             "| report | scale | data (train / valid) | seeds | runs finished of planned | smallest detectable difference "
-            "| date | ran on |",
-            "|---|---|---|---|---|---|---|---|", *rows, "",
-            "## What these seeds show (Holm-adjusted within each report)", "", *(shown or ["- nothing"]), "",
-            "## What they cannot tell (no difference shown, which is not the same as no difference)", "",
+            "| noise floor of its data | date | ran on |",
+            "|---|---|---|---|---|---|---|---|---|", *rows, "",
+            "## Every comparison of every report (Holm-adjusted within each report, not across them)", "",
+            "### What these seeds show", "", *(shown or ["- nothing"]), "",
+            "### What they cannot tell (no difference shown, which is not the same as no difference)", "",
             *(not_shown or ["- nothing"]), "",
-            "## Differences that are the same in every seed (no spread: no interval, no test)", "",
+            "### Differences that are the same in every seed (no spread: no interval, no test)", "",
             *(constant or ["- none"]), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "README.md"

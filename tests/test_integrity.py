@@ -221,7 +221,8 @@ def test_reports_say_how_many_runs_were_imported_and_count_diverged_runs(tmp_pat
     text = (out_dir / "demo.md").read_text()
     assert (f"- **Imported**: 12 of these 12 runs were added by `lookahead-fastai store import`, not trained in this "
             f"store (from demo.jsonl sha256:{digest})") in text
-    assert "- **Diverged** (a final metric NaN or infinite): 3 of 12 runs (AdamW 2, LA/SGD 1)" in text
+    assert ("- **Diverged** (a final metric NaN or infinite, or the final train loss at or above chance, ln C for C "
+            "classes): 3 of 12 runs (AdamW 2, LA/SGD 1)") in text
     assert "| AdamW | 1 | 2 |" in text  # seeds used, diverged
     numbers = "\n".join(line for line in text.splitlines() if not line.startswith("- **Diverged**"))
     assert not re.search(r"\b(nan|inf)\b", numbers, re.IGNORECASE), numbers  # no "inf%", no "[+nan, +nan]"

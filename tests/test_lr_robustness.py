@@ -133,7 +133,9 @@ def test_a_study_stopped_part_way_says_so_and_counts_what_it_cannot_test(smoke_s
     exp = get_experiment("lr_robustness")
     rows, seeds = len(exp.specs("smoke")), max(2, exp.default_seeds["smoke"])
     assert f"> **Incomplete**: 10 of {rows * seeds} planned ({rows} rows × {seeds} seeds) runs have finished." in text
-    assert "2 could not be tested (2 cannot tell (1 seed))" in text
+    # named by reason (no vote count); at lr 0.3 the 2-epoch smoke runs may end at chance loss: diverged, no paired seeds
+    assert re.search(r"no difference shown at the other lrs, except where a side has no paired seeds or no spread "
+                     r"\([^)]*cannot tell \(1 seed\)", text)
 
 
 def test_smoke_run_and_report(smoke_store, tmp_path):
@@ -146,7 +148,11 @@ def test_smoke_run_and_report(smoke_store, tmp_path):
     # like-for-like at each lr, plus tuned vs tuned at each family's best lr (picked from the runs)
     for rate in (0.1, 0.3):
         c = pairs[(_fm("LA k5 α0.5", rate), _fm("", rate))]
-        assert c.kind == "like-for-like" and len(c.seeds) == 2 and not math.isnan(c.low)
+        assert c.kind == "like-for-like" and c.collapsed[1] == c.collapsed[3] == 2
+        # a seed pairs only where both runs trained (at lr 0.3 the 2-epoch smoke runs may end at chance loss)
+        assert len(c.seeds) <= 2 - max(c.collapsed[0], c.collapsed[2])
+    c = pairs[(_fm("LA k5 α0.5", 0.1), _fm("", 0.1))]
+    assert len(c.seeds) == 2 and not math.isnan(c.low)
     tuned = pairs[(best_la, best_plain)]
     same_lr = best_la.split(" · ")[1] == best_plain.split(" · ")[1]
     assert tuned.kind == ("like-for-like" if same_lr else "tuned")
@@ -166,9 +172,9 @@ def test_smoke_run_and_report(smoke_store, tmp_path):
         assert heading in text, heading
     assert not re.search(r"no difference(?! shown| is shown| was shown)", text.lower())
     # the table holds the store's numbers
-    row = _fm("", 0.3)
+    row = _fm("", 0.1)
     assert f"{means[row] * 100:.2f}" in text
-    c = pairs[(_fm("LA k5 α0.5", 0.3), _fm("", 0.3))]
+    c = pairs[(_fm("LA k5 α0.5", 0.1), _fm("", 0.1))]
     assert f"| {(c.high - c.low) / 2 * 100:.2f} |" in text
     # what the runs cost, summed from their records (no budget paragraph: the budget is scale cpu's)
     with ResultsStore(smoke_store, readonly=True) as db:
@@ -184,23 +190,18 @@ def test_smoke_run_and_report(smoke_store, tmp_path):
 
 
 def test_the_index_answers_from_the_study(smoke_store, tmp_path):
-    """The index's "Does Lookahead help?" opens with the study: per dataset, its report's paragraphs on the
-    like-for-like comparisons at each lr, the tuned ones, where on the grid the verdicts fall and the
-    robustness over the grid, word for word."""
+    """The index opens with the question the study declares: one line per dataset x inner optimizer x
+    variant present, Lookahead at its sweep's best lr against its inner optimizer at its own."""
     from lookahead_fastai.report import write_index
-    report = write_report(smoke_store, "lr_robustness", out_dir=tmp_path / "r").read_text()
     index = write_index(smoke_store, out_dir=tmp_path, scale="smoke").read_text()
-    head = index.split("## Does Lookahead help?")[1].split("### Every counted comparison, by experiment")[0]
-    assert "### The study built for this question: [lr_robustness](lr_robustness.md)" in head
+    head = index.split("\n## ")[1]
+    assert head.startswith("Lookahead against its inner optimizer") and "[lr_robustness](lr_robustness.md)" in head
+    assert "![" in head and (tmp_path / "question_lookahead_vs_inner_smoke.png").exists()
     assert "(**incomplete**: " in head  # the smoke store holds a few rows of the grid
-    paragraphs = report.split("\n\n")
-    for data in ("FMNIST", "C10-5k"):
-        support = [p for p in paragraphs if p.startswith("**What ") and f" seeds on {data} support.**" in p]
-        assert len(support) == 1 and support[0] in head, data
-    for start in ("**Robustness to the lr**", "**Where in the lr grid**"):
-        quoted = [p for p in paragraphs if p.startswith(start)]
-        assert all(p in head for p in quoted) and len(quoted) == head.count(start), start
-    assert head.count("Each family at its own best lr") == 2
+    lines = [line for line in head.splitlines() if line.startswith(("| FMNIST |", "| C10-5k |"))]
+    assert sorted(line.split(" | ")[1] for line in lines) == ["LA k10 α0.8 / SGD − SGD", "LA k5 α0.5 / SGD − SGD"]
+    # 2 of 5 lrs ran on FMNIST and 1 on C10-5k: every best is at an edge of what ran, so flagged, out of the family
+    assert all("flagged: best lr at a grid edge" in line for line in lines) and "the 0 comparisons not flagged" in head
 
 
 def test_where_in_the_grid_places_each_verdict_against_the_plain_best_lr():

@@ -70,9 +70,12 @@ def build(scale):
     return grid("imagenette_leaderboard", scale, specs, lr=flags(scale)["lr"], **s)
 
 
+LABEL_EPOCHS = (("CIFAR-10 substitute", (1, 5)), ("Imagenette", (5, 20)), ("Imagewoof", (5, 20)))  # rows' labels
+
+
 def _comparisons():
     pairs = []
-    for label, epoch_settings in (("CIFAR-10 substitute", (1, 5)), ("Imagenette", (5, 20)), ("Imagewoof", (5, 20))):
+    for label, epoch_settings in LABEL_EPOCHS:
         for epochs in epoch_settings:
             radam = row_name("RAdam", label, epochs)
             pairs += [(row_name("LA/RAdam (ours)", label, epochs), radam),
@@ -81,6 +84,14 @@ def _comparisons():
                       (row_name("Adam", label, epochs), radam),
                       (row_name("SGD", label, epochs), radam)]
     return tuple(pairs)
+
+
+def _same_algorithm():
+    """fastai's ranger and ours (Lookahead over fastai's RAdam, the same settings) are one algorithm
+    through two float paths (``lerp_`` against ``add_`` in the sync): how far apart they end is the
+    implementation-noise floor."""
+    return tuple((row_name("LA/RAdam (ours)", label, epochs), row_name("ranger (fastai)", label, epochs))
+                 for label, epoch_settings in LABEL_EPOCHS for epochs in epoch_settings)
 
 
 # --- sources: where each setting of the full specs comes from (what was read, at which commit) ---
@@ -214,7 +225,7 @@ EXPERIMENT = Experiment(
                 "self-attention, flat-cos, label smoothing): ranger vs Lookahead(RAdam) vs RAdam / Adam / SGD",
     baseline=row_name("RAdam", "CIFAR-10 substitute", 5), build=build, comparisons=_comparisons(),
     reference=REFERENCE, default_seeds={"smoke": 1, "cpu": 5, "full": 5}, deviations=DEVIATIONS, sources=SOURCES,
-    reference_numbers=REFERENCE_NUMBERS,
+    reference_numbers=REFERENCE_NUMBERS, same_algorithm=_same_algorithm(),
     protocol={"smoke": "CIFAR-10 subset SUBSTITUTE, 256 / 128 images, small CNN, 1 epoch",
               "cpu": "CIFAR-10 subset (5,085 / 1,017) as a SUBSTITUTE for Imagenette (no offline copy): small "
                      "CNN, the recipe's optimizers, label smoothing, flat-cos, lr 1e-2, wd 1e-2, bs 64, 5 epochs",

@@ -237,5 +237,6 @@ EXPERIMENT = Experiment(
                 "Lookahead k5 α0.5, k10 α0.8} x 5 lrs (100x) x 5 seeds, CIFAR-10 subset and Fashion-MNIST",
     baseline=row_name("SGD", "", 0.1, "cifar10"), build=build, comparisons=_comparisons(),
     default_seeds=dict(SEEDS), protocol=PROTOCOL, deviations=DEVIATIONS,
+    questions={"lookahead_vs_inner": "tuned"},
 )
 

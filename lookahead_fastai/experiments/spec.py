@@ -190,6 +190,9 @@ class Experiment:
     tuned: dict = field(default_factory=dict)  # scale -> {row: the declared sweep its lr (and wd) came from}
     sources: tuple = ()                # Source rows: where each setting of the full specs comes from (sources.py)
     reference_numbers: tuple = ()      # ReferenceNumber rows: each number of `reference`, its row and its source
+    questions: dict = field(default_factory=dict)  # question id (results.questions) -> the comparisons answering it
+                                       # ("tuned": each family at the best lr of its declared sweep)
+    same_algorithm: tuple = ()         # (row, row) pairs: one algorithm through two float paths (the noise floor)
 
     def specs(self, scale):
         if scale not in SCALES:

@@ -1,0 +1,34 @@
+"""The questions a headline answers. An experiment declares which of its comparisons answer which
+question (``Experiment.questions``: question id -> the comparisons, e.g. ``"tuned"``); the index
+then shows one family per question: each comparison in it once, effect sizes with Holm-adjusted
+p-values and Bonferroni-level intervals, a forest plot first, never a count of verdicts.
+
+Selection (which lr is "best") is made by the caller before the family is formed; a later
+validation split plugs in there without touching this module.
+"""
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Question:
+    key: str
+    title: str
+    short: str     # the forest plot's title
+    scoring: str   # how every run of the family is scored, said in the report
+
+
+LOOKAHEAD_VS_INNER = Question(
+    "lookahead_vs_inner",
+    "Lookahead against its inner optimizer, each at the best lr of its own sweep",
+    "Lookahead − its inner optimizer, each at its sweep's best lr",
+    "Lookahead is scored on its slow weights with BatchNorm statistics recomputed for them (the record's final "
+    "validation, which such a run makes on the slow weights); the plain optimizer on its weights.")
+
+QUESTIONS = {q.key: q for q in (LOOKAHEAD_VS_INNER,)}
+
+
+def at_grid_edge(best, grid):
+    """Whether ``best`` is the smallest or largest value of ``grid`` (a grid of one point is all edge):
+    the sweep may have stopped short of the optimum, which no point beyond it brackets."""
+    grid = sorted(set(grid))
+    return bool(grid) and best in (grid[0], grid[-1])

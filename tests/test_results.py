@@ -1,0 +1,149 @@
+"""lookahead_fastai.results: statistics on numbers, words, plots -- without the training stack."""
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+
+from lookahead_fastai.results import stats, text
+
+
+def test_results_imports_no_training_code():
+    """In a fresh interpreter, importing every module of results/ loads no sweep, runner, fastai, torch
+    or experiment module."""
+    code = ("import json, sys; import lookahead_fastai.results.stats, lookahead_fastai.results.text, "
+            "lookahead_fastai.results.plots, lookahead_fastai.results.questions; "
+            "print(json.dumps(sorted(sys.modules)))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       check=True).stdout)
+    banned = ("fastai", "torch", "lookahead_fastai.sweep", "lookahead_fastai.runner", "lookahead_fastai.store",
+              "lookahead_fastai.experiments", "lookahead_fastai.registry", "lookahead_fastai.report")
+    assert [m for m in loaded if m.startswith(banned)] == []
+
+
+def test_a_collapsed_run_is_diverged_at_chance_loss_or_non_finite():
+    ln10 = math.log(10)
+    assert stats.diverged({"accuracy": 0.1, "train_loss": 2.305}, n_classes=10)           # above ln 10
+    assert stats.diverged({"accuracy": 0.1, "train_loss": ln10}, n_classes=10)            # at it
+    assert not stats.diverged({"accuracy": 0.5, "train_loss": 2.30}, n_classes=10)        # below it: trained
+    assert stats.diverged({"accuracy": 0.5, "train_loss": float("nan")}, n_classes=10)    # non-finite
+    assert stats.diverged({"accuracy": 0.5}, {"valid_loss": float("inf")})                # slow weights too
+    assert not stats.diverged({"accuracy": 0.1, "train_loss": 2.305})                     # C unknown: only non-finite
+
+
+def test_collapse_rates_are_compared_with_fishers_exact_test():
+    assert stats.collapse_test(5, 5, 0, 5) == pytest.approx(2 / 252)  # 1 / C(10, 5), two-sided
+    assert stats.collapse_test(0, 5, 0, 5) == 1.0 and stats.collapse_test(5, 5, 5, 5) == 1.0
+    assert math.isnan(stats.collapse_test(0, 0, 1, 5))
+
+
+def test_the_noise_floor_of_a_synthetic_pair():
+    ours, theirs = [0.50, 0.52, 0.48, 0.51], [0.51, 0.50, 0.49, 0.51]
+    floor = stats.noise_floor([a - b for a, b in zip(ours, theirs)])
+    diffs = [-0.01, 0.02, -0.01, 0.0]
+    assert floor.n == 4 and floor.sd == pytest.approx(float(__import__("numpy").std(diffs, ddof=1)))
+    assert (floor.smallest, floor.largest) == pytest.approx((-0.01, 0.02))
+    assert text.noise_floor(floor).startswith(f"{floor.sd * 100:.2f} pp per seed")
+    assert stats.noise_floor([0.01]) is None and text.noise_floor(None) == "not measured"
+
+
+def test_family_effects_holm_adjust_members_only_and_widen_their_intervals():
+    diffs = {"a": [0.03, 0.04, 0.05, 0.035], "b": [0.01, -0.02, 0.015, 0.0], "edge": [0.2, 0.21, 0.19, 0.2]}
+    effects = {e.key: e for e in stats.family_effects(diffs, in_family={"edge": False})}
+    raw = {k: stats.Paired.of(v) for k, v in diffs.items()}
+    assert effects["a"].p_holm == pytest.approx(stats.holm([raw["a"].p, raw["b"].p])[0])
+    assert math.isnan(effects["edge"].p_holm)  # flagged: not in the adjustment, raw interval kept
+    assert (effects["edge"].low, effects["edge"].high) == (raw["edge"].low, raw["edge"].high)
+    wide = stats.Paired.of(diffs["a"], level=1 - 0.05 / 2)  # Bonferroni over the 2 members
+    assert (effects["a"].low, effects["a"].high) == pytest.approx((wide.low, wide.high))
+    assert effects["a"].low < raw["a"].low
+
+
+# --- the rules on the committed results (reports/data/*.jsonl imported into a temporary store) -----------
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def committed(tmp_path_factory):
+    from lookahead_fastai.store import ResultsStore
+    path = tmp_path_factory.mktemp("committed") / "results.sqlite"
+    with ResultsStore(path) as store:
+        for name in ("lr_robustness", "imagenette_leaderboard"):
+            store.import_jsonl(ROOT / "reports" / "data" / f"{name}.jsonl")
+    return path
+
+
+def _fm(label, lr):
+    from lookahead_fastai.experiments import lr_robustness as study
+    inner, variant = (label.split(" / ")[::-1] + [""])[:2]
+    return study.row_name(inner, variant, lr, "fashion_mnist", "cpu")
+
+
+def test_a_collapsed_run_is_counted_and_left_out_of_the_interval(committed):
+    """Fashion-MNIST SGD at lr 1 ends at chance loss (ln 10) in 5 of 5 seeds, LA k10 α0.8 in 4 of 5: they
+    are counted as diverged, never averaged; the comparison at that lr is answered by the collapse rates."""
+    from lookahead_fastai.report import compare, summarize
+    from lookahead_fastai.store import ResultsStore
+    with ResultsStore(committed, readonly=True) as db:
+        rows = {s.row: s for s in summarize(db, "lr_robustness", "cpu")}
+        comps = {(c.row, c.versus): c for c in compare(db, "lr_robustness", "cpu")}
+        runs = [r for r in db.runs("lr_robustness", status="finished") if r["name"] == _fm("LA k10 α0.8 / SGD", 1)]
+    sgd, la10, la5 = rows[_fm("SGD", 1)], rows[_fm("LA k10 α0.8 / SGD", 1)], rows[_fm("LA k5 α0.5 / SGD", 1)]
+    assert (sgd.seeds, sgd.diverged) == (0, 5) and math.isnan(sgd.final_accuracy.mean)
+    trained = [r["record"]["final"]["accuracy"] for r in runs if r["record"]["final"]["train_loss"] < math.log(10)]
+    assert (la10.seeds, la10.diverged) == (1, 4) and la10.final_accuracy.mean == pytest.approx(trained[0])
+    assert (la5.seeds, la5.diverged) == (5, 0)
+    c = comps[(_fm("LA k5 α0.5 / SGD", 1), _fm("SGD", 1))]
+    assert c.seeds == () and c.verdict == "no paired seeds" and math.isnan(c.low)
+    assert c.collapsed == (0, 5, 5, 5) and c.p_collapse == pytest.approx(2 / 252)
+    c10 = comps[(_fm("LA k10 α0.8 / SGD", 1), _fm("SGD", 1))]
+    assert c10.collapsed == (4, 5, 5, 5) and c10.p_collapse == pytest.approx(1.0)
+
+
+def test_the_index_answers_the_question_with_a_forest_plot_and_no_vote_count(committed, tmp_path):
+    import re
+    from lookahead_fastai.report import write_index
+    text = write_index(committed, out_dir=tmp_path, scale="cpu").read_text()
+    first = text.split("\n## ")[1]  # the first section after the preamble is the question's
+    assert first.startswith("Lookahead against its inner optimizer")
+    plot = "(question_lookahead_vs_inner_cpu.png)"
+    assert plot in first and first.index(plot) < first.index("| dataset | comparison |")
+    assert (tmp_path / "question_lookahead_vs_inner_cpu.png").read_bytes()[:4] == b"\x89PNG"
+    table = [line for line in first.splitlines() if line.startswith(("| C10-5k |", "| FMNIST |"))]
+    assert len(table) == 2 * 2 * 2  # dataset x inner optimizer x variant, each once
+    # Adam's Lookahead families peak at the top of their grid: flagged, out of the family (Holm over 4)
+    assert sum("flagged: best lr at a grid edge" in line for line in table) == 4
+    assert "Holm-adjusted over the 4" in first and "slow weights with BatchNorm statistics recomputed" in first
+    assert "0.69 pp per seed" in first  # the noise floor beside CIFAR-10's lines
+    # no vote count anywhere; "no difference shown", never "no difference"
+    assert not re.search(r"(better|worse)( in)? \d+", text) and "Counted:" not in text
+    assert re.findall(r"(?<!there is )(?<!same as )no difference(?! shown)", text) == []  # "not that there is no difference"
+
+
+def test_the_noise_floor_comes_from_the_declared_pair_of_float_paths(committed):
+    from lookahead_fastai.report import noise_floors
+    from lookahead_fastai.store import ResultsStore
+    lines = [json.loads(x) for x in (ROOT / "reports" / "data" / "imagenette_leaderboard.jsonl").read_text().splitlines()]
+    acc = {(r["name"], r["seed"]): r["record"]["final"]["accuracy"] for r in lines}
+    ours, theirs = ("LA/RAdam (ours) · CIFAR-10 substitute · 5 ep", "ranger (fastai) · CIFAR-10 substitute · 5 ep")
+    expected = stats.noise_floor([acc[(ours, s)] - acc[(theirs, s)] for s in range(5)])
+    with ResultsStore(committed, readonly=True) as db:
+        assert noise_floors(db, "cpu") == {"cifar10": expected}
+    assert expected.sd == pytest.approx(0.0069, abs=5e-4)
+
+
+def test_a_best_at_an_edge_of_its_grid_is_flagged():
+    from lookahead_fastai.results.questions import at_grid_edge
+    assert at_grid_edge(1e-2, [1e-3, 1e-2]) and at_grid_edge(1e-3, [1e-2, 1e-3, 3e-3])
+    assert not at_grid_edge(3e-3, [1e-3, 3e-3, 1e-2])
+    assert at_grid_edge(0.1, [0.1])  # one point brackets nothing
+
+
+def test_the_forest_plot_draws_each_line_and_tolerates_an_empty_one(tmp_path):
+    from lookahead_fastai.results import plots
+    nan = float("nan")
+    path = plots.forest_plot([("a", 1.0, -0.5, 2.5, True), ("flagged", 2.0, 0.5, 3.5, False),
+                              ("constant", 0.3, nan, nan, True), ("no seeds", nan, nan, nan, True)],
+                             tmp_path / "f.png", "title", "pp")
+    assert path.read_bytes()[:4] == b"\x89PNG"
