@@ -37,9 +37,8 @@ from .experiments.sources import sources_markdown
 from .registry.optimizers import optimizer_parts
 from .results import plots, text as words
 from .results.questions import LOOKAHEAD_VS_INNER, at_grid_edge
-from .results.stats import (ALPHA, Stat, collapse_test, detectable, diverged as _diverged, family_effects, holm,
-                            noise_floor, std_bounds as _std_bounds, t_p_value as _t_p_value,
-                            t_quantile as _t_quantile)
+from .results.stats import (ALPHA, Paired, Stat, collapse_test, detectable, diverged as _diverged, family_effects,
+                            holm, noise_floor, std_bounds as _std_bounds)
 from .store import ResultsStore
 from .sweep import lr_find_path
 
@@ -312,18 +311,15 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
         seeds = tuple(sorted(s for s in set(table[versus]) & set(table[name])  # diverged seeds: None
                              if table[name][s] is not None and table[versus][s] is not None))
         diffs = tuple(float(table[name][s] - table[versus][s]) for s in seeds)
-        mean = float(np.mean(diffs)) if diffs else math.nan
-        low = high = p = math.nan
+        paired = Paired.of(diffs)  # the raw 95% interval and p (nan with < 2 seeds or no spread)
+        mean, low, high, p = paired.mean, paired.low, paired.high, paired.p
         if not diffs:
             verdict = NO_SEEDS
         elif len(diffs) == 1:
             verdict = ONE_SEED
-        elif float(np.std(diffs)) == 0.0:  # no spread: no interval, no test
+        elif paired.sd == 0.0:  # no spread: no interval, no test
             verdict = IDENTICAL if mean == 0 else CONSTANT
         else:
-            sd = float(np.std(diffs, ddof=1))
-            half = _t_quantile(len(diffs) - 1) * sd / math.sqrt(len(diffs))
-            low, high, p = mean - half, mean + half, _t_p_value(mean, sd, len(diffs))
             verdict = None  # decided after Holm
         side = _lookahead_vs_inner(specs[name], specs[versus])
         partial.append(dict(row=name, versus=versus, kind=kind, differs=differs, lookahead_vs_inner=side,

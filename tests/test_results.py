@@ -55,7 +55,7 @@ def test_family_effects_holm_adjust_members_only_and_widen_their_intervals():
     assert effects["a"].p_holm == pytest.approx(stats.holm([raw["a"].p, raw["b"].p])[0])
     assert math.isnan(effects["edge"].p_holm)  # flagged: not in the adjustment, raw interval kept
     assert (effects["edge"].low, effects["edge"].high) == (raw["edge"].low, raw["edge"].high)
-    wide = stats.Paired.of(diffs["a"], level=1 - 0.05 / 2)  # Bonferroni over the 2 members
+    wide = stats.Paired.of(diffs["a"], alpha=0.05 / 2)  # Bonferroni over the 2 members
     assert (effects["a"].low, effects["a"].high) == pytest.approx((wide.low, wide.high))
     assert effects["a"].low < raw["a"].low
 

@@ -118,14 +118,15 @@ class Paired:
     p: float
 
     @classmethod
-    def of(cls, differences, level=1 - ALPHA):
+    def of(cls, differences, alpha=ALPHA):
+        """The paired difference of ``differences`` with its two-sided ``1 - alpha`` t-interval."""
         d = [float(x) for x in differences]
         n = len(d)
         mean = float(np.mean(d)) if d else math.nan
         sd = float(np.std(d, ddof=1)) if n > 1 else math.nan
         if n < 2 or sd == 0.0:
             return cls(n, mean, sd, math.nan, math.nan, math.nan)
-        half = t_quantile(n - 1, 1 - (1 - level) / 2) * sd / math.sqrt(n)
+        half = t_quantile(n - 1, 1 - alpha / 2) * sd / math.sqrt(n)
         return cls(n, mean, sd, mean - half, mean + half, t_p_value(mean, sd, n))
 
 
@@ -157,7 +158,7 @@ def family_effects(differences, in_family=None, alpha=ALPHA):
         member = in_family.get(key, True)
         low, high = pr.low, pr.high
         if member and key in adjusted:
-            wide = Paired.of(differences[key], level=1 - alpha / m)
+            wide = Paired.of(differences[key], alpha=alpha / m)
             low, high = wide.low, wide.high
         out.append(Effect(key, pr, member, adjusted.get(key, math.nan), low, high))
     return out
