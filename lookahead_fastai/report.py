@@ -1246,7 +1246,7 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
     its data, date, where the runs ran) and every comparison by verdict."""
     from .experiments import EXPERIMENTS
     out_dir = Path(out_dir)
-    rows, shown, not_shown, constant = [], [], [], []
+    rows, shown, not_shown, constant, collapses = [], [], [], [], []
     with ResultsStore(store_path, readonly=True) as store:
         floors = noise_floors(store, scale)
         question = question_section(store, scale, out_dir, floors=floors)
@@ -1266,6 +1266,10 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
                         f"{_detectable_text(det)} | {floor} | {dates[-1][:10] if dates else '?'} | "
                         f"{' / '.join(run_environments(runs))} |")
             for c in comparisons:
+                if c.collapsed[0] or c.collapsed[2]:
+                    a, n_a, b, n_b = c.collapsed
+                    collapses.append(f"- **{name}**: {c.row} vs {c.versus}: {a} of {n_a} runs diverged against {b} of "
+                                     f"{n_b}, Fisher's exact p {_p(c.p_collapse)} (raw, for that comparison alone)")
                 if c.verdict in (ONE_SEED, NO_SEEDS):
                     continue
                 line = (f"- **{name}**: {c.row} vs {c.versus} ({c.kind}): {_pp(c.mean)} pp, "
@@ -1286,7 +1290,9 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
             "### What they cannot tell (no difference shown, which is not the same as no difference)", "",
             *(not_shown or ["- nothing"]), "",
             "### Differences that are the same in every seed (no spread: no interval, no test)", "",
-            *(constant or ["- none"]), ""]
+            *(constant or ["- none"]), "",
+            "### Runs that diverged (left out of every number above; their rates compared here)", "",
+            *(collapses or ["- none"]), ""]
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "README.md"
     path.write_text("\n".join(text))

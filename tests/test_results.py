@@ -116,6 +116,9 @@ def test_the_index_answers_the_question_with_a_forest_plot_and_no_vote_count(com
     assert sum("flagged: best lr at a grid edge" in line for line in table) == 4
     assert "Holm-adjusted over the 4" in first and "slow weights with BatchNorm statistics recomputed" in first
     assert "0.69 pp per seed" in first  # the noise floor beside CIFAR-10's lines
+    # the collapse at Fashion-MNIST SGD lr 1 is in the index as rates with their exact test, not as a mean
+    assert (f"- **lr_robustness**: {_fm('LA k5 α0.5 / SGD', 1)} vs {_fm('SGD', 1)}: 0 of 5 runs diverged against 5 of 5, "
+            "Fisher's exact p 0.008") in text
     # no vote count anywhere; "no difference shown", never "no difference"
     assert not re.search(r"(better|worse)( in)? \d+", text) and "Counted:" not in text
     assert re.findall(r"(?<!there is )(?<!same as )no difference(?! shown)", text) == []  # "not that there is no difference"
