@@ -150,3 +150,15 @@ def test_the_forest_plot_draws_each_line_and_tolerates_an_empty_one(tmp_path):
                               ("constant", 0.3, nan, nan, True), ("no seeds", nan, nan, nan, True)],
                              tmp_path / "f.png", "title", "pp")
     assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_lookahead_line_scored_another_way_or_at_an_edge_is_flagged_out_of_the_family():
+    from lookahead_fastai.report import QuestionLine, _reading
+    line = QuestionLine("e", "D", "cifar10", "LA / SGD", "SGD", "LA", "SGD", 0.1, 0.1, (0.01, 0.02, 0.03), (),
+                        True, (0, 3, 0, 3), 1.0)
+    effect = next(iter(stats.family_effects({0: line.differences})))
+    assert line.in_family and _reading(line, effect) in ("no difference shown", "**Lookahead better**")
+    fast = line.__class__(**{**line.__dict__, "scored_slow": False})  # validated on fast weights
+    edge = line.__class__(**{**line.__dict__, "edges": (("LA / SGD", 0.1, "top"),)})
+    assert not fast.in_family and "not scored on slow weights" in _reading(fast, effect)
+    assert not edge.in_family and "grid edge (LA / SGD at 0.1, the top)" in _reading(edge, effect)
