@@ -1212,7 +1212,8 @@ def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=
     head += [f"![{question.title}: effects]({png.name})", "",
              f"One line per dataset × inner optimizer × Lookahead variant, from {studies}: Lookahead at the best lr of "
              "its own sweep minus its inner optimizer at the best lr of its own sweep, final accuracy paired by seed "
-             f"(each comparison once). {question.scoring} The family is the {m} comparisons not flagged: their "
+             "(each comparison once; the runs of an inner optimizer at its best lr serve both of its Lookahead "
+             f"variants). {question.scoring} The family is the {m} comparisons not flagged: their "
              f"p-values are Holm-adjusted over the {m}, and their intervals are at the Bonferroni level "
              f"(1 − 0.05/{m}: Holm's step-down has no interval of its own and this one contains each step's). "
              "A comparison whose best lr sits at an edge of its grid is flagged (the sweep may have stopped short "
