@@ -36,6 +36,7 @@ from .experiments.deviations import deviations_markdown
 from .experiments.sources import sources_markdown
 from .registry.optimizers import optimizer_parts
 from .results import plots, text as words
+from .results.plots import plot_lr_find, plot_lr_robustness
 from .results.questions import LOOKAHEAD_VS_INNER, at_grid_edge
 from .results.stats import (ALPHA, Paired, Stat, collapse_test, detectable, diverged as _diverged, family_effects,
                             holm, noise_floor, std_bounds as _std_bounds)
@@ -460,18 +461,6 @@ def _data_source(path):
     return f"`{path}`"
 
 
-def plot_lr_find(curve, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(6, 4))
-    ax.plot(curve["lrs"], curve["losses"])
-    ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {curve['valley']:.2e}")
-    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed train loss", title=f"lr_find: {curve['row']}")
-    ax.legend()
-    return _save_figure(fig, path)
-
-
 SOURCES_TEXT = ("Each setting of the `full` specs (keys as in the spec; `hyper.*` are the optimizer's effective "
                 "hyper-parameters, declared or its constructor's defaults), the rows it applies to, what the source "
                 "says and where. A setting not listed here, or listed with another value, is in the deviations "
@@ -698,29 +687,6 @@ def _lr_tables(cells, value):
         icells = [c for c in cells if c.inner == inner]
         tables.append(_lr_table(icells, sorted({c.lr for c in icells}), value))
     return tables
-
-
-def plot_lr_robustness(cells, path, title):
-    """Final accuracy against lr (log axis), mean ± 1 std over seeds (the band clipped to 0-100%): one
-    panel per inner optimizer, plain and Lookahead families on it."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    inners = list(dict.fromkeys(c.inner for c in cells))
-    fig, axes = plt.subplots(1, max(len(inners), 1), figsize=(5.5 * max(len(inners), 1), 4), squeeze=False)
-    for ax, inner in zip(axes[0], inners):
-        for label, group in _by_label([c for c in cells if c.inner == inner]).items():
-            lrs = np.array([c.lr for c in group])
-            mean = np.array([c.final.mean for c in group]) * 100
-            std = np.nan_to_num(np.array([c.final.std for c in group]) * 100)
-            ax.plot(lrs, mean, marker="o", label=f"{label} (n={max(c.final.n for c in group)})")
-            ax.fill_between(lrs, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), alpha=0.2)
-        ax.set(xscale="log", xlabel=f"{inner}: inner learning rate (peak)", ylabel="final accuracy (%)",
-               title=f"{inner}: mean ± std over seeds (band clipped to 0-100%)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    return _save_figure(fig, path)
 
 
 def _robustness_rows(cells):

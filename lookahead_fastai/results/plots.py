@@ -2,6 +2,8 @@
 import math
 from pathlib import Path
 
+import numpy as np
+
 
 def _pyplot():
     import matplotlib
@@ -40,4 +42,39 @@ def forest_plot(lines, path, title, xlabel):
     ax.set_xlabel(xlabel)
     ax.set_title(title, fontsize=10)
     ax.grid(axis="x", alpha=0.3)
+    return save_figure(fig, path)
+
+
+def plot_lr_find(curve, path):
+    """fastai's lr_find curve (``curve``: lrs, losses, valley, row) with its valley suggestion."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(curve["lrs"], curve["losses"])
+    ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {curve['valley']:.2e}")
+    ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed train loss", title=f"lr_find: {curve['row']}")
+    ax.legend()
+    return save_figure(fig, path)
+
+
+def plot_lr_robustness(cells, path, title):
+    """Final accuracy against lr (log axis), mean ± 1 std over seeds (the band clipped to 0-100%): one
+    panel per inner optimizer, plain and Lookahead families on it. ``cells``: objects with inner, label,
+    lr and final (a :class:`~.stats.Stat`), in the grid's order."""
+    plt = _pyplot()
+    inners = list(dict.fromkeys(c.inner for c in cells))
+    fig, axes = plt.subplots(1, max(len(inners), 1), figsize=(5.5 * max(len(inners), 1), 4), squeeze=False)
+    for ax, inner in zip(axes[0], inners):
+        mine = [c for c in cells if c.inner == inner]
+        for label in dict.fromkeys(c.label for c in mine):
+            group = [c for c in mine if c.label == label]
+            lrs = np.array([c.lr for c in group])
+            mean = np.array([c.final.mean for c in group]) * 100
+            std = np.nan_to_num(np.array([c.final.std for c in group]) * 100)
+            ax.plot(lrs, mean, marker="o", label=f"{label} (n={max(c.final.n for c in group)})")
+            ax.fill_between(lrs, np.clip(mean - std, 0, 100), np.clip(mean + std, 0, 100), alpha=0.2)
+        ax.set(xscale="log", xlabel=f"{inner}: inner learning rate (peak)", ylabel="final accuracy (%)",
+               title=f"{inner}: mean ± std over seeds (band clipped to 0-100%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(title)
     return save_figure(fig, path)
