@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the prepared GPU script end to end: `make test` runs it, `make check` does not
+
 ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "benchmarks" / "gpu"
 SECTIONS = ["correctness", "optimizer_step", "epoch_time", "real_data", "projection", "tests"]

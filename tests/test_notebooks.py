@@ -68,6 +68,7 @@ def _execute(nb, tmp_path):
     return nb
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RUN_HERE)
 def test_notebook_runs_at_smoke_scale(name, tmp_path, shared_data):
     nb = inject_parameters(read(name), smoke_parameters(tmp_path / "results.sqlite", shared_data))
@@ -81,6 +82,7 @@ def test_notebook_runs_at_smoke_scale(name, tmp_path, shared_data):
         assert len([o for o in outs if "image/png" in o.get("data", {})]) == 2
 
 
+@pytest.mark.slow
 def test_missing_dataset_is_one_line_not_a_traceback(tmp_path):
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -94,6 +96,7 @@ def test_missing_dataset_is_one_line_not_a_traceback(tmp_path):
     assert "\n" not in line and "not found: looked in" in line and str(empty) in line
 
 
+@pytest.mark.slow
 def test_run_grid_works_outside_jupyter_too(tmp_path, capsys):
     """run_grid's bars fall back to fastprogress's console bars (a script, a terminal IPython)."""
     from lookahead_fastai.notebook import run_grid

@@ -18,6 +18,8 @@ from lookahead_fastai.executors import RunsFailed
 from lookahead_fastai.store import ResultsStore
 from lookahead_fastai.sweep import plan, run_experiment
 
+pytestmark = pytest.mark.slow  # a Ray cluster: `make test` runs it, `make check` does not
+
 # the callbacks below travel to the Ray workers by value: this module is not importable there
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
