@@ -118,7 +118,10 @@ def _label(item, text, split, index):
     if not isinstance(item, (tuple, list)) or len(item) != 2:
         _fail("dataset", f"{text}: item {index} of the {split} set is {_what(item)}, not an (x, y) pair")
     y = item[1]
-    if isinstance(y, torch.Tensor) and y.numel() == 1 and not y.is_floating_point():
+    if isinstance(y, torch.Tensor):
+        if y.numel() != 1 or y.is_floating_point() or y.is_complex():
+            _fail("dataset", f"{text}: the label of item {index} of the {split} set is a {y.dtype} tensor of shape "
+                             f"{tuple(y.shape)}, not a class index (an int >= 0)")
         y = y.item()
     if hasattr(y, "dtype") and getattr(y, "shape", None) == () and "int" in str(y.dtype):
         y = int(y)  # numpy integer
