@@ -21,7 +21,7 @@ from fastai import optimizer as fastai_opt
 from ..fastai_optimizers import AdamNoDebias
 from ..opt_funcs import lookahead_opt_func, nested_lookahead_opt_func, torch_opt_func
 from ..optim.scratch import ScratchSGD
-from .user import check_import_path, is_import_path, optimizer_kind
+from .user import UserCodeError, check_import_path, is_import_path, optimizer_kind
 
 __all__ = ["INNER_OPTIMIZERS", "WRAPPERS", "FASTAI_RANGER_DEFAULTS", "make_opt_func", "parse_optimizer_name",
            "describe_optimizers", "optimizer_parts", "OptimizerParts"]
@@ -110,7 +110,10 @@ def parse_optimizer_name(name):
     if wrapper is not None and wrapper not in WRAPPERS:
         raise ValueError(f"unknown optimizer wrapper {wrapper!r}; choose one of {', '.join(WRAPPERS)}")
     if is_import_path(inner):
-        check_import_path(inner, "optimizer")  # the form only: a spec never imports code
+        try:
+            check_import_path(inner, "optimizer")  # the form only: a spec never imports code
+        except UserCodeError:
+            raise ValueError(f"optimizer {inner!r} is not 'module:callable' (e.g. 'mypkg.optim:MyOptimizer')") from None
         return wrapper, inner
     if inner == FASTAI_RANGER:
         if wrapper:
