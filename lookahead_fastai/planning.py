@@ -146,8 +146,8 @@ def _row_cost(spec, runs, measurements):
 
 
 def cost_plan(experiment, scale="full", seeds=None, results_dir=None):
-    """The :class:`Plan` of ``experiment`` (a name or an :class:`Experiment`) at ``scale`` with ``seeds`` per row (default: the
-    experiment's own for that scale)."""
+    """The :class:`Plan` of ``experiment`` (a name or an :class:`Experiment`) at ``scale`` with
+    ``seeds`` per row (default: the experiment's own for that scale)."""
     if scale not in SCALES:
         raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     experiment = use_experiment(experiment)

@@ -173,7 +173,8 @@ def your_model_cells():
 
 def build(name):
     """The notebook ``name`` as a NotebookNode (cells with fixed ids, no outputs)."""
-    cells = {"quickstart": quickstart_cells, "your_model": your_model_cells}.get(name, partial(experiment_cells, name))()
+    own = {"quickstart": quickstart_cells, "your_model": your_model_cells}
+    cells = own.get(name, partial(experiment_cells, name))()
     for i, cell in enumerate(cells):
         cell["id"] = f"{name}-{i}"
     return new_notebook(cells=cells, metadata=METADATA)

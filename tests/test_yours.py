@@ -148,7 +148,8 @@ def test_your_package_through_the_cli_killed_resumed_and_reported(user_dir):
         assert killed.returncode == -9, killed.stderr  # SIGKILL after epoch 1's checkpoint of LA/SignSGD seed 0
         assert "yours_t22 at scale full: 6 runs (3 rows x 2 seeds)" in killed.stdout
         before = by_name(user_dir / "killed.sqlite")
-        assert [e["epoch"] for e in before["LA/SignSGD"][1]] == [0, 1] and before["LA/SignSGD"][0]["status"] == "running"
+        run, epochs = before["LA/SignSGD"]
+        assert [e["epoch"] for e in epochs] == [0, 1] and run["status"] == "running"
         resumed = launch(*args, cwd=user_dir)
         assert resumed.returncode == 0, resumed.stderr
         assert "LA/SignSGD seed 0: accuracy" in resumed.stdout and "Adam seed 0: accuracy" in resumed.stdout
@@ -357,3 +358,28 @@ def test_the_your_model_notebook_at_smoke_scale(tmp_path):
         runs = db.runs("your_model")
     assert sorted((r["name"], r["record"]["dataset"], r["record"]["n_train"]) for r in runs) == [
         ("AdamW", "__main__:digits", 256), ("LA/AdamW", "__main__:digits", 256)]  # the notebook's own data
+
+
+def test_the_readme_example_is_a_complete_experiment(tmp_path, monkeypatch, capsys):
+    """The README's section, followed as written: its two files and its TOML in a fresh folder."""
+    import re
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("## Your own model and data\n")[1].split("\n## ")[0]
+    blocks = re.findall(r"```(\w+)\n(.*?)```", section, re.S)
+    data, models, toml = [text for kind, text in blocks if kind in ("python", "toml")][:3]
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    (tmp_path / "mypkg" / "data.py").write_text(data)
+    (tmp_path / "mypkg" / "models.py").write_text(models)
+    (tmp_path / "my_experiment.toml").write_text(toml)
+    monkeypatch.chdir(tmp_path)
+    try:
+        assert cli.main(["plan", "my_experiment.toml"]) == 0
+        assert "my_digits at scale full: 2 rows x 3 seeds = 6 runs, 30 epochs in all" in capsys.readouterr().out
+        experiment = load_experiment("my_experiment.toml")
+        jobs = plan(experiment, store=tmp_path / "runs" / "results.sqlite")  # imports, calls and checks the code
+        assert [(j.spec.name, j.seed) for j in jobs][:2] == [("Adam", 0), ("LA/Adam", 0)]
+        assert load_dataset("mypkg.data:load").n_classes == 10
+    finally:
+        for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
+            del sys.modules[name]

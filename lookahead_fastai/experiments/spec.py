@@ -42,7 +42,8 @@ class RunSpec:
     name: str                      # the row label in reports, e.g. "LA/SGD"
     dataset: str                   # registry name, or a user's own "module:callable" (registry/user.py)
     arch: str                      # registry name, or "module:callable"
-    optimizer: str                 # registry name, e.g. "lookahead(sgd)", or "module:callable" / "lookahead(module:callable)"
+    optimizer: str                 # registry name, e.g. "lookahead(sgd)", or "module:callable",
+                                   # "lookahead(module:callable)"
     lr: float
     epochs: int
     bs: int

@@ -31,7 +31,6 @@ overriding settings (and ``seeds``); the first declared is the default.
 From Python, :func:`your_experiment` takes the same keys, and callables (functions or classes defined
 at the top level of a module or notebook) wherever a file takes ``"module:callable"``.
 """
-import tomllib
 from dataclasses import fields
 from pathlib import Path
 
@@ -55,6 +54,13 @@ def is_experiment_file(text):
 
 def load_experiment(path):
     """The :class:`Experiment` a TOML file declares (SpecError, one line, when it cannot)."""
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError:
+            raise SpecError(f"{path}: reading TOML needs Python 3.11 or later, or `pip install tomli`") from None
     path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8")
@@ -93,9 +99,10 @@ def experiment_from_dict(data, source="your experiment"):
     if not isinstance(name, str) or not name.strip() or any(c in name for c in "/\\") or name.startswith("."):
         raise SpecError(f"{source}: name must be a non-empty string without '/' (it names the report file), "
                         f"got {name!r}")
-    try:
+    try:  # callables -> their import paths
         shared = _named({k: v for k, v in data.items() if k in _SHARED_KEYS})
         rows = _rows(data.get("rows"), source)
+        scales = _scales(data.get("scales"), source)
     except UserCodeError as e:
         raise SpecError(f"{source}: {e}") from None
     names = [row["name"] for row in rows]
@@ -104,7 +111,6 @@ def experiment_from_dict(data, source="your experiment"):
     if baseline not in names:
         raise SpecError(f"{source}: baseline {baseline!r} is not a row; rows are {', '.join(names)}")
     seeds = _seeds(data.get("seeds", DEFAULT_SEEDS), source)
-    scales = _scales(data.get("scales"), source)
 
     def build(scale):
         overrides = {k: v for k, v in scales[scale].items() if k != "seeds"}
@@ -139,7 +145,7 @@ def _named(settings):
     if "optimizer" in out and not isinstance(out["optimizer"], str):
         out["optimizer"] = import_path_of(out["optimizer"], "optimizer")
     if "hyper" in out and not isinstance(out["hyper"], dict):
-        raise SpecError(f"hyper must be a table of hyper-parameters, got {out['hyper']!r}")
+        raise UserCodeError(f"hyper must be a table of hyper-parameters (k = 5, ...), got {out['hyper']!r}")
     return out
 
 
@@ -193,7 +199,7 @@ def _scales(scales, source):
         if not isinstance(overrides, dict):
             raise SpecError(f"{source}: scales.{scale} must be a table of settings")
         _unknown(overrides, ("seeds", *_SHARED_KEYS), f"{source}, scales.{scale}")
-    return dict(scales)
+    return {scale: _named(overrides) for scale, overrides in scales.items()}
 
 
 def _protocol(spec):
