@@ -9,6 +9,7 @@ Two paths, chosen per run (``RunSpec.data_path``):
 * ``pil``: fastai's ``DataBlock`` over image folders with per-item PIL transforms (Imagenette,
   Imagewoof, or CIFAR from its folder for comparison).
 """
+import random
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,8 +18,9 @@ from fastai.data.core import DataLoaders
 from fastai.data.load import DataLoader
 
 from .registry.datasets import dataset_info, folder_path, load_arrays, stratified_subset
+from .registry.user import is_import_path, load_dataset
 
-__all__ = ["DataBundle", "build_dataloaders", "BatchAugment"]
+__all__ = ["DataBundle", "build_dataloaders", "BatchAugment", "user_dataloaders"]
 
 
 @dataclass
@@ -164,6 +166,8 @@ def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None,
     """DataLoaders for dataset ``name``; ``path`` is ``tensor``, ``pil`` or ``auto`` (tensor for
     small-image datasets, PIL for folder datasets); ``augment`` a ``RunSpec.augment`` name
     ("default": the dataset entry's own augmentation)."""
+    if is_import_path(name):
+        return user_dataloaders(name, bs=bs, n_train=n_train, n_valid=n_valid, device=device)
     info = dataset_info(name)
     augment = _augmentation(info, augment)
     if path == "auto":
@@ -175,3 +179,27 @@ def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None,
     if path == "pil":
         return _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment)
     raise ValueError(f"data path must be 'tensor', 'pil' or 'auto', got {path!r}")
+
+
+def user_dataloaders(import_path, *, bs=64, n_train=None, n_valid=None, device="cpu"):
+    """DataLoaders for a user's own dataset callable (``registry.user.load_dataset``): its fastai
+    DataLoaders as they are, or fastai DataLoaders over its torch Datasets (train shuffled with the
+    last partial batch dropped, as the built-in datasets; ``n_train`` / ``n_valid``: the first
+    items of each). The Datasets' own transforms are the only augmentation."""
+    data = load_dataset(import_path)
+    if data.dls is not None:  # loaded once per process: its shuffling RNGs drawn afresh, as a new loader's
+        dls = data.dls.to(torch.device(device))
+        for dl in dls.loaders:
+            dl.rng = random.Random(random.randint(0, 2 ** 32 - 1))
+        n_tr, n_va = (len(getattr(dl, "dataset", ())) if hasattr(getattr(dl, "dataset", None), "__len__") else 0
+                      for dl in (dls.train, dls.valid))
+        return DataBundle(dls, 0, data.n_classes, None, n_tr, n_va, import_path)
+    from torch.utils.data import Subset
+    train, valid = data.train, data.valid
+    if n_train is not None and n_train < len(train):
+        train = Subset(train, range(n_train))
+    if n_valid is not None and n_valid < len(valid):
+        valid = Subset(valid, range(n_valid))
+    dls = DataLoaders(DataLoader(train, bs=bs, shuffle=True, drop_last=len(train) > bs),
+                      DataLoader(valid, bs=bs * 2, shuffle=False), device=torch.device(device))
+    return DataBundle(dls, 0, data.n_classes, None, len(train), len(valid), import_path)

@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .experiments import SCALES, SpecError, get_experiment
+from .experiments import SCALES, SpecError, get_experiment, use_experiment
 
 __all__ = ["RowCost", "Plan", "Measurement", "cost_plan", "format_plan", "load_measurements",
            "DEFAULT_RESULTS_DIR", "FULL_SIZES"]
@@ -130,6 +130,9 @@ def _sizes(spec):
 
 def _row_cost(spec, runs, measurements):
     from .registry.datasets import dataset_info
+    from .registry.user import is_import_path
+    if is_import_path(spec.dataset):  # a user's own data: sizes as declared, no measured timing
+        return RowCost(spec.name, runs, spec.total_epochs, spec.n_train, spec.n_valid, None, None, False)
     info = dataset_info(spec.dataset)
     n_train, n_valid = _sizes(spec)
     key = (spec.arch, spec.dataset, spec.size or info.image_size, spec.bs)
@@ -143,10 +146,11 @@ def _row_cost(spec, runs, measurements):
 
 
 def cost_plan(experiment, scale="full", seeds=None, results_dir=None):
-    """The :class:`Plan` of ``experiment`` at ``scale`` with ``seeds`` per row (default: the
-    experiment's own for that scale)."""
+    """The :class:`Plan` of ``experiment`` (a name or an :class:`Experiment`) at ``scale`` with
+    ``seeds`` per row (default: the experiment's own for that scale)."""
     if scale not in SCALES:
         raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    experiment = use_experiment(experiment)
     exp = get_experiment(experiment)
     n_seeds = seeds or exp.default_seeds.get(scale, 1)
     if n_seeds < 1:

@@ -5,7 +5,8 @@ from pathlib import Path
 
 from fastai.torch_core import rank_distrib
 
-from .experiments import SCALES, SpecError, get_experiment
+from .experiments import SCALES, SpecError, get_experiment, use_experiment
+from .registry.user import check_user_code
 from .runner import DEFAULT_STORE
 from .store import ResultsStore, store_files_dir
 
@@ -20,12 +21,15 @@ class Job:
     imported: bool = False  # finished by ``store import`` (its record came from a file, not from training here)
 
 
-def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):
-    """The runs of ``experiment`` at ``scale``: one Job per row x seed (seeds 0..N-1)."""
+def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
+    """The runs of ``experiment`` (a name or an :class:`Experiment`) at ``scale``: one Job per row x
+    seed (seeds 0..N-1); ``scale`` None: the experiment's first (smoke for the built-in ones)."""
+    exp = get_experiment(experiment)
+    scale = exp.scales[0] if scale is None else scale  # a user's experiment of one scale needs none named
     if scale not in SCALES:
         raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    exp = get_experiment(experiment)
     specs = exp.specs(scale)
+    check_user_code(specs)  # a user's own callables: imported, called and checked before the store is opened
     if only:
         names = [s.name for s in specs]
         unknown = [n for n in only if n not in names]
@@ -41,7 +45,7 @@ def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):
                 for seed in range(n_seeds) for spec in specs]
 
 
-def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
+def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
                    device=None, wandb="disabled", progress=False, on_record=None,
                    # --- executors (see executors.py) ---
                    executor="local", address=None, gpus_per_run=None, cpus_per_run=None, extra_cbs=(),
@@ -59,6 +63,8 @@ def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAU
     training (several sweeps may share one store); its record is None."""
     from .executors import RunsFailed, make_executor
     runner = make_executor(executor, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+    experiment = use_experiment(experiment)
+    scale = get_experiment(experiment).scales[0] if scale is None else scale
     jobs = plan(experiment, scale, seeds, only, store)
     failed = None
     try:

@@ -6,7 +6,7 @@
   ``SGD · mixup`` (fastai MixUp 0.4), 5 epochs of one-cycle;
 * ``LIFECYCLE_KILL="ROW@after@EPOCH"``: this process SIGKILLs itself right after the checkpoint of
   that epoch of that row is on disk (``@before@``: after the epoch's row is in the store, right
-  before its checkpoint is written);
+  before its checkpoint is written); ROW may also be a run id, of any experiment (a TOML file's);
 * ``LIFECYCLE_TRAINED=FILE``: the run_id of every run this process starts training is appended to FILE;
 * ``LIFECYCLE_READY=FILE`` / ``LIFECYCLE_GO=FILE``: once imported, create READY, then wait for GO
   (so that several processes start their sweeps at the same moment).
@@ -49,7 +49,7 @@ kill = os.environ.get("LIFECYCLE_KILL")
 if kill:
     row, when, epoch = kill.split("@")
     kill_run_ids = {spec.run_id(seed) for spec in build("smoke") + build("cpu") if spec.name == row
-                    for seed in range(3)}
+                    for seed in range(3)} | {row}
     original_save = record_module.save_checkpoint
 
     def save_checkpoint(directory, state, *args, **kwargs):
