@@ -136,6 +136,7 @@ def user_dir(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_your_package_through_the_cli_killed_resumed_and_reported(user_dir):
     reference = subprocess.Popen([sys.executable, str(LAUNCHER), "run", "my_experiment.toml", "--store", "ref.sqlite"],
                                  cwd=user_dir, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -346,6 +347,7 @@ def test_a_callable_without_an_importable_name_is_refused_from_python():
 # ------------------------------------------------------------------------------------------------
 # the notebook
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_the_your_model_notebook_at_smoke_scale(tmp_path):
     nb = inject_parameters(read("your_model"), f'SCALE = "smoke"\nSTORE = {str(tmp_path / "r.sqlite")!r}')
     NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
@@ -360,6 +362,7 @@ def test_the_your_model_notebook_at_smoke_scale(tmp_path):
         ("AdamW", "__main__:digits", 256), ("LA/AdamW", "__main__:digits", 256)]  # the notebook's own data
 
 
+@pytest.mark.slow
 def test_the_readme_example_is_a_complete_experiment(tmp_path, monkeypatch, capsys):
     """The README's section, followed as written: its two files and its TOML in a fresh folder."""
     import re
