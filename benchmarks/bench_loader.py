@@ -106,6 +106,7 @@ def main(argv=None):
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--jpeg-images", type=int, default=1024, help="imagenette-like training images")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
+    p.add_argument("--notes", default="", help="conditions of the run, written under the table")
     args = p.parse_args(argv)
     import torch
     load_before = os.getloadavg()
@@ -132,7 +133,7 @@ def main(argv=None):
                        "wall_s": time.perf_counter() - started, "rounds": args.rounds,
                        "command": "python benchmarks/bench_loader.py " + " ".join(sys.argv[1:] if argv is None else argv),
                        "target": "2 workers >= 1.7x the images/s of 0 workers"},
-              "workloads": results}
+              "workloads": results, "notes": args.notes}
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "loader.json").write_text(json.dumps(report, indent=1) + "\n")
     (args.out / "loader.md").write_text(render(report))
@@ -156,6 +157,16 @@ def render(report):
         for row in w["rows"]:
             lines.append(f"| {name} | {row['workers']} | {row['images_per_s']:.0f} | {row['ratio_to_first']:.2f}x |")
     lines += [""] + [f"- {name}: {w['data']}" for name, w in report["workloads"].items()]
+    verdicts = []
+    for name, w in report["workloads"].items():
+        two = next((row for row in w["rows"] if row["workers"] == 2), None)
+        if two is not None and w["rows"][0]["workers"] == 0:
+            verdicts.append(f"{name}: 2 workers / 0 workers = **{two['ratio_to_first']:.2f}x** "
+                            f"({'meets' if two['ratio_to_first'] >= 1.7 else 'misses'} the 1.7x target)")
+    if verdicts:
+        lines += ["", "Result: " + "; ".join(verdicts) + "."]
+    if report.get("notes"):
+        lines += ["", report["notes"]]
     return "\n".join(lines) + "\n"
 
 

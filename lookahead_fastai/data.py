@@ -155,21 +155,28 @@ def item_seed(epoch_seed, index):
     return (z ^ (z >> 31)) >> 1
 
 
-@contextmanager
-def _seeded_for(seed):
-    """Python's ``random`` (fastai's item transforms draw from it), NumPy's and torch's CPU generator
-    seeded with ``seed`` inside the block, and put back as they were after it: the process's own
-    streams (the training loop's, in a run without workers) do not move."""
-    py, np_state, torch_state = random.getstate(), np.random.get_state(), torch.random.get_rng_state()
+def _seed_item(seed):
+    """Python's ``random`` (fastai's item transforms draw from it), NumPy's global generator and
+    torch's CPU generator, all seeded with ``seed``."""
     random.seed(seed)
     np.random.seed(seed & 0xFFFFFFFF)
-    torch.random.manual_seed(seed)
+    torch.default_generator.manual_seed(seed)  # torch.manual_seed would seed every accelerator too (slow)
+
+
+@contextmanager
+def _process_rngs_kept():
+    """Python's, NumPy's and torch's CPU generators put back as they were after the block, so that
+    items made in the training process (no workers) leave its own streams where they were."""
+    state = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
     try:
         yield
     finally:
-        random.setstate(py)
-        np.random.set_state(np_state)
-        torch.random.set_rng_state(torch_state)
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.default_generator.set_state(state[2])
+
+
+_END = object()
 
 
 class SeededTfmdDL(TfmdDL):
@@ -185,8 +192,23 @@ class SeededTfmdDL(TfmdDL):
         self.rng = random.Random(self.epoch_seed)
 
     def do_item(self, s):
-        with _seeded_for(item_seed(self.epoch_seed, 0 if s is None else s)):
-            return super().do_item(s)
+        _seed_item(item_seed(self.epoch_seed, 0 if s is None else s))
+        return super().do_item(s)
+
+    def create_batches(self, samps):
+        # the process's generators are saved and put back around each batch (not each item: saving
+        # NumPy's state costs about as much as decoding a small image)
+        batches = super().create_batches(samps)
+        while True:
+            with _process_rngs_kept():
+                b = next(batches, _END)
+            if b is _END:
+                return
+            yield b
+
+    def _one_pass(self):  # fastai's set-up pass over one item, outside create_batches
+        with _process_rngs_kept():
+            return super()._one_pass()
 
     def __iter__(self):
         # fastai's DataLoader.__iter__, with non_blocking copies from pinned memory

@@ -129,7 +129,9 @@ def test_loader_section_against_the_model(smoke):
     folder = [c for c in ok.values() if not c["dataset"].startswith("cifar")]
     assert folder and all(c["data"].startswith("SYNTHETIC stand-in") for c in folder)
     assert r["rows"] and {row["loader"] for row in r["rows"]} == set(ok)
+    assert any(row["limited_by"] for row in r["rows"])  # configs with a measured model come first
     for row in r["rows"]:
+        assert row["rows"] and row["bs"] > 0
         assert row["limited_by"] in ("loader", "model", None)
         if row["model_train_images_per_s"] is not None:
             faster_loader = row["loader_train_images_per_s"] >= row["model_train_images_per_s"]

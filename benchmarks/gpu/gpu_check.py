@@ -118,6 +118,7 @@ class Config:
     loader_images: int = 4096        # ... linked to this many training items (validation: a quarter)
     loader_passes: int = 2           # timed full passes per configuration (after one warm-up pass)
     loader_size_cap: int | None = None
+    loader_bs_cap: int | None = None
     loader_max_configs: int | None = None
     tests: tuple = ("tests/test_lookahead.py",)
     tests_collect_only: bool = False
@@ -143,7 +144,7 @@ def smoke_config(device, total_s):
                   epoch_rounds=1, epoch_size=16, width=4, real_epochs=2, real_bs=64, real_arch="small_cnn",
                   real_n_train=256, real_n_valid=128, proj_train_batches=2, proj_valid_batches=1, proj_bs_cap=4,
                   proj_size_cap=16, proj_max_configs=2, loader_distinct=16, loader_images=64, loader_passes=1,
-                  loader_size_cap=32, loader_max_configs=2, tests_collect_only=True)
+                  loader_size_cap=32, loader_bs_cap=16, loader_max_configs=2, tests_collect_only=True)
 
 
 # --------------------------------------------------------------------------- time boxes
@@ -778,7 +779,11 @@ def section_loader(res, deadline, cfg, data_dir, projection_result):
     model = {label: c for label, c in ((projection_result or {}).get("configs") or {}).items()
              if c.get("status") == "ok"}
     scratch = Path(tempfile.mkdtemp(prefix="gpu-check-loader-", dir=_TMP))
-    for i, (key, users) in enumerate(sorted(_loader_configs().items(), key=lambda kv: -len(kv[1]))):
+    def compared(key, users):  # does section 5 have the model speed of one of its rows?
+        return any(f"{spec.arch} · {key[0]} · {key[1]}px · bs {spec.bs}" in model for _, spec in users)
+    # first the configs that can be set against a measured model, then by how many rows use them
+    order = sorted(_loader_configs().items(), key=lambda kv: (not compared(*kv), -len(kv[1])))
+    for i, (key, users) in enumerate(order):
         dataset, size, augment = key
         label = f"{dataset} · {size}px · {augment}"
         if cfg.loader_max_configs is not None and i >= cfg.loader_max_configs:
@@ -790,7 +795,7 @@ def section_loader(res, deadline, cfg, data_dir, projection_result):
         try:
             root, what = _loader_data(dataset, data_dir, scratch, cfg)
             run_size = min(size, cfg.loader_size_cap) if cfg.loader_size_cap else size
-            bs = users[0][1].bs
+            bs = min(users[0][1].bs, cfg.loader_bs_cap or users[0][1].bs)
             bundle = build_dataloaders(dataset, data_dir=root, bs=bs, size=run_size, path="pil", device=cfg.device,
                                        augment=augment, num_workers=workers,
                                        n_train=cfg.loader_images if dataset == "cifar10" else None,
@@ -815,12 +820,14 @@ def section_loader(res, deadline, cfg, data_dir, projection_result):
             res["configs"][label] = {"status": f"error: {type(e).__name__}: {e}"}
             continue
         loader_ips = res["configs"][label]["train_images_per_s"]
+        groups = {}  # the rows of one experiment with one architecture and bs share both speeds
         for experiment, spec in users:
-            m = model.get(f"{spec.arch} · {spec.dataset} · {size}px · bs {spec.bs}")
+            groups.setdefault((experiment, spec.arch, spec.bs), []).append(spec.name)
+        for (experiment, arch, bs), names in groups.items():
+            m = model.get(f"{arch} · {dataset} · {size}px · bs {bs}")
             model_ips = 1 / m["train_s_per_image"] if m else None
-            res["rows"].append({"experiment": experiment, "row": spec.name, "loader": label, "arch": spec.arch,
-                                "bs": spec.bs, "loader_train_images_per_s": loader_ips,
-                                "model_train_images_per_s": model_ips,
+            res["rows"].append({"experiment": experiment, "rows": names, "loader": label, "arch": arch, "bs": bs,
+                                "loader_train_images_per_s": loader_ips, "model_train_images_per_s": model_ips,
                                 "limited_by": None if model_ips is None else
                                 ("loader" if loader_ips < model_ips else "model")})
 
@@ -974,10 +981,10 @@ def _md_loader(r):
                    f"{_fmt(c.get('valid_images_per_s'), '.0f')} | {c.get('data', '')} |")
     rows = r.get("rows", [])
     if rows:
-        out += ["", "| experiment | row | architecture · bs | loader train images/s | model train images/s | limited by |",
-                "|---|---|---|---:|---:|---|"]
+        out += ["", "| experiment | rows | loader config | architecture · bs | loader train images/s | "
+                    "model train images/s | limited by |", "|---|---:|---|---|---:|---:|---|"]
         for row in rows:
-            out.append(f"| {row['experiment']} | {row['row']} | {row['arch']} · bs {row['bs']} | "
+            out.append(f"| {row['experiment']} | {len(row['rows'])} | {row['loader']} | {row['arch']} · bs {row['bs']} | "
                        f"{_fmt(row['loader_train_images_per_s'], '.0f')} | {_fmt(row['model_train_images_per_s'], '.0f')} | "
                        f"{row['limited_by'] or '— (model not measured)'} |")
     return out
