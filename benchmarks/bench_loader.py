@@ -39,22 +39,28 @@ sys.path.insert(0, str(ROOT))
 IMAGENETTE_SHAPE = (426, 320)  # imagenette2-320: 320 px shorter side, mostly 4:3
 
 
-def imagenette_like_folder(cifar_root, out_dir, n_train, n_valid, shape=IMAGENETTE_SHAPE, quality=90):
+def imagenette_like_folder(cifar_root, out_dir, n_train, n_valid, shape=IMAGENETTE_SHAPE, quality=90, distinct=None):
     """Write ``n_train`` + ``n_valid`` JPEGs of ``shape`` (upscaled CIFAR-10 subset images, 10 classes)
     to ``out_dir/imagenette2-320/{train,val}/<class>/``; returns ``out_dir`` (a data_dir for
-    ``build_dataloaders("imagenette_320", ...)``)."""
+    ``build_dataloaders("imagenette_320", ...)``). ``distinct``: write at most that many per split
+    and hard-link the others to them (more items without more writing; each is still decoded)."""
     from PIL import Image
     root = Path(out_dir) / "imagenette2-320"
     for split, source, n in (("train", "train", n_train), ("val", "test", n_valid)):
         classes = sorted(p for p in (Path(cifar_root) / source).iterdir() if p.is_dir())
         files = [sorted(c.iterdir()) for c in classes]
+        written = []
         for i in range(n):
             cls = i % len(classes)
-            src = files[cls][(i // len(classes)) % len(files[cls])]
             dst = root / split / classes[cls].name / f"{i:06d}.JPEG"
             dst.parent.mkdir(parents=True, exist_ok=True)
+            if distinct is not None and i >= distinct:
+                os.link(written[i % distinct], dst)
+                continue
+            src = files[cls][(i // len(classes)) % len(files[cls])]
             with Image.open(src) as im:
                 im.convert("RGB").resize(shape, Image.BICUBIC).save(dst, quality=quality)
+            written.append(dst)
     return Path(out_dir)
 
 
@@ -82,10 +88,10 @@ def loader_images_per_s(make_loader, worker_counts, rounds, passes=1):
             for n, ts in times.items()}
 
 
-def _workloads(data_dir, scratch, n_jpeg):
+def _workloads(data_dir, scratch, n_jpeg, distinct):
     from lookahead_fastai.data import build_dataloaders
     cifar = Path(data_dir) / "cifar10_subset"
-    jpeg_dir = imagenette_like_folder(cifar, scratch, n_jpeg, 64)
+    jpeg_dir = imagenette_like_folder(cifar, scratch, n_jpeg, 64, distinct=distinct)
 
     def cifar_loader(n):
         return build_dataloaders("cifar10", data_dir=data_dir, bs=64, path="pil", num_workers=n).dls.train
@@ -95,16 +101,17 @@ def _workloads(data_dir, scratch, n_jpeg):
                                  augment="rrc_flip", num_workers=n).dls.train
     return {"cifar10 · 32px PNG, pad-crop-flip": (cifar_loader, "CIFAR-10 subset, 5,085 real 32x32 PNGs, bs 64"),
             "imagenette-like · 426x320 JPEG -> 128px, rrc_flip": (
-                jpeg_loader, f"{n_jpeg:,} JPEGs 426x320 (upscaled CIFAR-10 subset, quality 90), bs 64, "
-                             "RandomResizedCrop(128, 0.35) + flip")}
+                jpeg_loader, f"{n_jpeg:,} JPEGs 426x320 ({min(distinct, n_jpeg)} distinct: upscaled CIFAR-10 subset "
+                             "images, quality 90, hard-linked), bs 64, RandomResizedCrop(128, 0.35) + flip")}
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data-dir", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
-    p.add_argument("--jpeg-images", type=int, default=1024, help="imagenette-like training images")
+    p.add_argument("--jpeg-images", type=int, default=2048, help="imagenette-like training images")
+    p.add_argument("--jpeg-distinct", type=int, default=512, help="of which distinct (the rest hard links)")
     p.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results")
     p.add_argument("--notes", default="", help="conditions of the run, written under the table")
     args = p.parse_args(argv)
@@ -114,7 +121,7 @@ def main(argv=None):
     results = {}
     scratch = Path(tempfile.mkdtemp(prefix="bench-loader-"))
     try:
-        for name, (make, data) in _workloads(args.data_dir, scratch, args.jpeg_images).items():
+        for name, (make, data) in _workloads(args.data_dir, scratch, args.jpeg_images, args.jpeg_distinct).items():
             print(f"{name}: workers {args.workers}, {args.rounds} rounds", flush=True)
             measured = loader_images_per_s(make, args.workers, args.rounds)
             base = measured[args.workers[0]]["images_per_s"]

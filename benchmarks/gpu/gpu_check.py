@@ -748,15 +748,8 @@ def _loader_data(dataset, data_dir, scratch, cfg):
     shape = (round(info.image_size * 4 / 3), info.image_size)
     base = scratch / f"jpeg_{shape[0]}x{shape[1]}"
     if not base.is_dir():
-        imagenette_like_folder(Path(data_dir) / "cifar10_subset", base, cfg.loader_distinct,
-                               max(cfg.loader_distinct // 4, 10), shape=shape)
-        made = base / "imagenette2-320"
-        for split in ("train", "val"):  # hard links: more items without more writing
-            files = sorted(made.glob(f"{split}/*/*.JPEG"))
-            want = cfg.loader_images if split == "train" else cfg.loader_images // 4
-            for i in range(len(files), want):
-                src = files[i % len(files)]
-                os.link(src, src.with_name(f"{i:06d}.JPEG"))
+        imagenette_like_folder(Path(data_dir) / "cifar10_subset", base, cfg.loader_images, cfg.loader_images // 4,
+                               shape=shape, distinct=cfg.loader_distinct)
     root = scratch / dataset
     if not root.exists():
         root.mkdir()
