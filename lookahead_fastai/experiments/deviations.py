@@ -5,7 +5,11 @@ notebooks render it as a table, so nothing differs from the original without a r
 """
 from dataclasses import dataclass
 
-__all__ = ["Deviation", "deviations_markdown"]
+__all__ = ["Deviation", "deviations_markdown", "CUDA_PRECISION"]
+
+# what the runner does on CUDA (runner.mixed_precision_mode), for the "numeric precision" rows
+CUDA_PRECISION = ("mixed precision on CUDA: bf16 autocast where the GPU supports it, else fp16 with loss scaling "
+                  "(fastai to_fp16)")
 
 
 @dataclass(frozen=True)
