@@ -6,7 +6,6 @@ the CIFAR-10 subset through fastai's PIL item transforms), one thread per proces
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,18 +14,9 @@ from fastai.torch_core import set_seed
 from lookahead_fastai.cli import main
 from lookahead_fastai.data import build_dataloaders, check_workers, default_workers, item_seed
 from lookahead_fastai.store import ResultsStore
+from test_lifecycle import LAUNCHER, TIMEOUT, child_env  # the launcher and its environment, one thread
 
-LAUNCHER = Path(__file__).with_name("lifecycle_cli.py")
-TIMEOUT = 600
 ROWS = {"PIL SGD", "PIL SGD · mixup"}
-
-
-def child_env(**extra):
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1", PYTHONUNBUFFERED="1")
-    for key in ("LIFECYCLE_KILL", "LIFECYCLE_TRAINED", "LIFECYCLE_READY", "LIFECYCLE_GO"):
-        env.pop(key, None)
-    env.update({k: str(v) for k, v in extra.items()})
-    return env
 
 
 def start(cwd, store, workers, data_dir, **env):
