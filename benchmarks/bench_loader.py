@@ -169,7 +169,8 @@ def render(report):
         two = next((row for row in w["rows"] if row["workers"] == 2), None)
         if two is not None and w["rows"][0]["workers"] == 0:
             verdicts.append(f"{name}: 2 workers / 0 workers = **{two['ratio_to_first']:.2f}x** "
-                            f"({'meets' if two['ratio_to_first'] >= 1.7 else 'misses'} the 1.7x target)")
+                            f"({'at or above' if two['ratio_to_first'] >= 1.7 else 'below'} the 1.7x target, at the load "
+                            "stated above)")
     if verdicts:
         lines += ["", "Result: " + "; ".join(verdicts) + "."]
     if report.get("notes"):
