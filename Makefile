@@ -45,6 +45,7 @@ regenerate: venv
 bench: venv
 	$(PY) benchmarks/bench_optimizer_step.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_loader.py
 
 clean:
 	rm -rf runs wandb .pytest_cache

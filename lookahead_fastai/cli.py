@@ -55,6 +55,17 @@ def _finite(text):
     return value
 
 
+def _workers(text):
+    """--workers: loader worker processes, a whole number from 0 up."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 up, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 up, got {n}")
+    return n
+
+
 def _parser():
     p = _Parser(prog="lookahead-fastai", description="Compare Lookahead and other optimizers with fastai.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -72,6 +83,9 @@ def _parser():
                      help="offline | online | disabled (default: disabled)")
     run.add_argument("--device", default=None, choices=DEVICES, help="cpu | cuda (default: cuda when available)")
     run.add_argument("--progress", action="store_true", help="show fastai's per-epoch progress bars")
+    run.add_argument("--workers", type=_workers, default=None, metavar="N",
+                     help="loader worker processes for image-folder data (PIL path), 0 for none (default: one "
+                          "per core available, at most 16, as fastai); results do not depend on it")
     # --- scaling out (executors.py, distributed.py) ---
     run.add_argument("--executor", default="local", choices=EXECUTORS, help="local | ray: where the runs train (default: local, "
                      "one after another in this process; ray: one Ray task per run)")
@@ -239,7 +253,7 @@ def _cmd_run(args):
                        device=args.device, wandb=args.wandb, progress=args.progress, on_record=report_line,
                        executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
                        cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=error_line,
-                       on_skip=skip_line)
+                       on_skip=skip_line, num_workers=args.workers)
     except RunsFailed as e:
         print(f"lookahead-fastai: {' '.join(str(e).split())}; they are marked failed in the store, "
               f"a rerun retries them", file=sys.stderr)

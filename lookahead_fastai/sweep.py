@@ -49,7 +49,7 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
                    device=None, wandb="disabled", progress=False, on_record=None,
                    # --- executors (see executors.py) ---
                    executor="local", address=None, gpus_per_run=None, cpus_per_run=None, extra_cbs=(),
-                   on_error=None, on_skip=None, distributed=False):
+                   on_error=None, on_skip=None, distributed=False, num_workers=None):
     """Run every pending run of the grid; returns the records in grid order. ``on_record(i, job,
     record)`` is called after each run (the CLI prints a line there).
 
@@ -60,7 +60,8 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     at the end. ``extra_cbs``: fastai callbacks for every run, or ``f(spec, seed) -> callbacks``.
     ``distributed``: local executor in a torchrun / accelerate launch, every run DDP over its
     processes (see distributed.py). ``on_skip(i, job, reason)``: a run another live process is
-    training (several sweeps may share one store); its record is None."""
+    training (several sweeps may share one store); its record is None. ``num_workers``: loader
+    worker processes of the PIL data path (None: one per core available)."""
     from .executors import RunsFailed, make_executor
     runner = make_executor(executor, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
     experiment = use_experiment(experiment)
@@ -70,7 +71,7 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     try:
         records = runner.run(jobs, store, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
                              extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, on_skip=on_skip,
-                             distributed=distributed)
+                             distributed=distributed, num_workers=num_workers)
     except RunsFailed as e:
         records, failed = e.records, e
     exp = get_experiment(experiment)
@@ -78,7 +79,8 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
         spec = next((j.spec for j in jobs if j.spec.name == exp.lr_find_row), None)
         if spec is not None:
             save_lr_find(spec, lr_find_path(store, experiment, scale), data_dir=data_dir,
-                         device=device if getattr(runner, "name", "local") == "local" else None)  # here, not on a worker
+                         device=device if getattr(runner, "name", "local") == "local" else None,  # here, not on a worker
+                         num_workers=num_workers)
     if failed is not None:
         raise failed
     return records
@@ -89,7 +91,7 @@ def lr_find_path(store, experiment, scale):
     return store_files_dir(store) / "lr_find" / f"{experiment}_{scale}.json"
 
 
-def save_lr_find(spec, path, data_dir=None, device=None, seed=0):
+def save_lr_find(spec, path, data_dir=None, device=None, seed=0, num_workers=None):
     """fastai's ``lr_find`` on ``spec``'s learner; the curve (lr, smoothed loss) and the valley
     suggestion go to ``path`` as JSON, for the report."""
     import json
@@ -97,7 +99,7 @@ def save_lr_find(spec, path, data_dir=None, device=None, seed=0):
     import tempfile
 
     from .runner import build_learner_for
-    learn, _ = build_learner_for(spec, seed, data_dir=data_dir, device=device)
+    learn, _ = build_learner_for(spec, seed, data_dir=data_dir, device=device, num_workers=num_workers)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:  # lr_find saves the model there, not in the cwd
         learn.path = Path(scratch)
