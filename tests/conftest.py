@@ -39,7 +39,7 @@ def pytest_configure(config):
 # Test files that take longest (measured with `make test`'s --durations), started first so that the
 # two workers of `pytest -n 2 --dist loadfile` end together instead of one waiting on the other's
 # last long file. Order only: a file missing here runs after these, as collected.
-LONGEST_FIRST = ["test_notebooks.py", "test_yours.py", "test_cli.py", "test_lifecycle.py", "test_experiments_full.py",
+LONGEST_FIRST = ["test_notebooks.py", "test_yours.py", "test_workers.py", "test_cli.py", "test_lifecycle.py", "test_experiments_full.py",
                  "test_ray.py", "test_jupyter.py", "test_gpu_script.py", "test_ddp.py", "test_cli_errors.py"]
 
 

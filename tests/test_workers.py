@@ -41,6 +41,7 @@ def epochs_by_row(store):
     return rows, finals
 
 
+@pytest.mark.slow
 def test_workers_killed_and_resumed_equal_uninterrupted_and_any_worker_count(tmp_path, shared_data):
     """Three CLI processes side by side: 2 workers uninterrupted (the reference), 0 workers, and 2
     workers SIGKILLed right after epoch 1's checkpoint of the second row (MixUp); then that store's
