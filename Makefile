@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: venv test demo bench clean lab gpu-wheels regenerate
+.PHONY: venv test check demo bench clean lab gpu-wheels regenerate
 
 venv: $(STAMP)
 
@@ -14,8 +14,16 @@ $(STAMP): pyproject.toml
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
+# the whole suite, its test files spread over TEST_WORKERS processes (pytest-xdist; one file stays on one
+# worker, so module fixtures are built once); the 15 slowest tests are listed at the end
+TEST_WORKERS ?= 2
+PYTEST := WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 test: venv
-	WANDB_MODE=offline WANDB_SILENT=true $(PY) -m pytest -q
+	$(PYTEST) --durations=15
+
+# the edit loop: everything but the tests marked slow (subprocess training, notebooks, browser, clusters)
+check: venv
+	$(PYTEST) -m "not slow" --durations=5
 
 # the demo experiment on scikit-learn's digits (embedded): 4 optimizers x 3 seeds, then its report
 demo: venv
@@ -37,6 +45,7 @@ regenerate: venv
 bench: venv
 	$(PY) benchmarks/bench_optimizer_step.py
 	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_loader.py
 
 clean:
 	rm -rf runs wandb .pytest_cache

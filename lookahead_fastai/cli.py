@@ -1,5 +1,7 @@
 """``lookahead-fastai list | run EXP | plan EXP | store export|import | report EXP``.
 
+EXP is a built-in experiment's name or a TOML file declaring your own (experiments/yours.py).
+
 Bad input gives one line on stderr and exit code 2, never a traceback; a run that finished is in
 the store before the next one starts, so an error or Ctrl-C never loses it.
 """
@@ -53,13 +55,25 @@ def _finite(text):
     return value
 
 
+def _workers(text):
+    """--workers: loader worker processes, a whole number from 0 up."""
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 up, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 up, got {n}")
+    return n
+
+
 def _parser():
     p = _Parser(prog="lookahead-fastai", description="Compare Lookahead and other optimizers with fastai.")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     sub.add_parser("list", help="experiments, datasets, architectures, optimizers, schedules")
     run = sub.add_parser("run", help="run an experiment's pending runs (finished ones are skipped)")
-    run.add_argument("experiment")
-    run.add_argument("--scale", default="smoke", choices=SCALES, help="smoke | cpu | full (default: smoke)")
+    run.add_argument("experiment", metavar="EXP", help="an experiment's name, or a TOML file of your own")
+    run.add_argument("--scale", default=None, choices=SCALES, help="smoke | cpu | full (default: smoke; a TOML "
+                     "file: its first declared scale, or its one scale)")
     run.add_argument("--seeds", type=_seeds, default=None,
                      help=f"number of seeds, 1 to {MAX_SEEDS}: seeds 0..N-1 (default: per experiment)")
     run.add_argument("--only", nargs="+", metavar="NAME", help="only these optimizer rows")
@@ -69,6 +83,9 @@ def _parser():
                      help="offline | online | disabled (default: disabled)")
     run.add_argument("--device", default=None, choices=DEVICES, help="cpu | cuda (default: cuda when available)")
     run.add_argument("--progress", action="store_true", help="show fastai's per-epoch progress bars")
+    run.add_argument("--workers", type=_workers, default=None, metavar="N",
+                     help="loader worker processes for image-folder data (PIL path), 0 for none (default: one "
+                          "per core available, at most 16, as fastai); results do not depend on it")
     # --- scaling out (executors.py, distributed.py) ---
     run.add_argument("--executor", default="local", choices=EXECUTORS, help="local | ray: where the runs train (default: local, "
                      "one after another in this process; ray: one Ray task per run)")
@@ -83,19 +100,21 @@ def _parser():
     # --- end scaling out ---
     plan = sub.add_parser("plan", help="what an experiment's grid costs: runs, epochs, total epochs, and "
                                        "device-hours where benchmarks/results/ holds a measured time per epoch")
-    plan.add_argument("experiment")
-    plan.add_argument("--scale", default="full", choices=SCALES, help="default: full")
+    plan.add_argument("experiment", metavar="EXP", help="an experiment's name, or a TOML file of your own")
+    plan.add_argument("--scale", default=None, choices=SCALES, help="default: full (a TOML file without it: "
+                      "its first scale)")
     plan.add_argument("--seeds", type=_seeds, default=None,
                       help=f"seeds per row, 1 to {MAX_SEEDS} (default: per experiment)")
     st = sub.add_parser("store", help="raw results as JSON lines: export an experiment's finished runs "
                                       "(to commit beside its report), or import them into a store")
     st.add_argument("action", choices=("export", "import"))
-    st.add_argument("target", metavar="EXP|FILE", help="export: the experiment; import: the .jsonl file")
+    st.add_argument("target", metavar="EXP|FILE", help="export: the experiment (a name or a TOML file); "
+                    "import: the .jsonl file")
     st.add_argument("--store", type=Path, default=None, help="results database (default: runs/results.sqlite)")
     st.add_argument("--out", type=Path, default=None, help="export: the file (default: reports/data/EXP.jsonl)")
     rep = sub.add_parser("report", help="write reports/EXP.md and plots from the store ('all': every "
                                         "experiment and reports/README.md)")
-    rep.add_argument("experiment")
+    rep.add_argument("experiment", metavar="EXP", help="an experiment's name, a TOML file of your own, or all")
     rep.add_argument("--store", type=Path, default=None)
     rep.add_argument("--out", type=Path, default=Path("reports"))
     rep.add_argument("--scale", action="append", choices=SCALES, help="only this scale (repeatable)")
@@ -124,6 +143,28 @@ def _cmd_list(args):
     for s in SCHEDULES.values():
         print(f"  {s.name:24s} {s.description}")
     return 0
+
+
+def _experiment_and_scale(name_or_file, scale=None, default_scale=None):
+    """EXP (a built-in's name, or a TOML file whose experiment is then findable by its name) -> the
+    experiment's name and the scale: ``scale`` checked against the experiment's scales, or
+    ``default_scale`` when it has it, else its first."""
+    from .experiments import EXPERIMENTS, SpecError, get_experiment, use_experiment
+    from .experiments.yours import is_experiment_file, load_experiment
+    try:
+        if name_or_file not in EXPERIMENTS and is_experiment_file(name_or_file):
+            name = use_experiment(load_experiment(name_or_file))
+        else:
+            name = name_or_file
+        experiment = get_experiment(name)
+    except SpecError as e:
+        raise CliError(str(e)) from None
+    if scale is None:
+        scale = default_scale if default_scale in experiment.scales else experiment.scales[0]
+    elif scale not in experiment.scales:
+        raise CliError(f"--scale {scale}: {name_or_file} declares the scale{'s' * (len(experiment.scales) > 1)} "
+                       f"{', '.join(experiment.scales)}")
+    return name, scale
 
 
 def _check_store_path(path):
@@ -160,6 +201,7 @@ def _cmd_run(args):
             raise CliError("--device cuda: no CUDA device is available here")
     store = args.store or Path("runs") / "results.sqlite"
     _check_store_path(store)
+    args.experiment, args.scale = _experiment_and_scale(args.experiment, args.scale, "smoke")
     try:
         jobs = plan(args.experiment, args.scale, args.seeds, args.only, store)
     except SpecError as e:
@@ -211,7 +253,7 @@ def _cmd_run(args):
                        device=args.device, wandb=args.wandb, progress=args.progress, on_record=report_line,
                        executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
                        cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=error_line,
-                       on_skip=skip_line)
+                       on_skip=skip_line, num_workers=args.workers)
     except RunsFailed as e:
         print(f"lookahead-fastai: {' '.join(str(e).split())}; they are marked failed in the store, "
               f"a rerun retries them", file=sys.stderr)
@@ -266,8 +308,13 @@ def _check_scale_out(args):
 
 
 def _cmd_plan(args):
+    from .experiments import get_experiment
     from .planning import cost_plan, format_plan
-    print(format_plan(cost_plan(args.experiment, args.scale, args.seeds)))  # SpecError: one line, exit 2
+    from .registry.user import check_user_code
+    name, scale = _experiment_and_scale(args.experiment, args.scale, "full")
+    plan = cost_plan(name, scale, args.seeds)  # SpecError: one line, exit 2
+    check_user_code(get_experiment(name).specs(scale), call=False)  # a user's modules and names exist
+    print(format_plan(plan))
     return 0
 
 
@@ -276,9 +323,7 @@ def _cmd_store(args):
     store_path = args.store or Path("runs") / "results.sqlite"
     _check_store_path(store_path)
     if args.action == "export":
-        from .experiments import EXPERIMENTS
-        if args.target not in EXPERIMENTS:
-            raise CliError(f"unknown experiment {args.target!r}; choose one of {', '.join(EXPERIMENTS)}")
+        args.target, _ = _experiment_and_scale(args.target)  # a TOML file is read, its code never imported
         if not store_path.exists():
             raise CliError(f"--store {store_path}: no results database")
         out = args.out or Path("reports") / "data" / f"{args.target}.jsonl"
@@ -297,13 +342,17 @@ def _cmd_store(args):
 def _cmd_report(args):
     from .experiments import EXPERIMENTS
     from .experiments.spec import SpecError
+    from .experiments.yours import is_experiment_file
     from .report import write_index, write_report
     store_path = args.store or Path("runs") / "results.sqlite"
     _check_store_path(store_path)
     if not store_path.exists():
         raise CliError(f"--store {store_path}: no results database; run `lookahead-fastai run {args.experiment}` first")
     if args.experiment != "all" and args.experiment not in EXPERIMENTS:
-        raise CliError(f"unknown experiment {args.experiment!r}; choose one of all, {', '.join(EXPERIMENTS)}")
+        if not is_experiment_file(args.experiment):
+            raise CliError(f"unknown experiment {args.experiment!r}; choose one of all, {', '.join(EXPERIMENTS)} "
+                           f"(or give a .toml file)")
+        args.experiment, _ = _experiment_and_scale(args.experiment)
     names = list(EXPERIMENTS) if args.experiment == "all" else [args.experiment]
     try:
         for name in names:

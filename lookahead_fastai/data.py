@@ -7,18 +7,42 @@ Two paths, chosen per run (``RunSpec.data_path``):
   index into the tensor, and augmentation (random crop with padding, horizontal flip) and
   normalisation are batched tensor ops.
 * ``pil``: fastai's ``DataBlock`` over image folders with per-item PIL transforms (Imagenette,
-  Imagewoof, or CIFAR from its folder for comparison).
+  Imagewoof, or CIFAR from its folder for comparison), decoded and augmented in ``num_workers``
+  worker processes (default: fastai's, one per core available, at most 16; 0: in the training
+  process).
+
+Exact resume with workers (``SeededTfmdDL``): every random choice an item transform makes is drawn
+from generators seeded, for that one item, from the loader's epoch seed and the item's index in the
+dataset; the epoch seed is the draw fastai's ``DataLoader.randomize`` makes from the loader's own
+``rng`` at the start of each pass (the same draw it always made, so the shuffle is unchanged), and
+that ``rng`` is seeded from the run's seed and kept in every checkpoint. So the images a batch
+holds do not depend on which process made them, how many workers there are, or whether the run was
+killed and resumed in between: 0, 1 or N workers give the same batches, bit for bit.
 """
+import random
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from fastai.data.core import DataLoaders
-from fastai.data.load import DataLoader
+from fastai.data.core import DataLoaders, TfmdDL
+from fastai.data.load import DataLoader, _loaders
+from fastai.torch_core import to_device
+from fastcore.basics import num_cpus
 
 from .registry.datasets import dataset_info, folder_path, load_arrays, stratified_subset
+from .registry.user import is_import_path, load_dataset
 
-__all__ = ["DataBundle", "build_dataloaders", "BatchAugment"]
+__all__ = ["DataBundle", "build_dataloaders", "BatchAugment", "user_dataloaders", "SeededTfmdDL",
+           "default_workers", "check_workers", "item_seed"]
+
+MAX_DEFAULT_WORKERS = 16  # fastai's cap (TfmdDL: min(16, defaults.cpus))
+
+
+def default_workers():
+    """fastai's default number of loader workers: one per core this process may run on
+    (``os.sched_getaffinity``, else ``os.cpu_count()``), at most 16."""
+    return min(MAX_DEFAULT_WORKERS, num_cpus() or 1)
 
 
 @dataclass
@@ -119,6 +143,91 @@ def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment):
                       str(data.source))
 
 
+_MASK64 = (1 << 64) - 1
+
+
+def item_seed(epoch_seed, index):
+    """A 63-bit seed for one item of one pass: splitmix64 of (epoch seed, index in the dataset), so
+    neighbouring items and neighbouring epochs get unrelated streams."""
+    z = ((int(epoch_seed) & 0xFFFFFFFF) << 32 | (int(index) & 0xFFFFFFFF)) & _MASK64
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return (z ^ (z >> 31)) >> 1
+
+
+def _seed_item(seed):
+    """Python's ``random`` (fastai's item transforms draw from it), NumPy's global generator and
+    torch's CPU generator, all seeded with ``seed``."""
+    random.seed(seed)
+    np.random.seed(seed & 0xFFFFFFFF)
+    torch.default_generator.manual_seed(seed)  # torch.manual_seed would seed every accelerator too (slow)
+
+
+@contextmanager
+def _process_rngs_kept():
+    """Python's, NumPy's and torch's CPU generators put back as they were after the block, so that
+    items made in the training process (no workers) leave its own streams where they were."""
+    state = random.getstate(), np.random.get_state(), torch.default_generator.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(state[0])
+        np.random.set_state(state[1])
+        torch.default_generator.set_state(state[2])
+
+
+_END = object()
+
+
+class SeededTfmdDL(TfmdDL):
+    """fastai's ``TfmdDL`` whose item transforms draw from per-item generators (see the module's
+    docstring), and which copies batches to the GPU without blocking when they come from pinned
+    memory."""
+
+    epoch_seed = 0  # before the first pass (fastai's set-up pass over one item)
+
+    def randomize(self):
+        # fastai's own: self.rng = random.Random(self.rng.randint(0, 2**32 - 1)); the draw is kept
+        self.epoch_seed = self.rng.randint(0, 2**32 - 1)
+        self.rng = random.Random(self.epoch_seed)
+
+    def do_item(self, s):
+        _seed_item(item_seed(self.epoch_seed, 0 if s is None else s))
+        return super().do_item(s)
+
+    def create_batches(self, samps):
+        # the process's generators are saved and put back around each batch (not each item: saving
+        # NumPy's state costs about as much as decoding a small image)
+        batches = super().create_batches(samps)
+        while True:
+            with _process_rngs_kept():
+                b = next(batches, _END)
+            if b is _END:
+                return
+            yield b
+
+    def _one_pass(self):  # fastai's set-up pass over one item, outside create_batches
+        with _process_rngs_kept():
+            return super()._one_pass()
+
+    def __iter__(self):
+        # fastai's DataLoader.__iter__, with non_blocking copies from pinned memory
+        self.randomize()
+        self.before_iter()
+        self._DataLoader__idxs = self.get_idxs()  # in the main process (sample() reads it in the workers)
+        non_blocking = bool(self.pin_memory)
+        for b in _loaders[self.fake_l.num_workers == 0](self.fake_l):
+            if self.pin_memory and type(b) == list:  # pin_memory turns tuples into lists
+                b = tuple(b)
+            if self.device is not None:
+                b = to_device(b, self.device, non_blocking=non_blocking)
+            yield self.after_batch(b)
+        self.after_iter()
+        if hasattr(self, "it"):
+            del self.it
+
+
 def _folder_items(root, folder, n, seed):
     from fastai.data.transforms import get_image_files
     files = get_image_files(root / folder)
@@ -128,7 +237,7 @@ def _folder_items(root, folder, n, seed):
     return list(files)
 
 
-def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment):
+def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment, num_workers):
     from fastai.data.block import CategoryBlock, DataBlock
     from fastai.data.transforms import GrandparentSplitter, Normalize, parent_label
     from fastai.vision.augment import CropPad, FlipItem, RandomCrop
@@ -154,16 +263,23 @@ def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment
     block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: items,
                       splitter=GrandparentSplitter(train_name=train_folder, valid_name=valid_folder),
                       get_y=parent_label, item_tfms=item_tfms, batch_tfms=batch_tfms)
-    dls = block.dataloaders(root, bs=bs, device=torch.device(device), num_workers=0)
+    device = torch.device(device)
+    dls = block.dataloaders(root, bs=bs, device=device, num_workers=num_workers, dl_type=SeededTfmdDL,
+                            pin_memory=device.type == "cuda" and num_workers > 0)
     n_train_items = sum(1 for f in items if f.parent.parent.name == train_folder)
     return DataBundle(dls, 3, len(dls.vocab), size, n_train_items, len(items) - n_train_items, str(root))
 
 
 def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None, size=None, path="auto",
-                      device="cpu", augment="default"):
+                      device="cpu", augment="default", num_workers=None):
     """DataLoaders for dataset ``name``; ``path`` is ``tensor``, ``pil`` or ``auto`` (tensor for
     small-image datasets, PIL for folder datasets); ``augment`` a ``RunSpec.augment`` name
-    ("default": the dataset entry's own augmentation)."""
+    ("default": the dataset entry's own augmentation). ``num_workers``: worker processes of the PIL
+    path (None: :func:`default_workers`; 0: none); the tensor path has none (its batches are one
+    gather on the device). The batches are the same whatever the number of workers."""
+    num_workers = check_workers(num_workers)
+    if is_import_path(name):
+        return user_dataloaders(name, bs=bs, n_train=n_train, n_valid=n_valid, device=device)
     info = dataset_info(name)
     augment = _augmentation(info, augment)
     if path == "auto":
@@ -173,5 +289,39 @@ def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None,
             raise ValueError(f"dataset {name!r} has no in-memory tensor path; use data_path 'pil'")
         return _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment)
     if path == "pil":
-        return _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment)
+        return _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment, num_workers)
     raise ValueError(f"data path must be 'tensor', 'pil' or 'auto', got {path!r}")
+
+
+def user_dataloaders(import_path, *, bs=64, n_train=None, n_valid=None, device="cpu"):
+    """DataLoaders for a user's own dataset callable (``registry.user.load_dataset``): its fastai
+    DataLoaders as they are, or fastai DataLoaders over its torch Datasets (train shuffled with the
+    last partial batch dropped, as the built-in datasets; ``n_train`` / ``n_valid``: the first
+    items of each). The Datasets' own transforms are the only augmentation."""
+    data = load_dataset(import_path)
+    if data.dls is not None:  # loaded once per process: its shuffling RNGs drawn afresh, as a new loader's
+        dls = data.dls.to(torch.device(device))
+        for dl in dls.loaders:
+            dl.rng = random.Random(random.randint(0, 2 ** 32 - 1))
+        n_tr, n_va = (len(getattr(dl, "dataset", ())) if hasattr(getattr(dl, "dataset", None), "__len__") else 0
+                      for dl in (dls.train, dls.valid))
+        return DataBundle(dls, 0, data.n_classes, None, n_tr, n_va, import_path)
+    from torch.utils.data import Subset
+    train, valid = data.train, data.valid
+    if n_train is not None and n_train < len(train):
+        train = Subset(train, range(n_train))
+    if n_valid is not None and n_valid < len(valid):
+        valid = Subset(valid, range(n_valid))
+    dls = DataLoaders(DataLoader(train, bs=bs, shuffle=True, drop_last=len(train) > bs),
+                      DataLoader(valid, bs=bs * 2, shuffle=False), device=torch.device(device))
+    return DataBundle(dls, 0, data.n_classes, None, len(train), len(valid), import_path)
+
+
+def check_workers(num_workers):
+    """``num_workers`` as a count: None is :func:`default_workers`; anything but a whole number
+    from 0 up is a ValueError."""
+    if num_workers is None:
+        return default_workers()
+    if isinstance(num_workers, bool) or not isinstance(num_workers, (int, np.integer)) or num_workers < 0:
+        raise ValueError(f"num_workers must be a whole number from 0 up, got {num_workers!r}")
+    return int(num_workers)

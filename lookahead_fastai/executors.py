@@ -72,7 +72,7 @@ class LocalExecutor:
     name = "local"
 
     def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
-            on_record=None, on_error=None, on_skip=None, distributed=False):
+            on_record=None, on_error=None, on_skip=None, distributed=False, num_workers=None):
         records = []
         with ResultsStore(Path(store)) as db:
             for i, job in enumerate(jobs):
@@ -83,7 +83,7 @@ class LocalExecutor:
                     record = fit_and_record(job.spec, job.seed, store=db, data_dir=data_dir, device=device,
                                             wandb=wandb, progress=progress, distributed=distributed,
                                             extra_cbs=_callbacks_for(extra_cbs, job.spec, job.seed),
-                                            on_claim=claimed)
+                                            on_claim=claimed, num_workers=num_workers)
                 except RunHeld as e:
                     records.append(None)
                     if on_skip is not None:
@@ -106,7 +106,7 @@ def import_ray():
     return ray
 
 
-def _train_on_worker(spec, seed, data_dir, device, wandb, wandb_dir, progress, extra_cbs, threads):
+def _train_on_worker(spec, seed, data_dir, device, wandb, wandb_dir, progress, extra_cbs, threads, num_workers):
     """A Ray task: train one run (no storage); return its record and per-epoch rows. Offline W&B
     runs are written under ``wandb_dir`` (the driver's store folder, when the worker shares it)."""
     import torch
@@ -121,7 +121,7 @@ def _train_on_worker(spec, seed, data_dir, device, wandb, wandb_dir, progress, e
     try:
         record = train(spec, seed, data_dir=data_dir, device=device, progress=progress,
                        on_epoch=lambda epoch, metrics: epochs.append((epoch, metrics)), wandb_run=wandb_run,
-                       extra_cbs=_callbacks_for(extra_cbs, spec, seed))
+                       extra_cbs=_callbacks_for(extra_cbs, spec, seed), num_workers=num_workers)
     except BaseException:
         if wandb_run is not None:
             wandb_run.finish(None)
@@ -181,13 +181,15 @@ class RayExecutor:
         return True
 
     def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
-            on_record=None, on_error=None, on_skip=None, distributed=False):
+            on_record=None, on_error=None, on_skip=None, distributed=False, num_workers=None):
         if distributed:
             raise ValueError("the ray executor runs each run in one task; distributed (DDP) runs are launched "
                              "with torchrun or accelerate launch")
         ray = self.ray
         device = device or ("cuda" if self.gpus_per_run else "cpu")
         threads = max(1, int(self.cpus_per_run))
+        if num_workers is None:  # a task's loader gets the CPUs the task was given, not the node's
+            num_workers = int(self.cpus_per_run)
         data_dir = None if data_dir is None else str(Path(data_dir).resolve())
         started_here = self._init()
         records, failures, pending, leases = [None] * len(jobs), [], {}, {}
@@ -213,7 +215,7 @@ class RayExecutor:
                     lease.resume_point(resumable=False)  # a worker trains from the start: drop old rows
                     leases[i] = lease
                     ref = task.remote(spec, job.seed, data_dir, device, wandb, str(db.path.parent), progress,
-                                      extra_cbs, threads)
+                                      extra_cbs, threads, num_workers)
                     pending[ref] = i
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)

@@ -12,7 +12,7 @@ import re
 from contextlib import contextmanager
 from pathlib import Path
 
-from .experiments import SpecError, get_experiment
+from .experiments import SpecError, get_experiment, use_experiment
 from .registry.datasets import DatasetUnavailable
 from .report import (LR_ROBUSTNESS, _runs, completeness, incomplete_note, lr_robustness_sections, paired_differences,
                      plot_curves, plot_lr_find, summary_table)
@@ -58,16 +58,19 @@ def _progress_callback(bar, label):
     return GridRunProgress()
 
 
-def run_grid(experiment, scale="cpu", seeds=None, store=DEFAULT_STORE, data_dir=None, wandb="disabled",
+def run_grid(experiment, scale=None, seeds=None, store=DEFAULT_STORE, data_dir=None, wandb="disabled",
              **options):
     """:func:`~lookahead_fastai.sweep.run_experiment` with what a notebook should show while it runs:
     a fastprogress bar over the grid's runs, a child bar over the batches of the run in training, and
     a table of the runs finished so far (runs already in the store are not trained again). Returns
-    the records in grid order. ``options`` go to ``run_experiment`` (``only``, ``device``, ...)."""
+    the records in grid order. ``experiment``: a name or an Experiment of your own; ``scale`` None:
+    its first. ``options`` go to ``run_experiment`` (``only``, ``device``, ...)."""
     from fastprogress.fastprogress import master_bar
 
     from .sweep import plan, run_experiment
 
+    experiment = use_experiment(experiment)  # a name, or an Experiment of your own
+    scale = get_experiment(experiment).scales[0] if scale is None else scale
     n_runs = len(plan(experiment, scale, seeds, options.get("only"), store))
     bar = master_bar(range(n_runs))
     bar.update(0)
@@ -224,14 +227,16 @@ def _show_markdown_with_figures(parts, figures_dir):
                 display(Markdown(piece))
 
 
-def show_results(experiment, scale, store=DEFAULT_STORE, figures_dir=None):
+def show_results(experiment, scale=None, store=DEFAULT_STORE, figures_dir=None):
     """Display (in Jupyter) the summary table and the paired differences as styled tables, the
     learning curves (mean ± std over seeds) and, where the experiment has one, the lr_find sweep,
     inline; then the experiment's deviations and reference numbers. Returns the two tables (plain
     DataFrames)."""
     from IPython.display import Image, Markdown, display
 
+    experiment = use_experiment(experiment)  # a name, or an Experiment of your own
     exp = get_experiment(experiment)
+    scale = exp.scales[0] if scale is None else scale
     figures_dir = Path(figures_dir or store_files_dir(store) / "figures")
     figures_dir.mkdir(parents=True, exist_ok=True)
     with ResultsStore(store, readonly=True) as db, _keep_matplotlib_backend():

@@ -7,9 +7,15 @@ measurements: the ``projection`` section of ``benchmarks/results/*.json`` writte
 ``benchmarks/gpu/gpu_check.py`` (seconds per training and per validation image, per architecture,
 dataset, image size and batch size, timed through a Learner built as the runner builds it, on
 synthetic tensors). Smoke-mode files are not measurements and are ignored. A row whose
-configuration was not measured has no hours, and the total says how many rows it covers. Folder
-datasets (Imagenette, Imagewoof) decode images with PIL on the CPU, which those timings leave out:
-their hours are lower bounds.
+configuration was not measured has no hours, and the total says how many rows it covers.
+
+Rows on the PIL data path (Imagenette, Imagewoof, CIFAR from its folder) decode and augment images
+on the CPU, which those timings leave out. gpu_check's ``loader`` section measures that loader's
+seconds per image on the same machine (its worker processes at the machine's core count) per
+dataset, image size and augmentation; where both are measured, a row's time per image is the
+slower of the two (training overlaps loading with the model's work, so the slower one sets the
+pace), and the row is marked loader-bound when the loader is the slower. Without a loader
+measurement, such a row's hours are lower bounds.
 
 ``lookahead-fastai plan EXP --scale full`` prints the plan.
 """
@@ -18,10 +24,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .experiments import SCALES, SpecError, get_experiment
+from .experiments import SCALES, SpecError, get_experiment, use_experiment
 
-__all__ = ["RowCost", "Plan", "Measurement", "cost_plan", "format_plan", "load_measurements",
-           "DEFAULT_RESULTS_DIR", "FULL_SIZES"]
+__all__ = ["RowCost", "Plan", "Measurement", "LoaderMeasurement", "cost_plan", "format_plan",
+           "load_measurements", "load_loader_measurements", "DEFAULT_RESULTS_DIR", "FULL_SIZES"]
 
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 # official (train, valid) sizes, for specs that take the whole dataset (n_train / n_valid None);
@@ -30,6 +36,7 @@ FULL_SIZES = {"digits": (1438, 359), "mnist": (60000, 10000), "cifar10": (50000,
               "imagenette": (9469, 3925), "imagewoof": (9025, 3929), "imagenette_320": (9469, 3925),
               "imagewoof_320": (9025, 3929)}
 _LABEL = re.compile(r"^(?P<arch>.+?) · (?P<dataset>.+?) · (?P<size>\d+)px · bs (?P<bs>\d+)$")
+_LOADER_LABEL = re.compile(r"^(?P<dataset>.+?) · (?P<size>\d+)px · (?P<augment>[a-z_]+)$")
 
 
 @dataclass(frozen=True)
@@ -46,6 +53,21 @@ class Measurement:
 
 
 @dataclass(frozen=True)
+class LoaderMeasurement:
+    """Seconds per image of the PIL data path's training and validation loaders (gpu_check's loader
+    section), with ``workers`` worker processes."""
+    dataset: str
+    size: int
+    augment: str
+    train_s_per_image: float
+    valid_s_per_image: float
+    workers: int
+    device: str
+    source: str
+    date: str = ""
+
+
+@dataclass(frozen=True)
 class RowCost:
     row: str
     runs: int                    # seeds
@@ -55,6 +77,8 @@ class RowCost:
     seconds_per_epoch: float | None
     measurement: Measurement | None
     lower_bound: bool            # PIL decoding not in the measurement
+    loader: LoaderMeasurement | None = None  # the PIL loader's measured time, when there is one
+    loader_bound: bool = False   # the loader is slower than the model: it sets the pace
 
     @property
     def total_epochs(self):
@@ -91,20 +115,32 @@ class Plan:
         return sum(r.hours for r in measured) if measured else None
 
 
-def load_measurements(results_dir=None):
-    """Per-configuration timings from ``results_dir/*.json`` (gpu_check's projection section); a
-    later file's measurement of the same configuration replaces an earlier one's."""
+def _sections(results_dir, section):
+    """(file name, meta, the ``section``'s result) of every measured (not smoke) gpu_check file."""
     results_dir = Path(results_dir or DEFAULT_RESULTS_DIR)
-    found = {}
     for path in sorted(results_dir.glob("*.json")) if results_dir.is_dir() else []:
         try:
             report = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        meta = report.get("meta", {}) if isinstance(report, dict) else {}
+        if not isinstance(report, dict) or not isinstance(report.get("sections"), dict):
+            continue
+        meta = report.get("meta", {}) if isinstance(report.get("meta"), dict) else {}
         if meta.get("mode") == "smoke":  # tiny sizes on a CPU: no measurement
             continue
-        projection = (report.get("sections", {}).get("projection", {}) or {}).get("result", {}) or {}
+        result = (report["sections"].get(section, {}) or {}).get("result", {}) or {}
+        yield path.name, meta, result
+
+
+def _device(meta):
+    return str(meta.get("device_name") or meta.get("device") or "?")
+
+
+def load_measurements(results_dir=None):
+    """Per-configuration timings from ``results_dir/*.json`` (gpu_check's projection section); a
+    later file's measurement of the same configuration replaces an earlier one's."""
+    found = {}
+    for name, meta, projection in _sections(results_dir, "projection"):
         for label, entry in (projection.get("configs") or {}).items():
             m = _LABEL.match(label)
             if not m or not isinstance(entry, dict) or entry.get("status") != "ok":
@@ -113,8 +149,25 @@ def load_measurements(results_dir=None):
                 continue  # measured at a capped batch or image size: not this configuration
             key = (m["arch"], m["dataset"], int(m["size"]), int(m["bs"]))
             found[key] = Measurement(*key, float(entry["train_s_per_image"]), float(entry["valid_s_per_image"]),
-                                     str(meta.get("device_name") or meta.get("device") or "?"), path.name,
-                                     str(meta.get("date", "")))
+                                     _device(meta), name, str(meta.get("date", "")))
+    return found
+
+
+def load_loader_measurements(results_dir=None):
+    """PIL loader timings from ``results_dir/*.json`` (gpu_check's loader section), keyed by
+    (dataset, image size, augment); a later file's replaces an earlier one's."""
+    found = {}
+    for name, meta, loader in _sections(results_dir, "loader"):
+        for label, entry in (loader.get("configs") or {}).items():
+            m = _LOADER_LABEL.match(label)
+            if not m or not isinstance(entry, dict) or entry.get("status") != "ok":
+                continue
+            if entry.get("size", int(m["size"])) != int(m["size"]):
+                continue  # measured at a capped image size: not this configuration
+            key = (m["dataset"], int(m["size"]), m["augment"])
+            found[key] = LoaderMeasurement(*key, 1.0 / float(entry["train_images_per_s"]),
+                                           1.0 / float(entry["valid_images_per_s"]), int(entry.get("workers", 0)),
+                                           _device(meta), name, str(meta.get("date", "")))
     return found
 
 
@@ -128,31 +181,41 @@ def _sizes(spec):
     return pick(spec.n_train, full_train), pick(spec.n_valid, full_valid)
 
 
-def _row_cost(spec, runs, measurements):
+def _row_cost(spec, runs, measurements, loaders=None):
     from .registry.datasets import dataset_info
+    from .registry.user import is_import_path
+    if is_import_path(spec.dataset):  # a user's own data: sizes as declared, no measured timing
+        return RowCost(spec.name, runs, spec.total_epochs, spec.n_train, spec.n_valid, None, None, False)
     info = dataset_info(spec.dataset)
     n_train, n_valid = _sizes(spec)
-    key = (spec.arch, spec.dataset, spec.size or info.image_size, spec.bs)
-    m = measurements.get(key)
-    per_epoch = None
+    size = spec.size or info.image_size
+    m = measurements.get((spec.arch, spec.dataset, size, spec.bs))
+    pil = not info.small or spec.data_path == "pil"
+    loader = (loaders or {}).get((spec.dataset, size, spec.augment)) if pil else None
+    per_epoch, loader_bound = None, False
     if m is not None and n_train is not None and n_valid is not None:
-        per_epoch = m.train_s_per_image * n_train + m.valid_s_per_image * n_valid
-    lower = not info.small or spec.data_path == "pil"
-    return RowCost(spec.name, runs, spec.total_epochs, n_train, n_valid, per_epoch, m if per_epoch else None,
-                   lower and per_epoch is not None)
+        train_s, valid_s = m.train_s_per_image, m.valid_s_per_image
+        if loader is not None:  # the slower of model and loader sets the pace
+            loader_bound = loader.train_s_per_image > train_s
+            train_s, valid_s = max(train_s, loader.train_s_per_image), max(valid_s, loader.valid_s_per_image)
+        per_epoch = train_s * n_train + valid_s * n_valid
+    measured = per_epoch is not None
+    return RowCost(spec.name, runs, spec.total_epochs, n_train, n_valid, per_epoch, m if measured else None,
+                   pil and loader is None and measured, loader if measured else None, loader_bound and measured)
 
 
 def cost_plan(experiment, scale="full", seeds=None, results_dir=None):
-    """The :class:`Plan` of ``experiment`` at ``scale`` with ``seeds`` per row (default: the
-    experiment's own for that scale)."""
+    """The :class:`Plan` of ``experiment`` (a name or an :class:`Experiment`) at ``scale`` with
+    ``seeds`` per row (default: the experiment's own for that scale)."""
     if scale not in SCALES:
         raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+    experiment = use_experiment(experiment)
     exp = get_experiment(experiment)
     n_seeds = seeds or exp.default_seeds.get(scale, 1)
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
-    measurements = load_measurements(results_dir)
-    rows = tuple(_row_cost(spec, n_seeds, measurements) for spec in exp.specs(scale))
+    measurements, loaders = load_measurements(results_dir), load_loader_measurements(results_dir)
+    rows = tuple(_row_cost(spec, n_seeds, measurements, loaders) for spec in exp.specs(scale))
     return Plan(experiment, scale, n_seeds, rows)
 
 
@@ -167,7 +230,8 @@ def format_plan(plan):
              f"{plan.total_epochs} epochs in all", "",
              f"{'row':<{width}}  {'epochs/run':>10}  {'runs':>4}  {'epochs':>7}  {'s/epoch':>8}  {'hours':>7}"]
     for r in plan.rows:
-        mark = " (lower bound: PIL decoding not timed)" if r.lower_bound else ""
+        mark = (" (lower bound: PIL decoding not timed)" if r.lower_bound
+                else f" (loader-bound: PIL loader, {r.loader.workers} workers)" if r.loader_bound else "")
         spe = "—" if r.seconds_per_epoch is None else f"{r.seconds_per_epoch:.1f}"
         lines.append(f"{r.row:<{width}}  {r.epochs:>10}  {r.runs:>4}  {r.total_epochs:>7}  {spe:>8}  "
                      f"{_hours(r.hours):>7}{mark}")
@@ -185,4 +249,8 @@ def format_plan(plan):
                                                  else "; the other rows are not measured and not in the total"))
         if any(r.lower_bound for r in measured):
             lines.append("rows on folder datasets are lower bounds: image decoding on the CPU is not in the timing")
+        if any(r.loader is not None for r in measured):
+            lines.append("rows on the PIL path take the slower of the model's and the loader's measured time per "
+                         "image" + (f"; {sum(r.loader_bound for r in measured)} are loader-bound"
+                                    if any(r.loader_bound for r in measured) else "; none is loader-bound"))
     return "\n".join(lines)

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .experiments import SCALES, get_experiment
+from .experiments import SCALES, get_experiment, use_experiment
 from .experiments.deviations import deviations_markdown
 from .experiments.sources import sources_markdown
 from .registry.optimizers import optimizer_parts
@@ -124,7 +124,7 @@ def _runs(store, experiment, scale=None):
     if scale is not None:
         runs = [r for r in runs if r["record"].get("scale") == scale]
     exp = get_experiment(experiment)
-    specs = {s: exp.specs(s) for s in {r["record"].get("scale") for r in runs} if s in SCALES}
+    specs = {s: exp.specs(s) for s in {r["record"].get("scale") for r in runs} if s in exp.scales}
     current = {spec.run_id(r["seed"]) for r in runs for spec in specs.get(r["record"].get("scale"), [])
                if spec.name == r["name"]}
     return [r for r in runs if r["run_id"] in current]
@@ -171,7 +171,7 @@ def incomplete_note(c, listed=6):
 def _order(experiment, names):
     """Rows in the experiment's declared order (baseline first)."""
     declared = []
-    for scale in SCALES:
+    for scale in experiment.scales:
         for spec in experiment.specs(scale):
             if spec.name not in declared:
                 declared.append(spec.name)
@@ -517,7 +517,9 @@ def _integrity_text(runs, imported):
 
 def write_report(store_path, experiment_name, out_dir="reports", scales=None, source=None):
     """Write ``out_dir/EXP.md`` (+ ``EXP_<scale>.png``) from the finished runs in the store; ``source``
-    names where they came from in the report's first line (default: the store)."""
+    names where they came from in the report's first line (default: the store). ``experiment_name``:
+    a name, or an :class:`Experiment` (a user's own)."""
+    experiment_name = use_experiment(experiment_name)
     experiment = get_experiment(experiment_name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -1116,7 +1118,7 @@ def question_lines(store, scale, key=LOOKAHEAD_VS_INNER.key):
     from .experiments import EXPERIMENTS
     out = []
     for name, exp in EXPERIMENTS.items():
-        if exp.questions.get(key) != "tuned":
+        if exp.questions.get(key) != "tuned" or scale not in exp.scales:
             continue
         cells = lr_robustness_cells(store, name, scale)
         cell_of = {c.row: c for c in cells}

@@ -27,13 +27,26 @@ from .registry.optimizers import make_opt_func
 from .registry.schedules import fit_with_schedule
 from .store import LeaseLost, ResultsStore
 
-__all__ = ["fit_and_record", "train", "RunHeld", "default_device", "run_environment", "DEFAULT_STORE"]
+__all__ = ["fit_and_record", "train", "RunHeld", "default_device", "run_environment", "DEFAULT_STORE",
+           "mixed_precision_mode"]
 
 DEFAULT_STORE = Path("runs") / "results.sqlite"
 
 
 def default_device():
     return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def mixed_precision_mode(device, bf16_supported=None):
+    """How a run on ``device`` trains in mixed precision: ``"bf16"`` (autocast to bfloat16, no loss
+    scaler: bf16 has fp32's range) on a CUDA device that supports it, ``"fp16"`` (fastai's
+    ``to_fp16``: float16 autocast with a GradScaler) on an older one, None (fp32) on the CPU.
+    ``bf16_supported``: what ``torch.cuda.is_bf16_supported()`` says (asked when None)."""
+    if torch.device(device).type != "cuda":
+        return None
+    if bf16_supported is None:
+        bf16_supported = torch.cuda.is_bf16_supported()
+    return "bf16" if bf16_supported else "fp16"
 
 
 def _metrics(n_classes):
@@ -48,19 +61,23 @@ def _rename(metrics):
     return {("top5" if k == "top_k_accuracy" else k): v for k, v in metrics.items()}
 
 
-def build_learner_for(spec, seed, data_dir=None, device=None):
-    """The fastai Learner of a spec, seeded; exposed for notebooks (lr_find, plots)."""
+def build_learner_for(spec, seed, data_dir=None, device=None, num_workers=None):
+    """The fastai Learner of a spec, seeded; exposed for notebooks (lr_find, plots). ``num_workers``:
+    loader worker processes of the PIL data path (None: one per core, as fastai; see data.py)."""
     spec = _as_spec(spec)
     device = device or default_device()
     set_seed(seed, reproducible=True)
     bundle = build_dataloaders(spec.dataset, data_dir=data_dir, bs=spec.bs, n_train=spec.n_train,
                                n_valid=spec.n_valid, size=spec.size, path=spec.data_path, device=device,
-                               augment=spec.augment)
+                               augment=spec.augment, num_workers=num_workers)
     learn = build_learner(spec.arch, bundle.dls, bundle.n_in, bundle.n_out, bundle.size,
                           opt_func=make_opt_func(spec.optimizer, **spec.hyper), loss_func=make_loss(spec.loss),
                           metrics=_metrics(bundle.n_out))
     learn.model.to(device)  # before the optimizer exists, so its state lands on the same device
-    if device == "cuda":
+    precision = mixed_precision_mode(device)
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16":
         learn.to_fp16()
     return learn, bundle
 
@@ -92,7 +109,7 @@ def run_environment(device):
 
 
 def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir=None, checkpoint_owner=None,
-          on_epoch=None, wandb_run=None, progress=False, extra_cbs=(), distributed=False):
+          on_epoch=None, wandb_run=None, progress=False, extra_cbs=(), distributed=False, num_workers=None):
     """Train ``spec`` with ``seed`` through fastai's Learner and return its record; knows nothing
     of storage.
 
@@ -102,9 +119,11 @@ def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir
     epoch (None: none), bound to ``checkpoint_owner`` (the run's lease: see ``RunCheckpoint``).
     ``on_epoch(epoch, metrics)`` is called after each epoch trained here.
     Runs with sessions (several fits) neither resume nor checkpoint: they restart.
+    ``num_workers``: loader workers of the PIL data path (None: one per core); the metrics do not
+    depend on it.
     """
     spec = _as_spec(spec)
-    learn, bundle = build_learner_for(spec, seed, data_dir=data_dir, device=device)
+    learn, bundle = build_learner_for(spec, seed, data_dir=data_dir, device=device, num_workers=num_workers)
     learn.create_opt()
     if spec.sessions:
         resume = checkpoint_dir = None
@@ -156,7 +175,7 @@ class RunHeld(RuntimeError):
 
 
 def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="disabled", checkpoint=True,
-                   progress=False, extra_cbs=(), distributed=False, on_claim=None):
+                   progress=False, extra_cbs=(), distributed=False, on_claim=None, num_workers=None):
     """Train ``spec`` with ``seed`` unless the store already holds that run finished; returns the
     run's record (also written to the store).
 
@@ -176,6 +195,10 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
     ``on_claim(state)``: called with the store's answer (``"claimed"``, ``"finished"``, ``"held"``
     or ``"observed"``) before anything else; e.g. a sweep tells a run finished meanwhile by another
     process sharing the store from one this process trained.
+
+    ``num_workers``: loader worker processes of the PIL data path (None: one per core available, as
+    fastai; 0: none). Not part of the run's identity: any number gives the same metrics, and a run
+    killed with one number resumes exactly with another.
     """
     spec = _as_spec(spec)
     own_store = store is None or isinstance(store, (str, os.PathLike))
@@ -206,7 +229,7 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
                                checkpoint_dir=lease.checkpoint_dir if resumable and writer else None,
                                checkpoint_owner=lease if resumable and writer else None,
                                on_epoch=lease.log_epoch, wandb_run=wandb_run, progress=progress,
-                               extra_cbs=extra_cbs, distributed=distributed)
+                               extra_cbs=extra_cbs, distributed=distributed, num_workers=num_workers)
             except BaseException as e:  # a failed run is recorded (checkpoint kept), then the error goes on
                 if not isinstance(e, LeaseLost):
                     try:

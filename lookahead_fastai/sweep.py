@@ -5,7 +5,8 @@ from pathlib import Path
 
 from fastai.torch_core import rank_distrib
 
-from .experiments import SCALES, SpecError, get_experiment
+from .experiments import SCALES, SpecError, get_experiment, use_experiment
+from .registry.user import check_user_code
 from .runner import DEFAULT_STORE
 from .store import ResultsStore, store_files_dir
 
@@ -20,12 +21,15 @@ class Job:
     imported: bool = False  # finished by ``store import`` (its record came from a file, not from training here)
 
 
-def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):
-    """The runs of ``experiment`` at ``scale``: one Job per row x seed (seeds 0..N-1)."""
+def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
+    """The runs of ``experiment`` (a name or an :class:`Experiment`) at ``scale``: one Job per row x
+    seed (seeds 0..N-1); ``scale`` None: the experiment's first (smoke for the built-in ones)."""
+    exp = get_experiment(experiment)
+    scale = exp.scales[0] if scale is None else scale  # a user's experiment of one scale needs none named
     if scale not in SCALES:
         raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
-    exp = get_experiment(experiment)
     specs = exp.specs(scale)
+    check_user_code(specs)  # a user's own callables: imported, called and checked before the store is opened
     if only:
         names = [s.name for s in specs]
         unknown = [n for n in only if n not in names]
@@ -41,11 +45,11 @@ def plan(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE):
                 for seed in range(n_seeds) for spec in specs]
 
 
-def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
+def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
                    device=None, wandb="disabled", progress=False, on_record=None,
                    # --- executors (see executors.py) ---
                    executor="local", address=None, gpus_per_run=None, cpus_per_run=None, extra_cbs=(),
-                   on_error=None, on_skip=None, distributed=False):
+                   on_error=None, on_skip=None, distributed=False, num_workers=None):
     """Run every pending run of the grid; returns the records in grid order. ``on_record(i, job,
     record)`` is called after each run (the CLI prints a line there).
 
@@ -56,15 +60,18 @@ def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAU
     at the end. ``extra_cbs``: fastai callbacks for every run, or ``f(spec, seed) -> callbacks``.
     ``distributed``: local executor in a torchrun / accelerate launch, every run DDP over its
     processes (see distributed.py). ``on_skip(i, job, reason)``: a run another live process is
-    training (several sweeps may share one store); its record is None."""
+    training (several sweeps may share one store); its record is None. ``num_workers``: loader
+    worker processes of the PIL data path (None: one per core available)."""
     from .executors import RunsFailed, make_executor
     runner = make_executor(executor, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
+    experiment = use_experiment(experiment)
+    scale = get_experiment(experiment).scales[0] if scale is None else scale
     jobs = plan(experiment, scale, seeds, only, store)
     failed = None
     try:
         records = runner.run(jobs, store, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
                              extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, on_skip=on_skip,
-                             distributed=distributed)
+                             distributed=distributed, num_workers=num_workers)
     except RunsFailed as e:
         records, failed = e.records, e
     exp = get_experiment(experiment)
@@ -72,7 +79,8 @@ def run_experiment(experiment, scale="smoke", seeds=None, only=None, store=DEFAU
         spec = next((j.spec for j in jobs if j.spec.name == exp.lr_find_row), None)
         if spec is not None:
             save_lr_find(spec, lr_find_path(store, experiment, scale), data_dir=data_dir,
-                         device=device if getattr(runner, "name", "local") == "local" else None)  # here, not on a worker
+                         device=device if getattr(runner, "name", "local") == "local" else None,  # here, not on a worker
+                         num_workers=num_workers)
     if failed is not None:
         raise failed
     return records
@@ -83,7 +91,7 @@ def lr_find_path(store, experiment, scale):
     return store_files_dir(store) / "lr_find" / f"{experiment}_{scale}.json"
 
 
-def save_lr_find(spec, path, data_dir=None, device=None, seed=0):
+def save_lr_find(spec, path, data_dir=None, device=None, seed=0, num_workers=None):
     """fastai's ``lr_find`` on ``spec``'s learner; the curve (lr, smoothed loss) and the valley
     suggestion go to ``path`` as JSON, for the report."""
     import json
@@ -91,7 +99,7 @@ def save_lr_find(spec, path, data_dir=None, device=None, seed=0):
     import tempfile
 
     from .runner import build_learner_for
-    learn, _ = build_learner_for(spec, seed, data_dir=data_dir, device=device)
+    learn, _ = build_learner_for(spec, seed, data_dir=data_dir, device=device, num_workers=num_workers)
     path.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=path.parent) as scratch:  # lr_find saves the model there, not in the cwd
         learn.path = Path(scratch)

@@ -2,10 +2,13 @@
 
 Experiment notebooks: a title, one parameters cell, a call that runs the grid (with a progress bar),
 a call that shows the results. ``quickstart``: the demo grid, then Lookahead in your own Learner.
+``your_model``: your own dataset and model (defined in the notebook, in cells tagged ``your-code``)
+through the same runs, store and results as the built-in experiments.
 The output is deterministic (fixed cell ids, no outputs), so the committed notebooks can be checked
 against this generator; ``make regenerate`` keeps a committed notebook's outputs of the cells whose
 source is unchanged (the notebooks of ``COMMITTED_WITH_OUTPUTS`` are committed with those of the cpu
 study's runs)."""
+from functools import partial
 from pathlib import Path
 
 import nbformat
@@ -17,7 +20,7 @@ from lookahead_fastai.notebook import KERNEL_DISPLAY_NAME, KERNEL_NAME
 HERE = Path(__file__).parent
 EXPERIMENT_NOTEBOOKS = ["start_off", "imagenette", "paper_cifar", "imagenette_leaderboard", "lr_robustness",
                         "nested_lookahead", "optimizer_state", "optimizer_tour", "optimizers_from_scratch"]
-NOTEBOOKS = ["quickstart", *EXPERIMENT_NOTEBOOKS]
+NOTEBOOKS = ["quickstart", "your_model", *EXPERIMENT_NOTEBOOKS]
 # committed with the outputs of a run against the committed raw results (reports/data/NAME.jsonl), so that
 # a reader sees the study without training it; every other notebook is committed without outputs
 COMMITTED_WITH_OUTPUTS = ["lr_robustness"]
@@ -113,9 +116,65 @@ def quickstart_cells():
     ]
 
 
+YOUR_MODEL_INTRO = """# Your model and data, through the same machinery
+
+Does Lookahead help *your* training? Define your data and your model (the two functions below stand in
+for yours: scikit-learn's 8x8 digits, embedded, and a small MLP), declare the rows to compare, and the
+suite runs them over seeds exactly as it runs its own experiments: the same store (finished runs are
+not trained again, a killed run resumes exactly), the same paired differences and figures.
+
+- **data**: a function with no required argument returning torch `Dataset`s `(train, valid)` (or
+  `(train, valid, test)`) of `(x, y)` items with integer labels, or fastai `DataLoaders`;
+- **model**: a function called as `net(n_out=<number of classes>)` returning an `nn.Module`;
+- **rows**: an optimizer (a registry name such as `adamw`, `lookahead(adamw)`, or your own), its lr
+  and hyper-parameters.
+
+The same experiment as a file is `lookahead-fastai run my_experiment.toml` (see the README)."""
+
+YOUR_MODEL_CODE = """Your code (functions defined at the top level, so the suite names them by their import path,
+`__main__:digits`, in the store and in run ids):"""
+
+YOUR_MODEL_EXPERIMENT = """The experiment: `smoke` (a few seconds) and `cpu` (the full digits, under a minute on two CPU
+cores) are its scales; `SCALE` picks one."""
+
+
+def your_model_cells():
+    return [
+        new_markdown_cell(YOUR_MODEL_INTRO),
+        parameters_cell(),
+        new_markdown_cell(YOUR_MODEL_CODE),
+        new_code_cell('import torch\n'
+                      'from sklearn.datasets import load_digits\n'
+                      'from torch import nn\n'
+                      'from torch.utils.data import TensorDataset\n\n\n'
+                      'def digits():\n'
+                      '    """Your data: (train, valid) Datasets of (x, y) pairs with integer class labels."""\n'
+                      '    x, y = load_digits(return_X_y=True)\n'
+                      '    x, y = torch.tensor(x, dtype=torch.float32) / 16, torch.tensor(y)\n'
+                      '    return TensorDataset(x[:1400], y[:1400]), TensorDataset(x[1400:], y[1400:])\n\n\n'
+                      'def net(n_out):\n'
+                      '    """Your model, for n_out classes (read from the data)."""\n'
+                      '    return nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, n_out))',
+                      metadata={"tags": ["your-code"]}),
+        new_markdown_cell(YOUR_MODEL_EXPERIMENT),
+        new_code_cell('from lookahead_fastai import your_experiment\n'
+                      'from lookahead_fastai.notebook import run_grid, show_results\n\n'
+                      'experiment = your_experiment(\n'
+                      '    "your_model", dataset=digits, arch=net, epochs=5, bs=64, schedule="one_cycle",\n'
+                      '    rows=[{"name": "AdamW", "optimizer": "adamw", "lr": 3e-3, "hyper": {"wd": 1e-2}},\n'
+                      '          {"name": "LA/AdamW", "optimizer": "lookahead(adamw)", "lr": 3e-3,\n'
+                      '           "hyper": {"wd": 1e-2, "k": 5, "alpha": 0.5}}],\n'
+                      '    compare=[("LA/AdamW", "AdamW")],\n'
+                      '    scales={"smoke": {"epochs": 1, "n_train": 256, "seeds": 1}, "cpu": {"seeds": 3}})\n'
+                      'records = run_grid(experiment, SCALE, SEEDS, store=STORE, data_dir=DATA_DIR, wandb=WANDB)'),
+        new_code_cell('table, pairs = show_results(experiment, SCALE, store=STORE)'),
+    ]
+
+
 def build(name):
     """The notebook ``name`` as a NotebookNode (cells with fixed ids, no outputs)."""
-    cells = quickstart_cells() if name == "quickstart" else experiment_cells(name)
+    own = {"quickstart": quickstart_cells, "your_model": your_model_cells}
+    cells = own.get(name, partial(experiment_cells, name))()
     for i, cell in enumerate(cells):
         cell["id"] = f"{name}-{i}"
     return new_notebook(cells=cells, metadata=METADATA)

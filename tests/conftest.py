@@ -28,3 +28,21 @@ def pytest_configure(config):
     os.environ["WANDB_MODE"] = "offline"
     os.environ["WANDB_SILENT"] = "true"
     os.environ.setdefault("WANDB_DIR", str(base / "wandb"))
+    # One thread per process: `make test` runs two pytest workers on two cores, and the models here
+    # are tiny, where a second OpenMP thread only adds overhead (4x the CPU time under load, measured
+    # in experiments/lr_robustness.py). Subprocesses (the CLI, notebook kernels) inherit it. The
+    # workers inherit the variables set here, so their dataset cache and fastai home are shared.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    os.environ.setdefault("MKL_NUM_THREADS", "1")
+
+
+# Test files that take longest (measured with `make test`'s --durations), started first so that the
+# two workers of `pytest -n 2 --dist loadfile` end together instead of one waiting on the other's
+# last long file. Order only: a file missing here runs after these, as collected.
+LONGEST_FIRST = ["test_notebooks.py", "test_yours.py", "test_workers.py", "test_cli.py", "test_lifecycle.py", "test_experiments_full.py",
+                 "test_ray.py", "test_jupyter.py", "test_gpu_script.py", "test_ddp.py", "test_cli_errors.py"]
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: each file keeps its order

@@ -4,9 +4,12 @@
 * a ``lifecycle`` experiment: small digits runs built from demo's rows with ``dataclasses.replace``:
   ``SGD``, ``LA/SGD`` (Lookahead k=5 over 6 batches an epoch, so syncs straddle epoch ends) and
   ``SGD · mixup`` (fastai MixUp 0.4), 5 epochs of one-cycle;
+* a ``lifecycle_pil`` experiment: data_paths' ``PIL path`` row (CIFAR-10 subset through fastai's
+  PIL item transforms: zero-pad, random crop, flip) on 192 / 64 images, 3 epochs, without and with
+  MixUp (its loader workers are the CLI's ``--workers``);
 * ``LIFECYCLE_KILL="ROW@after@EPOCH"``: this process SIGKILLs itself right after the checkpoint of
   that epoch of that row is on disk (``@before@``: after the epoch's row is in the store, right
-  before its checkpoint is written);
+  before its checkpoint is written); ROW may also be a run id, of any experiment (a TOML file's);
 * ``LIFECYCLE_TRAINED=FILE``: the run_id of every run this process starts training is appended to FILE;
 * ``LIFECYCLE_READY=FILE`` / ``LIFECYCLE_GO=FILE``: once imported, create READY, then wait for GO
   (so that several processes start their sweeps at the same moment).
@@ -28,6 +31,7 @@ torch.set_num_threads(1)
 import lookahead_fastai.callbacks.record as record_module  # noqa: E402
 import lookahead_fastai.runner as runner_module  # noqa: E402
 from lookahead_fastai.experiments import EXPERIMENTS, Experiment  # noqa: E402
+from lookahead_fastai.experiments.data_paths import build as data_paths_build  # noqa: E402
 from lookahead_fastai.experiments.demo import build as demo_build  # noqa: E402
 
 EPOCHS = 5
@@ -45,11 +49,26 @@ EXPERIMENTS["lifecycle"] = Experiment(
     name="lifecycle", description="tests only: SGD, LA/SGD, SGD with MixUp on 384 digits, 5 epochs",
     baseline="SGD", build=build, default_seeds={"smoke": 1, "cpu": 1, "full": 1})
 
+PIL_EPOCHS = 3
+
+
+def build_pil(scale):
+    pil = next(s for s in data_paths_build("smoke") if s.data_path == "pil")  # small CNN, SGD one-cycle
+    small = dict(experiment="lifecycle_pil", scale=scale, n_train=192, n_valid=64, bs=32, epochs=PIL_EPOCHS)
+    return [dataclasses.replace(pil, name="PIL SGD", **small),
+            dataclasses.replace(pil, name="PIL SGD · mixup", mixup=0.4, **small)]
+
+
+EXPERIMENTS["lifecycle_pil"] = Experiment(
+    name="lifecycle_pil", description="tests only: SGD with and without MixUp on 192 CIFAR-10 images through "
+                                      "the PIL path, 3 epochs",
+    baseline="PIL SGD", build=build_pil, default_seeds={"smoke": 1, "cpu": 1, "full": 1})
+
 kill = os.environ.get("LIFECYCLE_KILL")
 if kill:
     row, when, epoch = kill.split("@")
-    kill_run_ids = {spec.run_id(seed) for spec in build("smoke") + build("cpu") if spec.name == row
-                    for seed in range(3)}
+    kill_run_ids = {spec.run_id(seed) for make in (build, build_pil) for spec in make("smoke") + make("cpu")
+                    if spec.name == row for seed in range(3)} | {row}
     original_save = record_module.save_checkpoint
 
     def save_checkpoint(directory, state, *args, **kwargs):

@@ -178,6 +178,7 @@ print(json.dumps(results))
 """
 
 
+@pytest.mark.slow
 def test_permission_errors_are_one_line(demo_store, tmp_path):
     if shutil.which("setpriv") is None:
         pytest.fail("setpriv (util-linux) is needed to run the CLI as an unprivileged user")
@@ -252,6 +253,7 @@ def _sigint_as_in_a_terminal():
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("moment", ["importing torch", "training"])
 def test_ctrl_c_gives_one_line_and_130(moment, tmp_path):
     store = tmp_path / "results.sqlite"

@@ -30,6 +30,8 @@ from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.runner import fit_and_record
 from lookahead_fastai.store import ResultsStore, store_files_dir
 
+pytestmark = pytest.mark.slow  # several processes in a process group: `make test` runs it, `make check` does not
+
 WORLD = 2
 
 

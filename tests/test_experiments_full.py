@@ -29,6 +29,8 @@ from lookahead_fastai.registry.datasets import DATASETS
 from lookahead_fastai.registry.optimizers import parse_optimizer_name
 from lookahead_fastai.runner import train
 
+pytestmark = pytest.mark.slow  # one batch of every full-scale model: `make test` runs it, `make check` does not
+
 BS = 2
 MAX_SIZE = 32
 

@@ -15,9 +15,11 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # the prepared GPU script end to end: `make test` runs it, `make check` does not
+
 ROOT = Path(__file__).resolve().parents[1]
 GPU = ROOT / "benchmarks" / "gpu"
-SECTIONS = ["correctness", "optimizer_step", "epoch_time", "real_data", "projection", "tests"]
+SECTIONS = ["correctness", "optimizer_step", "epoch_time", "real_data", "projection", "loader", "tests"]
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +45,7 @@ def test_every_section_ran_ok(smoke):
     assert "no wheels in" in smoke["stdout"]  # run.sh skipped the install step
     md = smoke["md"]
     assert "SMOKE RUN" in md and "not measurements" in md
-    for i in range(1, 7):
+    for i in range(1, 8):
         assert f"\n## {i}. " in md
 
 
@@ -109,6 +111,34 @@ def test_projection_covers_every_full_experiment(smoke):
     statuses = [c["status"] for c in r["configs"].values()]
     assert statuses.count("ok") == 2 and all(s == "ok" or s.startswith("not measured") for s in statuses)
     assert "How: (a) from section 3" in smoke["md"]
+
+
+def test_loader_section_against_the_model(smoke):
+    """The loader section times the PIL path with the machine's default worker count (here: the
+    smoke run's CPU) for the full specs' (dataset, size, augmentation), and sets each row's loader
+    speed beside its model speed from the projection section."""
+    from lookahead_fastai.data import default_workers
+    r = smoke["json"]["sections"]["loader"]["result"]
+    assert r["workers"] == default_workers()
+    ok = {label: c for label, c in r["configs"].items() if c["status"] == "ok"}
+    assert len(ok) == 2 and all(s == "ok" or s.startswith("not measured") for s in
+                                (c["status"] for c in r["configs"].values()))
+    for label, c in ok.items():
+        dataset, size, augment = label.split(" · ")
+        assert c["dataset"] == dataset and c["augment"] == augment and c["workers"] == default_workers()
+        assert c["train_images_per_s"] > 0 and c["valid_images_per_s"] > 0 and c["train_images"] >= 48
+        assert c["pin_memory"] is False  # the CPU: nothing to pin for
+    folder = [c for c in ok.values() if not c["dataset"].startswith("cifar")]
+    assert folder and all(c["data"].startswith("SYNTHETIC stand-in") for c in folder)
+    assert r["rows"] and {row["loader"] for row in r["rows"]} == set(ok)
+    assert any(row["limited_by"] for row in r["rows"])  # configs with a measured model come first
+    for row in r["rows"]:
+        assert row["rows"] and row["bs"] > 0
+        assert row["limited_by"] in ("loader", "model", None)
+        if row["model_train_images_per_s"] is not None:
+            faster_loader = row["loader_train_images_per_s"] >= row["model_train_images_per_s"]
+            assert row["limited_by"] == ("model" if faster_loader else "loader")
+    assert "## 6. PIL data path: loader images/s" in smoke["md"] and "| limited by |" in smoke["md"]
 
 
 def test_tests_section_collects_the_optimizer_tests(smoke):

@@ -27,6 +27,8 @@ from notebook_tools import ROOT, has_image, html, markdown, outputs, smoke_param
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.notebook import KERNEL_DISPLAY_NAME, KERNEL_NAME
 
+pytestmark = pytest.mark.slow  # a Jupyter server and a browser: `make test` runs it, `make check` does not
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                   "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -83,6 +83,7 @@ KILLS = [("SGD", "after", 1), ("SGD", "before", 3),
          ("SGD · mixup", "after", 1), ("SGD · mixup", "after", 3)]
 
 
+@pytest.mark.slow
 def test_runs_killed_at_two_epochs_resume_to_the_uninterrupted_metrics(tmp_path):
     reference = subprocess.Popen([sys.executable, str(LAUNCHER), "run", "lifecycle", "--store", "ref.sqlite"],
                                  cwd=tmp_path, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -147,6 +148,7 @@ class Payload:
         return os.system, (f"touch {self.marker}",)
 
 
+@pytest.mark.slow
 def test_planted_or_broken_checkpoints_never_run_and_the_grid_goes_on(tmp_path):
     store = tmp_path / "results.sqlite"
     specs = {s.name: s for s in get_experiment("demo").specs("smoke")}
@@ -225,6 +227,7 @@ def test_two_stores_in_one_folder_never_share_a_checkpoint(tmp_path):
 # ------------------------------------------------------------------------------------------------
 # 4. several processes, one store
 # ------------------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_two_processes_started_together_train_every_run_once(tmp_path):
     store = tmp_path / "shared.sqlite"
     go = tmp_path / "go"

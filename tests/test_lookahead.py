@@ -353,6 +353,7 @@ def build_resumable():
     return model, opt
 
 
+@pytest.mark.slow
 def test_checkpoint_mid_cycle_resumes_bit_identically_in_a_fresh_process(tmp_path):
     steps, start = 17, 7  # 7 = mid-cycle for k=3
     data = batches(steps, dtype=torch.float32)

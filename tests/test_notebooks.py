@@ -22,8 +22,9 @@ RUN_HERE = ["paper_cifar", "imagenette_leaderboard", "lr_robustness", "nested_lo
 
 
 def test_every_notebook_is_tested_somewhere():
-    assert set(ALL) == {"quickstart", *build_notebooks.EXPERIMENT_NOTEBOOKS}
-    assert set(ALL) == set(RUN_HERE) | {"start_off", "imagenette", "quickstart"}  # the rest: test_jupyter.py
+    assert set(ALL) == {"quickstart", "your_model", *build_notebooks.EXPERIMENT_NOTEBOOKS}
+    # the rest: test_jupyter.py, and your_model: test_yours.py
+    assert set(ALL) == set(RUN_HERE) | {"start_off", "imagenette", "quickstart", "your_model"}
     assert {p.stem for p in NOTEBOOKS.glob("*.ipynb")} == set(ALL)
 
 
@@ -52,7 +53,10 @@ def test_defaults_work_for_a_user(name):
 @pytest.mark.parametrize("name", ALL)
 def test_notebook_holds_no_logic(name):
     nb = read(name)
-    code = [c.source for c in nb.cells if c.cell_type == "code"]
+    # your_model's cells tagged your-code are a user's own dataset and model: the one place a def belongs
+    yours = [c.source for c in nb.cells if "your-code" in c.metadata.get("tags", [])]
+    assert len(yours) == (name == "your_model")
+    code = [c.source for c in nb.cells if c.cell_type == "code" and c.source not in yours]
     if name != "quickstart":
         assert len(code) <= 3
     for source in code:
@@ -68,6 +72,7 @@ def _execute(nb, tmp_path):
     return nb
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", RUN_HERE)
 def test_notebook_runs_at_smoke_scale(name, tmp_path, shared_data):
     nb = inject_parameters(read(name), smoke_parameters(tmp_path / "results.sqlite", shared_data))
@@ -81,6 +86,7 @@ def test_notebook_runs_at_smoke_scale(name, tmp_path, shared_data):
         assert len([o for o in outs if "image/png" in o.get("data", {})]) == 2
 
 
+@pytest.mark.slow
 def test_missing_dataset_is_one_line_not_a_traceback(tmp_path):
     empty = tmp_path / "no-data"
     empty.mkdir()
@@ -94,6 +100,7 @@ def test_missing_dataset_is_one_line_not_a_traceback(tmp_path):
     assert "\n" not in line and "not found: looked in" in line and str(empty) in line
 
 
+@pytest.mark.slow
 def test_run_grid_works_outside_jupyter_too(tmp_path, capsys):
     """run_grid's bars fall back to fastprogress's console bars (a script, a terminal IPython)."""
     from lookahead_fastai.notebook import run_grid

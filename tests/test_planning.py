@@ -71,3 +71,39 @@ def test_cli_plan_prints_the_plan_and_rejects_bad_input(capsys):
     assert "invalid choice: 'huge'" in capsys.readouterr().err
     assert main(["plan", "no_such_experiment"]) == 2
     assert "unknown experiment" in capsys.readouterr().err
+
+
+def test_pil_rows_take_the_slower_of_model_and_loader(tmp_path):
+    """gpu_check's loader section (PIL path, per dataset, size and augmentation): a row whose loader
+    is slower than its model is paced by the loader (loader-bound); a faster loader leaves the
+    model's time; either way the row is no longer a lower bound. Smoke files are ignored."""
+    model = {"xresnet50_mish · imagenette_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
+                                                                 "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4},
+             "xresnet50_mish · imagewoof_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
+                                                                "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4}}
+    loader = {"imagenette_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 16,
+                                                    "train_images_per_s": 500.0, "valid_images_per_s": 2000.0},
+              "imagewoof_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 16,
+                                                   "train_images_per_s": 4000.0, "valid_images_per_s": 8000.0}}
+    report = {"meta": {"mode": "full", "device": "cuda", "device_name": "NVIDIA H100", "date": "2026-12-06"},
+              "sections": {"projection": {"status": "ok", "result": {"configs": model}},
+                           "loader": {"status": "ok", "result": {"configs": loader}}}}
+    (tmp_path / "gpu.json").write_text(json.dumps(report))
+    smoke = {"meta": {"mode": "smoke"}, "sections": {"loader": {"status": "ok", "result": {"configs": {
+        "imagewoof_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 2,
+                                             "train_images_per_s": 1.0, "valid_images_per_s": 1.0}}}}}}
+    (tmp_path / "smoke.json").write_text(json.dumps(smoke))
+    plan = cost_plan("imagenette_leaderboard", "full", results_dir=tmp_path)
+    assert len(plan.measured_rows) == 20
+    nette = [r for r in plan.rows if "Imagenette" in r.row]
+    woof = [r for r in plan.rows if "Imagewoof" in r.row]
+    assert len(nette) == len(woof) == 10
+    for r in nette:  # loader 2 ms per train image > model 1 ms: the loader sets the pace
+        assert r.loader_bound and not r.lower_bound and r.loader.workers == 16
+        assert r.seconds_per_epoch == pytest.approx(2e-3 * 9469 + 5e-4 * 3925)
+    for r in woof:  # loader 0.25 ms < model 1 ms: the model's time stands
+        assert not r.loader_bound and not r.lower_bound
+        assert r.seconds_per_epoch == pytest.approx(1e-3 * 9025 + 3e-4 * 3929)
+    text = format_plan(plan)
+    assert "loader-bound: PIL loader, 16 workers" in text and "10 are loader-bound" in text
+    assert "lower bound" not in text

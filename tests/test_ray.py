@@ -18,6 +18,8 @@ from lookahead_fastai.executors import RunsFailed
 from lookahead_fastai.store import ResultsStore
 from lookahead_fastai.sweep import plan, run_experiment
 
+pytestmark = pytest.mark.slow  # a Ray cluster: `make test` runs it, `make check` does not
+
 # the callbacks below travel to the Ray workers by value: this module is not importable there
 ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
 
@@ -191,3 +193,23 @@ def test_cli_scale_out_options_bad_input(args, message, tmp_path, capsys, monkey
     code = cli.main(["run", "demo", "--store", str(tmp_path / "results.sqlite"), *args])
     err = capsys.readouterr().err.strip()
     assert code == 2 and len(err.splitlines()) == 1 and message in err, err
+
+
+def test_a_worker_that_cannot_import_your_module_fails_that_run_with_the_import_error(ray_session, tmp_path,
+                                                                                       monkeypatch):
+    """The driver finds the user's module in its current directory (and checks it there); the Ray
+    workers, started elsewhere, cannot import it: each run fails with the import error, nothing else."""
+    from lookahead_fastai.experiments.yours import your_experiment
+    (tmp_path / "rayless_t22.py").write_text("from torch import nn\n\n\ndef net(n_out):\n"
+                                             "    return nn.Sequential(nn.Flatten(), nn.Linear(64, n_out))\n")
+    monkeypatch.chdir(tmp_path)
+    experiment = your_experiment("yours_ray_t22", dataset="digits", arch="rayless_t22:net", epochs=1, bs=32,
+                                 n_train=128, n_valid=64, seeds=1,
+                                 rows=[{"name": "SGD", "optimizer": "sgd", "lr": 0.1}])
+    store = tmp_path / "results.sqlite"
+    with pytest.raises(RunsFailed) as info:
+        run_experiment(experiment, store=store, executor="ray")
+    assert str(info.value).startswith("1 of 1 runs failed: SGD seed 0 (UserCodeError: spec field 'arch': "
+                                      "rayless_t22:net: no module named 'rayless_t22' in the current directory")
+    [(_, name, status, error)] = _rows(store)
+    assert (name, status) == ("SGD", "failed") and "no module named 'rayless_t22'" in error

@@ -106,6 +106,7 @@ KILL_AFTER_EPOCH = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_from_its_last_epoch_checkpoint(tmp_path):
     store_path = tmp_path / "k.sqlite"
     script = KILL_AFTER_EPOCH.format(tests=os.path.dirname(__file__), store=str(store_path))

@@ -23,6 +23,7 @@ def inspect(run_dir, *flags):
     return proc.stdout
 
 
+@pytest.mark.slow
 def test_unguarded_fastai_callback_raises_and_guarded_one_trains(tmp_path):
     learn, _ = build_learner_for(tiny_spec(epochs=1), 0)
     wandb.init(project="guard-test", mode="offline", dir=str(tmp_path))
@@ -79,6 +80,7 @@ def _run_of(run_dir):
                 if line.startswith("{") and json.loads(line)["type"] == "run")
 
 
+@pytest.mark.slow
 def test_runs_grouped_by_row_so_charts_show_mean_and_band_over_seeds(tmp_path):
     """W&B draws a group as the mean of its runs with a band: one group per row of the table, the
     seeds its members; one job type per experiment and scale, holding the rows to compare."""

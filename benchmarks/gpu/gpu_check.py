@@ -19,8 +19,14 @@ after every section, so whatever finished survives a kill):
    time is left) through ``lookahead_fastai.runner.fit_and_record`` on the device, temporary store;
 5. projection: GPU-hours of every experiment's ``full`` specs, (a) from section 3's epoch time
    scaled by dataset size, (b) from a short Learner timing of each distinct architecture / input
-   size / batch size as ``fit_and_record`` builds it (fp16 AMP, deterministic cuDNN);
-6. the package's optimizer tests (tests/test_lookahead.py) under this machine's torch.
+   size / batch size as ``fit_and_record`` builds it (mixed precision as the runner picks it, deterministic cuDNN);
+6. loader: images/s of the PIL data path (``build_dataloaders(..., path="pil")``: decode, item
+   transforms, pinned copy to the device, normalisation) with the machine's core count of worker
+   processes (the default), for every (dataset, image size, augmentation) a ``full`` spec loads
+   through it, against the model's images/s of section 5 for the rows using it: which of the two
+   limits a ``full`` run (``lookahead-fastai plan`` takes the slower); folder datasets are stood in
+   for by JPEGs of their shape written from the CIFAR-10 subset (no Imagenette here);
+7. the package's optimizer tests (tests/test_lookahead.py) under this machine's torch.
 
 ``--smoke``: tiny sizes on the CPU, well under a minute; tests/test_gpu_script.py runs it so the
 script cannot rot without a GPU. Smoke figures are no measurement.
@@ -108,16 +114,22 @@ class Config:
     proj_bs_cap: int | None = None   # smoke: tiny batches and images
     proj_size_cap: int | None = None
     proj_max_configs: int | None = None  # smoke: measure only the first few
+    loader_distinct: int = 512       # distinct JPEGs written per folder-dataset shape ...
+    loader_images: int = 4096        # ... linked to this many training items (validation: a quarter)
+    loader_passes: int = 2           # timed full passes per configuration (after one warm-up pass)
+    loader_size_cap: int | None = None
+    loader_bs_cap: int | None = None
+    loader_max_configs: int | None = None
     tests: tuple = ("tests/test_lookahead.py",)
     tests_collect_only: bool = False
 
 
 # section -> planned seconds (the cooperative budget; a hard stop follows a little after)
-BUDGETS_FULL = {"correctness": 25, "optimizer_step": 25, "epoch_time": 130, "real_data": 80, "projection": 75,
-                "tests": 50}
+BUDGETS_FULL = {"correctness": 25, "optimizer_step": 25, "epoch_time": 110, "real_data": 80, "projection": 75,
+                "loader": 40, "tests": 45}
 # smoke: the work is fixed and tiny; the boxes only catch a hang (2 shared cores can be many times slower)
 BUDGETS_SMOKE = {"correctness": 60, "optimizer_step": 60, "epoch_time": 60, "real_data": 60, "projection": 60,
-                 "tests": 60}
+                 "loader": 60, "tests": 60}
 MIN_SECTION_S = 8   # kept in hand for every later section when a section's box is cut to fit the total
 HARD_GRACE_S = 10   # a section is stopped at 1.25 x its box + this, if it has not stopped itself
 
@@ -131,7 +143,8 @@ def smoke_config(device, total_s):
                   bf16_bs=32, step_rounds=3, step_steps=5, epoch_n_train=128, epoch_n_valid=64, epoch_bs=32,
                   epoch_rounds=1, epoch_size=16, width=4, real_epochs=2, real_bs=64, real_arch="small_cnn",
                   real_n_train=256, real_n_valid=128, proj_train_batches=2, proj_valid_batches=1, proj_bs_cap=4,
-                  proj_size_cap=16, proj_max_configs=2, tests_collect_only=True)
+                  proj_size_cap=16, proj_max_configs=2, loader_distinct=16, loader_images=64, loader_passes=1,
+                  loader_size_cap=32, loader_bs_cap=16, loader_max_configs=2, tests_collect_only=True)
 
 
 # --------------------------------------------------------------------------- time boxes
@@ -594,6 +607,7 @@ def _measure_config(key, cfg):
     from lookahead_fastai.registry.architectures import build_learner
     from lookahead_fastai.registry.datasets import dataset_info
     from lookahead_fastai.registry.optimizers import make_opt_func
+    from lookahead_fastai.runner import mixed_precision_mode
     arch, dataset, size, bs = key
     info = dataset_info(dataset)
     if cfg.proj_bs_cap:
@@ -607,7 +621,10 @@ def _measure_config(key, cfg):
     learn = build_learner(arch, dls, info.channels, info.n_classes, size, loss_func=CrossEntropyLossFlat(),
                           opt_func=make_opt_func("lookahead(sgd)", mom=0.9, k=K, alpha=ALPHA), metrics=[accuracy])
     learn.model.to(cfg.device)
-    if cfg.device.startswith("cuda"):
+    precision = mixed_precision_mode(cfg.device)  # as the runner: bf16 autocast where supported, else fp16
+    if precision == "bf16":
+        learn.to_bf16()
+    elif precision == "fp16":
         learn.to_fp16()
     with learn.no_bar(), learn.no_logging():
         learn.fit(1, 0.01)  # warm-up
@@ -630,10 +647,12 @@ def section_projection(res, deadline, cfg, epoch_result):
         "seeds: ignores that the spec's architecture and image size differ (a ResNet-50 at 128-160 px costs far "
         "more per image; an MLP far less). (b) per distinct (architecture, dataset, image size, bs): seconds per "
         "train and per valid image through a Learner built as fit_and_record builds it (the package's "
-        "build_learner, fp16 AMP via to_fp16, deterministic cuDNN as set_seed(reproducible=True) leaves it, "
+        "build_learner, mixed precision as the runner picks it (bf16 autocast where the GPU supports it, else "
+        "fp16 + GradScaler), deterministic cuDNN as set_seed(reproducible=True) leaves it, "
         "Lookahead(SGD)) on synthetic tensors held on the GPU, times n_train / n_valid, epochs and seeds. Both "
         "leave out data loading: folder datasets (Imagenette, Imagewoof, data_path 'pil') decode JPEG/PNG with "
-        "PIL on the CPU in fastai's DataLoader, which (b) does not time, so their figures are lower bounds. "
+        "PIL on the CPU in fastai's DataLoader, which (b) does not time, so their figures are lower bounds "
+        "(section 6 times that loader; `lookahead-fastai plan` takes the slower of the two). "
         "Full dataset sizes: official splits."),
         base_epoch=base, experiments=[], configs={})
     keys = {}
@@ -700,7 +719,113 @@ def section_projection(res, deadline, cfg, epoch_result):
     res["total_hours_per_config"] = total_b if complete_b else None
 
 
-# --------------------------------------------------------------------------- 6. tests
+# --------------------------------------------------------------------------- 6. loader
+def _loader_configs():
+    """{(dataset, image size, augment): [(experiment, spec), ...]} of every full spec on the PIL path."""
+    from lookahead_fastai.experiments import EXPERIMENTS
+    from lookahead_fastai.registry.datasets import dataset_info
+    configs = {}
+    for name, exp in EXPERIMENTS.items():
+        for spec in exp.specs("full"):
+            info = dataset_info(spec.dataset)
+            if info.small and spec.data_path != "pil":
+                continue  # the in-memory tensor path: no loader work per image
+            configs.setdefault((spec.dataset, spec.size or info.image_size, spec.augment), []).append((name, spec))
+    return configs
+
+
+def _loader_data(dataset, data_dir, scratch, cfg):
+    """(data_dir for build_dataloaders, what the images are): CIFAR from the carried subset;
+    folder datasets as JPEGs of their shape (long side 4/3 of the short side) written from it,
+    ``cfg.loader_distinct`` distinct images hard-linked to ``cfg.loader_images`` items."""
+    from bench_loader import imagenette_like_folder
+    from lookahead_fastai.registry.datasets import dataset_info
+    info = dataset_info(dataset)
+    if info.small:
+        if dataset != "cifar10":
+            raise RuntimeError(f"no {dataset} folder here (only the CIFAR-10 subset is carried)")
+        return data_dir, "CIFAR-10 subset (real 32x32 PNGs)"
+    shape = (round(info.image_size * 4 / 3), info.image_size)
+    base = scratch / f"jpeg_{shape[0]}x{shape[1]}"
+    if not base.is_dir():
+        imagenette_like_folder(Path(data_dir) / "cifar10_subset", base, cfg.loader_images, cfg.loader_images // 4,
+                               shape=shape, distinct=cfg.loader_distinct)
+    root = scratch / dataset
+    if not root.exists():
+        root.mkdir()
+        for name in info.folder_names:
+            (root / name).symlink_to(base / "imagenette2-320", target_is_directory=True)
+    return root, (f"SYNTHETIC stand-in: {cfg.loader_distinct} JPEGs {shape[0]}x{shape[1]} (upscaled CIFAR-10 "
+                  f"subset images, quality 90) linked to {cfg.loader_images} training items")
+
+
+def section_loader(res, deadline, cfg, data_dir, projection_result):
+    from bench_loader import loader_images_per_s
+    from lookahead_fastai.data import build_dataloaders, default_workers
+    workers = default_workers()
+    res.update(workers=workers, device=cfg.device, configs={}, rows=[], method=(
+        f"training and validation loaders of build_dataloaders(..., path='pil', num_workers={workers}) (the default: "
+        f"one per core available, at most 16) on {cfg.device}, pinned memory and non-blocking copies on CUDA; "
+        f"one warm-up pass, then {cfg.loader_passes} timed full passes (worker start-up included, as in every "
+        "epoch), the device synchronised at the end; compared per row with section 5's model images/s for "
+        "its (architecture, dataset, size, bs)"))
+    model = {label: c for label, c in ((projection_result or {}).get("configs") or {}).items()
+             if c.get("status") == "ok"}
+    scratch = Path(tempfile.mkdtemp(prefix="gpu-check-loader-", dir=_TMP))
+    def compared(key, users):  # does section 5 have the model speed of one of its rows?
+        return any(f"{spec.arch} · {key[0]} · {key[1]}px · bs {spec.bs}" in model for _, spec in users)
+    # first the configs that can be set against a measured model, then by how many rows use them
+    order = sorted(_loader_configs().items(), key=lambda kv: (not compared(*kv), -len(kv[1])))
+    for i, (key, users) in enumerate(order):
+        dataset, size, augment = key
+        label = f"{dataset} · {size}px · {augment}"
+        if cfg.loader_max_configs is not None and i >= cfg.loader_max_configs:
+            res["configs"][label] = {"status": f"not measured (smoke: first {cfg.loader_max_configs} configs only)"}
+            continue
+        if deadline.left() < 5:
+            res["configs"][label] = {"status": "not measured (time box)"}
+            continue
+        try:
+            root, what = _loader_data(dataset, data_dir, scratch, cfg)
+            run_size = min(size, cfg.loader_size_cap) if cfg.loader_size_cap else size
+            bs = min(users[0][1].bs, cfg.loader_bs_cap or users[0][1].bs)
+            bundle = build_dataloaders(dataset, data_dir=root, bs=bs, size=run_size, path="pil", device=cfg.device,
+                                       augment=augment, num_workers=workers,
+                                       n_train=cfg.loader_images if dataset == "cifar10" else None,
+                                       n_valid=cfg.loader_images // 4 if dataset == "cifar10" else None)
+
+            def synced(dl):
+                class Synced:  # the batches reach the device before the clock stops
+                    def __iter__(self):
+                        for b in dl:
+                            yield b
+                        sync(cfg.device)
+                return Synced()
+            speed = {split: loader_images_per_s(lambda n, dl=dl: synced(dl), [workers], 1, cfg.loader_passes)[workers]
+                     for split, dl in (("train", bundle.dls.train), ("valid", bundle.dls.valid))}
+            res["configs"][label] = {"status": "ok", "dataset": dataset, "size": run_size, "augment": augment,
+                                     "bs": bs, "workers": workers, "data": what,
+                                     "pin_memory": bool(bundle.dls.train.pin_memory),
+                                     "train_images_per_s": speed["train"]["images_per_s"],
+                                     "valid_images_per_s": speed["valid"]["images_per_s"],
+                                     "train_images": speed["train"]["images"]}
+        except Exception as e:  # one config's failure leaves the others
+            res["configs"][label] = {"status": f"error: {type(e).__name__}: {e}"}
+            continue
+        loader_ips = res["configs"][label]["train_images_per_s"]
+        groups = {}  # the rows of one experiment with one architecture and bs share both speeds
+        for experiment, spec in users:
+            groups.setdefault((experiment, spec.arch, spec.bs), []).append(spec.name)
+        for (experiment, arch, bs), names in groups.items():
+            m = model.get(f"{arch} · {dataset} · {size}px · bs {bs}")
+            model_ips = 1 / m["train_s_per_image"] if m else None
+            res["rows"].append({"experiment": experiment, "rows": names, "loader": label, "arch": arch, "bs": bs,
+                                "loader_train_images_per_s": loader_ips, "model_train_images_per_s": model_ips,
+                                "limited_by": None if model_ips is None else
+                                ("loader" if loader_ips < model_ips else "model")})
+
+
+# --------------------------------------------------------------------------- 7. tests
 def section_tests(res, deadline, cfg):
     cmd = [sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *cfg.tests]
     if cfg.tests_collect_only:
@@ -748,7 +873,8 @@ def render_markdown(report):
               "epoch_time": "3. Seconds per epoch: CIFAR ResNet-18 on synthetic CIFAR-sized data",
               "real_data": "4. Real data: CIFAR-10 subset through fit_and_record",
               "projection": "5. Projected GPU-hours of every full experiment",
-              "tests": "6. The package's optimizer tests on this torch"}
+              "loader": "6. PIL data path: loader images/s against the model's",
+              "tests": "7. The package's optimizer tests on this torch"}
     for name, title in titles.items():
         entry = sections.get(name)
         if entry is None:
@@ -840,13 +966,30 @@ def _md_projection(r):
     return out
 
 
+def _md_loader(r):
+    out = [f"How: {r.get('method', '')}", "",
+           "| loader config | status | workers | train images/s | valid images/s | data |", "|---|---|---:|---:|---:|---|"]
+    for label, c in r.get("configs", {}).items():
+        out.append(f"| {label} | {c['status']} | {c.get('workers', '—')} | {_fmt(c.get('train_images_per_s'), '.0f')} | "
+                   f"{_fmt(c.get('valid_images_per_s'), '.0f')} | {c.get('data', '')} |")
+    rows = r.get("rows", [])
+    if rows:
+        out += ["", "| experiment | rows | loader config | architecture · bs | loader train images/s | "
+                    "model train images/s | limited by |", "|---|---:|---|---|---:|---:|---|"]
+        for row in rows:
+            out.append(f"| {row['experiment']} | {len(row['rows'])} | {row['loader']} | {row['arch']} · bs {row['bs']} | "
+                       f"{_fmt(row['loader_train_images_per_s'], '.0f')} | {_fmt(row['model_train_images_per_s'], '.0f')} | "
+                       f"{row['limited_by'] or '— (model not measured)'} |")
+    return out
+
+
 def _md_tests(r):
     return [f"`{r.get('command', '')}` -> exit {r.get('returncode')}: {r.get('summary', '')}", "", "```",
             r.get("tail", ""), "```"]
 
 
 RENDER = {"correctness": _md_correctness, "optimizer_step": _md_optimizer_step, "epoch_time": _md_epoch_time,
-          "real_data": _md_real_data, "projection": _md_projection, "tests": _md_tests}
+          "real_data": _md_real_data, "projection": _md_projection, "loader": _md_loader, "tests": _md_tests}
 
 
 def write_outputs(report, out_dir):
@@ -986,6 +1129,8 @@ def main(argv=None):
                 "real_data": lambda res, dl: section_real_data(res, dl, cfg, args.data_dir),
                 "projection": lambda res, dl: section_projection(
                     res, dl, cfg, report["sections"].get("epoch_time", {}).get("result")),
+                "loader": lambda res, dl: section_loader(
+                    res, dl, cfg, args.data_dir, report["sections"].get("projection", {}).get("result")),
                 "tests": lambda res, dl: section_tests(res, dl, cfg)}
     run_sections(report, sections, budgets, total, args.out)
     print(f"written {args.out / 'gpu.md'} and {args.out / 'gpu.json'}", flush=True)

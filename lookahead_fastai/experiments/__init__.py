@@ -1,16 +1,34 @@
-"""Experiments declared as data: one module per experiment, each exposing ``EXPERIMENT``."""
+"""Experiments declared as data: one module per experiment, each exposing ``EXPERIMENT``; a user's
+own (a TOML file or Python, ``experiments/yours.py``) is the same ``Experiment``, findable by name
+in the process that declared it."""
 from importlib import import_module
 
 from .spec import SCALES, Experiment, RunSpec, SpecError
 
-__all__ = ["EXPERIMENTS", "get_experiment", "Experiment", "RunSpec", "SpecError", "SCALES"]
+__all__ = ["EXPERIMENTS", "get_experiment", "use_experiment", "Experiment", "RunSpec", "SpecError", "SCALES"]
 
 _MODULES = ["demo", "start_off", "imagenette", "nested_lookahead", "optimizer_state", "optimizer_tour",
             "optimizers_from_scratch", "data_paths", "paper_cifar", "imagenette_leaderboard", "lr_robustness"]
 EXPERIMENTS = {m: import_module(f".{m}", __name__).EXPERIMENT for m in _MODULES}
+_USERS = {}  # name -> a user's Experiment declared in this process (the latest one of that name)
+
+
+def use_experiment(experiment):
+    """The name of ``experiment`` (an :class:`Experiment` or a name), an Experiment object being made
+    findable by that name in this process; the sweep, plan and report functions take either."""
+    if not isinstance(experiment, Experiment):
+        return experiment
+    if EXPERIMENTS.get(experiment.name, experiment) is not experiment:
+        raise SpecError(f"experiment name {experiment.name!r} is a built-in experiment's; choose another")
+    if experiment.name not in EXPERIMENTS:
+        _USERS[experiment.name] = experiment
+    return experiment.name
 
 
 def get_experiment(name):
-    if name not in EXPERIMENTS:
-        raise SpecError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)}")
-    return EXPERIMENTS[name]
+    name = use_experiment(name)
+    if name in EXPERIMENTS:
+        return EXPERIMENTS[name]
+    if name in _USERS:
+        return _USERS[name]
+    raise SpecError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)} (or give a .toml file)")

@@ -10,7 +10,11 @@ whose settings match ``when``: ``experiments/sources.py`` checks with them that 
 """
 from dataclasses import dataclass, field
 
-__all__ = ["Deviation", "deviations_markdown"]
+__all__ = ["Deviation", "deviations_markdown", "CUDA_PRECISION"]
+
+# what the runner does on CUDA (runner.mixed_precision_mode), for the "numeric precision" rows
+CUDA_PRECISION = ("mixed precision on CUDA: bf16 autocast where the GPU supports it, else fp16 with loss scaling "
+                  "(fastai to_fp16)")
 
 
 @dataclass(frozen=True)

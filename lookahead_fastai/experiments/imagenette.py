@@ -15,7 +15,7 @@ No Imagenette copy exists offline: ``cpu`` and ``smoke`` run the same rows on th
 clearly named substitute (small CNN, 6 epochs); the real dataset path is kept for ``full``.
 Imagewoof and the leaderboard's setting are in ``imagenette_leaderboard``.
 """
-from .deviations import Deviation
+from .deviations import CUDA_PRECISION, Deviation
 from .spec import Experiment, grid
 
 V1_WD = {"wd": 0.01, "decouple_wd": True}
@@ -87,7 +87,7 @@ DEVIATIONS = (
               "Imagewoof is in imagenette_leaderboard, with the leaderboard's recipe"),
     Deviation("seeds", "one run per row", "5 seeds per row at scale cpu, 3 seeds at full",
               "one run cannot separate these gaps from noise"),
-    Deviation("numeric precision", "fp32 (fastai v1 default)", "mixed precision (fastai to_fp16) on CUDA",
+    Deviation("numeric precision", "fp32 (fastai v1 default)", CUDA_PRECISION,
               "the runner trains every CUDA run in mixed precision"),
     Deviation("cpu and smoke scales", "Imagenette at 224 px, resnet50, 40 epochs",
               "the CIFAR-10 subset as a SUBSTITUTE, small CNN, 6 (2) epochs",

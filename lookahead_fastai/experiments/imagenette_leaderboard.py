@@ -154,8 +154,6 @@ SOURCES = (
            "one Learner and one fit per run; fastai's Lookahead keeps its slow weights inside the optimizer, so "
            "validation sees the weights as trained",
            f"{SCRIPT} lines 66-76; {FASTAI} optimizer.py lines 381-390"),
-    Source("precision", {"precision": PRECISION}, "--fp16 1: learn.to_fp16()",
-           f"{TRAIN_MD} line 6; {SCRIPT} line 71"),
     Source("evaluation", {"evaluation": "accuracy after the last epoch, on the 'val' split"},
            "metrics accuracy and top-5 on val/; the leaderboard's Accuracy column",
            f"{SCRIPT} lines 20, 69; {README} line 76"),
@@ -168,6 +166,10 @@ DEVIATIONS = (
               "ImageNet statistics (the data module's PIL path always normalises)",
               "the data module's rule (not this experiment's to change); as the script's later version",
               settings=("normalisation",)),
+    Deviation("numeric precision", f"fp16 with loss scaling: --fp16 1, learn.to_fp16() ({TRAIN_MD} line 6; "
+              f"{SCRIPT} line 71)", PRECISION,
+              "the runner's one rule for every CUDA run: bf16 needs no loss scaler and has fp32's range; on a GPU "
+              "without bf16 it is the entries' to_fp16", settings=("precision",)),
     Deviation("runs and seeds", "each 2020-01 entry is a single run ('All results are from a single run', "
               f"{TRAIN_MD} line 12); the leaderboard notes +/- 1% from run to run ({README} line 68)",
               "5 runs per row with seeds 0-4, each in a fresh Learner; the reference numbers stay single runs",
@@ -193,8 +195,11 @@ DEVIATIONS = (
               "fastai's SGD with the entries' lr and momentum (8e-3, 0.95), wd 1e-2",
               "a common baseline; its lr is ranger's, untuned for it", settings=("optimizer",),
               when={"optimizer": "fastai_sgd"}),
-    Deviation("data loading workers", "min(8, CPUs) DataLoader workers", "the suite's PIL path (worker count is "
-              "the data module's)", "speed only: the transforms and their order are the recipe's"),
+    Deviation("data loading workers", "min(8, CPUs) DataLoader workers, each drawing from its own RNG",
+              "min(16, CPUs) workers by default (`--workers`), each item's crop and flip drawn from a generator "
+              "seeded by (run seed, epoch, item index)",
+              "exact resume and the same batches at any worker count; the transforms and their order are the "
+              "recipe's, only which random draw an item gets differs"),
     Deviation("cpu and smoke scales", "Imagenette / Imagewoof at 128 px, xse_resnext50 + Mish + self-attention, "
               "the 2020-01 flags",
               "the CIFAR-10 subset (5,085 / 1,017) as a SUBSTITUTE, small CNN, pad-crop-flip, 5 (1) epochs; the "

@@ -19,6 +19,7 @@ import re
 from dataclasses import dataclass, field
 
 from ..registry.datasets import DATASETS
+from .deviations import CUDA_PRECISION
 from ..registry.optimizers import FASTAI_RANGER, INNER_OPTIMIZERS, optimizer_parts, parse_optimizer_name
 from ..registry.schedules import SCHEDULES
 
@@ -26,8 +27,8 @@ __all__ = ["Source", "ReferenceNumber", "run_settings", "unaccounted", "unused_s
            "sources_markdown", "reference_markdown", "PRECISION"]
 
 BOOKKEEPING = ("experiment", "name", "scale", "note")  # name a run; decide nothing about its training
-# the runner's rule (runner.build_learner_for): every CUDA run is trained in mixed precision
-PRECISION = "mixed (fastai to_fp16) on CUDA, fp32 on CPU"
+# the runner's rule (runner.mixed_precision_mode): every CUDA run is trained in mixed precision
+PRECISION = CUDA_PRECISION + "; fp32 on CPU"
 
 
 def _checked_text(owner, name, value):

@@ -12,6 +12,7 @@ from ..registry.architectures import ARCHITECTURES
 from ..registry.datasets import DATASETS
 from ..registry.optimizers import make_opt_func, parse_optimizer_name
 from ..registry.schedules import SCHEDULES, lr_schedule_function
+from ..registry.user import UserCodeError, check_import_path, is_import_path
 
 __all__ = ["RunSpec", "Experiment", "SCALES", "SpecError", "grid"]
 
@@ -28,13 +29,21 @@ def _fail(field_name, message):
     raise SpecError(f"spec field '{field_name}': {message}")
 
 
+def _check_form(import_path, field_name):
+    try:
+        check_import_path(import_path, field_name)
+    except UserCodeError as e:
+        raise SpecError(str(e)) from None
+
+
 @dataclass(frozen=True)
 class RunSpec:
     experiment: str
     name: str                      # the row label in reports, e.g. "LA/SGD"
-    dataset: str
-    arch: str
-    optimizer: str                 # registry name, e.g. "lookahead(sgd)"
+    dataset: str                   # registry name, or a user's own "module:callable" (registry/user.py)
+    arch: str                      # registry name, or "module:callable"
+    optimizer: str                 # registry name, e.g. "lookahead(sgd)", or "module:callable",
+                                   # "lookahead(module:callable)"
     lr: float
     epochs: int
     bs: int
@@ -61,13 +70,20 @@ class RunSpec:
         for name in ("experiment", "name"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):
                 _fail(name, "must be a non-empty string")
-        if self.dataset not in DATASETS:
-            _fail("dataset", f"unknown {self.dataset!r}; choose one of {', '.join(DATASETS)}")
-        if self.arch not in ARCHITECTURES:
-            _fail("arch", f"unknown {self.arch!r}; choose one of {', '.join(ARCHITECTURES)}")
+        # a user's own "module:callable" is checked for its form only: a spec never imports code
+        # (registry/user.py resolves it when a run is checked or trains)
+        for name, registry in (("dataset", DATASETS), ("arch", ARCHITECTURES)):
+            value = getattr(self, name)
+            if is_import_path(value):
+                _check_form(value, name)
+            elif value not in registry:
+                _fail(name, f"unknown {value!r}; choose one of {', '.join(registry)} or 'module:callable'")
         try:
-            parse_optimizer_name(self.optimizer)
-            make_opt_func(self.optimizer, **self.hyper)
+            if is_import_path(parse_optimizer_name(self.optimizer)[1]):
+                if not isinstance(self.hyper, dict) or not all(isinstance(k, str) for k in self.hyper):
+                    raise ValueError("hyper must be a mapping of keyword arguments")
+            else:
+                make_opt_func(self.optimizer, **self.hyper)
         except (ValueError, TypeError) as e:
             _fail("optimizer" if "optimizer" in str(e) and "take" not in str(e) else "hyper", str(e))
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not self.lr > 0:
@@ -99,6 +115,12 @@ class RunSpec:
             _fail("state_reset", f"must be one of {', '.join(STATE_RESETS)}, got {self.state_reset!r}")
         if self.data_path not in DATA_PATHS:
             _fail("data_path", f"must be one of {', '.join(DATA_PATHS)}, got {self.data_path!r}")
+        if is_import_path(self.dataset):  # the user's data comes as it is: no augmentation, path or sizes of ours
+            for name, default in (("data_path", "auto"), ("augment", "default"), ("size", None)):
+                if getattr(self, name) != default:
+                    _fail(name, f"not for a dataset of your own ({self.dataset}): its data comes as it is")
+        if is_import_path(self.arch) and self.lr_mult != 1:
+            _fail("lr_mult", f"needs a body and a head; a model of your own ({self.arch}) has one parameter group")
         if self.data_path == "tensor" and not DATASETS[self.dataset].small:
             _fail("data_path", f"dataset {self.dataset!r} has no tensor path; use 'pil' or 'auto'")
         from ..registry.augmentations import check_augment
@@ -106,7 +128,8 @@ class RunSpec:
         if self.loss not in LOSSES:
             _fail("loss", f"unknown {self.loss!r}; choose one of {', '.join(LOSSES)}")
         try:
-            check_augment(self.augment, DATASETS[self.dataset].small, self.data_path)
+            if not is_import_path(self.dataset):
+                check_augment(self.augment, DATASETS[self.dataset].small, self.data_path)
         except ValueError as e:
             _fail("augment", str(e))
         if self.slow_bn_batches is not None and (isinstance(self.slow_bn_batches, bool) or
@@ -193,10 +216,11 @@ class Experiment:
     questions: dict = field(default_factory=dict)  # question id (results.questions) -> the comparisons answering it
                                        # ("tuned": each family at the best lr of its declared sweep)
     same_algorithm: tuple = ()         # (row, row) pairs: one algorithm through two float paths (the noise floor)
+    scales: tuple = SCALES             # the scales it declares (a user's experiment: often one, its own settings)
 
     def specs(self, scale):
-        if scale not in SCALES:
-            raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
+        if scale not in self.scales:
+            raise SpecError(f"scale must be one of {', '.join(self.scales)}, got {scale!r}")
         return list(self.build(scale))
 
 

@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 from torch import nn
 
+from .user import build_model, is_import_path
+
 __all__ = ["ARCHITECTURES", "ArchInfo", "body_and_head", "build_learner", "cifar_resnet18", "cifar_resnet_small",
            "small_cnn", "strided_cnn", "mlp", "xresnet50_mish", "xse_resnext50_mish_sa_maxpool"]
 
@@ -170,6 +172,9 @@ ARCHITECTURES = {
 
 
 def build_learner(arch, dls, n_in, n_out, size, **learner_kwargs):
+    if is_import_path(arch):  # a user's own model: one parameter group (fastai's default splitter)
+        from fastai.learner import Learner
+        return Learner(dls, build_model(arch, n_out), **learner_kwargs)
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
     return ARCHITECTURES[arch].build(dls, n_in, n_out, size, **learner_kwargs)

@@ -21,6 +21,7 @@ from fastai import optimizer as fastai_opt
 from ..fastai_optimizers import AdamNoDebias
 from ..opt_funcs import lookahead_opt_func, nested_lookahead_opt_func, torch_opt_func
 from ..optim.scratch import ScratchSGD
+from .user import UserCodeError, check_import_path, is_import_path, optimizer_kind
 
 __all__ = ["INNER_OPTIMIZERS", "WRAPPERS", "FASTAI_RANGER_DEFAULTS", "make_opt_func", "parse_optimizer_name",
            "describe_optimizers", "optimizer_parts", "OptimizerParts"]
@@ -88,7 +89,8 @@ FASTAI_RANGER = "fastai_ranger"
 FASTAI_RANGER_DEFAULTS = {"k": 6, "alpha": 0.5, "mom": 0.95, "wd": 0.01, "eps": 1e-6}
 _FASTAI_RANGER_KEYS = ("k", "alpha", "mom", "sqr_mom", "eps", "wd", "beta", "decouple_wd")
 WRAPPERS = {"lookahead": ("k", "alpha", "pullback"), "nested": ("k", "alpha", "pullback", "s", "h")}
-_NAME = re.compile(r"^\s*(?:(?P<wrapper>\w+)\s*\(\s*(?P<inner>\w+)\s*\)|(?P<plain>\w+))\s*$")
+_INNER = r"[\w.]+:[\w.]+|\w+"  # a registry name, or a user's own "module:callable" (registry/user.py)
+_NAME = re.compile(rf"^\s*(?:(?P<wrapper>\w+)\s*\(\s*(?P<inner>{_INNER})\s*\)|(?P<plain>{_INNER}))\s*$")
 
 
 def describe_optimizers():
@@ -105,6 +107,14 @@ def parse_optimizer_name(name):
     if not m:
         raise ValueError(f"optimizer name {name!r} is not NAME or WRAPPER(NAME)")
     wrapper, inner = (m["wrapper"], m["inner"]) if m["wrapper"] else (None, m["plain"])
+    if wrapper is not None and wrapper not in WRAPPERS:
+        raise ValueError(f"unknown optimizer wrapper {wrapper!r}; choose one of {', '.join(WRAPPERS)}")
+    if is_import_path(inner):
+        try:
+            check_import_path(inner, "optimizer")  # the form only: a spec never imports code
+        except UserCodeError:
+            raise ValueError(f"optimizer {inner!r} is not 'module:callable' (e.g. 'mypkg.optim:MyOptimizer')") from None
+        return wrapper, inner
     if inner == FASTAI_RANGER:
         if wrapper:
             raise ValueError("fastai_ranger is already fastai's Lookahead(RAdam); wrap radam instead")
@@ -114,9 +124,8 @@ def parse_optimizer_name(name):
             raise ValueError("ranger is already Lookahead(RAdam); use lookahead(radam) or nested(radam)")
         return "lookahead", "ranger"
     if inner not in INNER_OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {inner!r}; choose one of {', '.join([*INNER_OPTIMIZERS, 'ranger'])}")
-    if wrapper is not None and wrapper not in WRAPPERS:
-        raise ValueError(f"unknown optimizer wrapper {wrapper!r}; choose one of {', '.join(WRAPPERS)}")
+        raise ValueError(f"unknown optimizer {inner!r}; choose one of {', '.join([*INNER_OPTIMIZERS, 'ranger'])} "
+                         f"or 'module:callable'")
     return wrapper, inner
 
 
@@ -124,6 +133,12 @@ def make_opt_func(name, **hyper):
     """The ``opt_func`` for ``name`` with ``hyper`` (``lr`` is ignored here: fastai passes it)."""
     wrapper, inner_name = parse_optimizer_name(name)
     hyper = {k: v for k, v in hyper.items() if k != "lr"}
+    if is_import_path(inner_name):  # a user's own: its hyper-parameters go to it as they are named
+        cls, _ = optimizer_kind(inner_name)
+        wrapper_hp = {k: v for k, v in hyper.items() if k in WRAPPERS.get(wrapper, ())}
+        inner_hp = {k: v for k, v in hyper.items() if k not in wrapper_hp}
+        make = {"lookahead": lookahead_opt_func, "nested": nested_lookahead_opt_func}.get(wrapper)
+        return make(cls, **wrapper_hp, **inner_hp) if make else torch_opt_func(cls, **inner_hp)
     if inner_name == FASTAI_RANGER:
         unknown = sorted(set(hyper) - set(_FASTAI_RANGER_KEYS))
         if unknown:
@@ -190,6 +205,11 @@ def optimizer_parts(name, hyper=None):
     hyper = {k: v for k, v in dict(hyper or {}).items() if k != "lr"}
     wrapper, inner = parse_optimizer_name(name)
     implementation = "ours" if wrapper else None
+    if is_import_path(inner):  # a user's own: its declared hyper-parameters (its defaults are its own)
+        wrapper_keys = WRAPPERS.get(wrapper, ())
+        return OptimizerParts(wrapper, implementation, inner, {k: v for k, v in hyper.items() if k not in wrapper_keys},
+                              {**_WRAPPER_DEFAULTS.get(wrapper, {}),
+                               **{k: v for k, v in hyper.items() if k in wrapper_keys}})
     if inner == FASTAI_RANGER:
         wrapper, implementation, inner = "lookahead", "fastai", "radam"
         hyper = {**FASTAI_RANGER_DEFAULTS, **hyper}
