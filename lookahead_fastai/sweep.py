@@ -34,13 +34,13 @@ def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
         names = [s.name for s in specs]
         unknown = [n for n in only if n not in names]
         if unknown:
-            raise SpecError(f"--only: {', '.join(unknown)} not in {experiment}; rows are {', '.join(names)}")
+            raise SpecError(f"--only: {', '.join(unknown)} not in {exp.name}; rows are {', '.join(names)}")
         specs = [s for s in specs if s.name in only]
     n_seeds = seeds or exp.default_seeds.get(scale, 1)
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
     with ResultsStore(store) as db:
-        imported = db.imported(experiment)
+        imported = db.imported(exp.name)
         return [Job(spec, seed, db.is_finished(spec.run_id(seed)), spec.run_id(seed) in imported)
                 for seed in range(n_seeds) for spec in specs]
 

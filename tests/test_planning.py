@@ -77,10 +77,10 @@ def test_pil_rows_take_the_slower_of_model_and_loader(tmp_path):
     """gpu_check's loader section (PIL path, per dataset, size and augmentation): a row whose loader
     is slower than its model is paced by the loader (loader-bound); a faster loader leaves the
     model's time; either way the row is no longer a lower bound. Smoke files are ignored."""
-    model = {"xresnet50_mish · imagenette_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
-                                                                 "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4},
-             "xresnet50_mish · imagewoof_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
-                                                                "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4}}
+    arch = "xse_resnext50_mish_sa_maxpool"  # the full spec's model (gpu_check keys: arch · dataset · size · bs)
+    model = {f"{arch} · {dataset} · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
+                                                     "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4}
+             for dataset in ("imagenette_320", "imagewoof_320")}
     loader = {"imagenette_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 16,
                                                     "train_images_per_s": 500.0, "valid_images_per_s": 2000.0},
               "imagewoof_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 16,
