@@ -32,13 +32,17 @@ class _Parser(argparse.ArgumentParser):
         raise CliError(f"{self.prog}: {message}")
 
 
-def _seeds(text):
-    """--seeds: an int from 1 to MAX_SEEDS (a grid is seeds x rows runs, each kept in the store), in
-    ASCII digits (``int`` would also read other scripts' digits, e.g. '٣')."""
+def _whole_number(text):
+    """A whole number in ASCII digits (``int`` would also read other scripts' digits, e.g. '٣')."""
     if not re.fullmatch(r"\s*[+-]?[0-9]+\s*", text):
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}"
                                          + ("" if text.isascii() else " (digits 0-9)"))
-    n = int(text)
+    return int(text)
+
+
+def _seeds(text):
+    """--seeds: an int from 1 to MAX_SEEDS (a grid is seeds x rows runs, each kept in the store)."""
+    n = _whole_number(text)
     if not 1 <= n <= MAX_SEEDS:
         raise argparse.ArgumentTypeError(f"must be from 1 to {MAX_SEEDS}, got {n}")
     return n
@@ -58,8 +62,8 @@ def _finite(text):
 def _workers(text):
     """--workers: loader worker processes, a whole number from 0 up."""
     try:
-        n = int(text)
-    except ValueError:
+        n = _whole_number(text)
+    except argparse.ArgumentTypeError:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 up, got {text!r}") from None
     if n < 0:
         raise argparse.ArgumentTypeError(f"must be a whole number from 0 up, got {n}")

@@ -127,7 +127,7 @@ def test_default_is_fastais_one_worker_per_core(tiny):
             check_workers(bad)
 
 
-@pytest.mark.parametrize("value, shown", [("-1", "-1"), ("two", "'two'"), ("1.5", "'1.5'")])
+@pytest.mark.parametrize("value, shown", [("-1", "-1"), ("two", "'two'"), ("1.5", "'1.5'"), ("٢", "'٢'")])
 def test_cli_rejects_a_bad_worker_count_in_one_line(value, shown, capsys, tmp_path):
     code = main(["run", "demo", "--store", str(tmp_path / "r.sqlite"), "--workers", value])
     err = capsys.readouterr().err
