@@ -203,6 +203,7 @@ class ResultsStore:
         self.path = Path(path).expanduser().absolute()
         self.readonly = readonly
         self._conn: sqlite3.Connection | None = None
+        self.schema_version = SCHEMA_VERSION  # an older store's, when opened read-only
         self._busy_timeout_ms = int(busy_timeout_ms)
         try:
             self.path = self.path.resolve()
@@ -290,7 +291,7 @@ class ResultsStore:
         uri = f"file:{_quote(self.path)}?mode=ro" + ("" if writable else "&immutable=1")
         conn = self._connect(uri)
         try:
-            self._check_schema(conn)
+            self.schema_version = self._check_schema(conn)
             conn.execute("SELECT count(*) FROM runs").fetchone()
         except sqlite3.DatabaseError as exc:
             conn.close()
@@ -721,20 +722,18 @@ class ResultsStore:
         args: tuple = ()
         if experiment is not None:
             sql, args = sql + " AND experiment = ?", (experiment,)
-        try:
-            return dict(self._read(sql, args))
-        except sqlite3.OperationalError:  # no imported_from column: schema < 3, read-only
+        if self.schema_version < 3:  # no imported_from column (an older store, opened read-only)
             return {}
+        return dict(self._read(sql, args))
 
     # -- checkpoints -----------------------------------------------------------------------------
     @property
     def store_id(self) -> str | None:
         """This store's identity: a random id written when it was created (or upgraded to schema 3);
         None for an older store opened read-only. Checkpoints carry it (:meth:`checkpoint_binding`)."""
-        try:
-            rows = self._read("SELECT value FROM store_meta WHERE key = 'store_id'")
-        except sqlite3.OperationalError:  # no store_meta table: schema < 3, read-only
+        if self.schema_version < 3:  # no store_meta table (an older store, opened read-only)
             return None
+        rows = self._read("SELECT value FROM store_meta WHERE key = 'store_id'")
         return rows[0][0] if rows else None
 
     def checkpoint_binding(self, run_id: str) -> dict:
