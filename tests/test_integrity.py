@@ -26,9 +26,9 @@ import torch
 from lookahead_fastai.checkpoint import CHECKPOINT_NAME, CheckpointWarning, file_digest
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.report import compare, summarize
-from lookahead_fastai.runner import train
 from lookahead_fastai.store import ResultsStore, store_files_dir
 from test_cli_errors import one_line, run_main
+from test_lifecycle import killed_after_epoch_0
 
 DEMO = Path(__file__).resolve().parents[1] / "reports" / "data" / "demo.jsonl"
 
@@ -231,26 +231,8 @@ def test_reports_say_how_many_runs_were_imported_and_count_diverged_runs(tmp_pat
 # ------------------------------------------------------------------------------------------------
 # checkpoints belong to their run and their store
 # ------------------------------------------------------------------------------------------------
-class Stop(Exception):
-    pass
-
-
 def smoke(name):
     return next(s for s in get_experiment("demo").specs("smoke") if s.name == name)
-
-
-def killed_after_epoch_0(store, spec):
-    """Train ``spec`` (seed 0) in ``store`` until its epoch 0 checkpoint is written, then stop, as
-    a kill would: the run stays running with its checkpoint and epoch row 0."""
-    with ResultsStore(store) as db:
-        with db.claim(spec.run_id(0), spec.experiment, spec.name, 0, spec.to_dict()) as lease:
-            def stop_at_1(epoch, metrics):
-                if epoch == 1:
-                    raise Stop("killed here")
-                lease.log_epoch(epoch, metrics)
-            with pytest.raises(Stop):
-                train(spec, 0, checkpoint_dir=lease.checkpoint_dir, checkpoint_owner=lease, on_epoch=stop_at_1)
-        return db.epochs(spec.run_id(0)), lease.checkpoint_dir / CHECKPOINT_NAME
 
 
 def test_a_new_database_beside_an_old_files_folder_does_not_resume_its_checkpoint(tmp_path, capsys):

@@ -195,18 +195,25 @@ class Stop(Exception):
     pass
 
 
-def test_two_stores_in_one_folder_never_share_a_checkpoint(tmp_path):
-    spec = get_experiment("demo").specs("smoke")[0]  # SGD, 2 epochs
-    run_id = spec.run_id(0)
-    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
-    with ResultsStore(a) as db:  # a's run was killed after epoch 0: its checkpoint is there
-        with db.claim(run_id, spec.experiment, spec.name, 0, spec.to_dict()) as lease:
+def killed_after_epoch_0(store, spec):
+    """Train ``spec`` (seed 0) in ``store`` until its epoch 0 checkpoint is written, then stop, as
+    a kill would: the run stays running with its checkpoint and epoch row 0."""
+    with ResultsStore(store) as db:
+        with db.claim(spec.run_id(0), spec.experiment, spec.name, 0, spec.to_dict()) as lease:
             def stop_at_1(epoch, metrics):
                 if epoch == 1:
                     raise Stop("killed here")
                 lease.log_epoch(epoch, metrics)
             with pytest.raises(Stop):
                 train(spec, 0, checkpoint_dir=lease.checkpoint_dir, checkpoint_owner=lease, on_epoch=stop_at_1)
+        return db.epochs(spec.run_id(0)), lease.checkpoint_dir / CHECKPOINT_NAME
+
+
+def test_two_stores_in_one_folder_never_share_a_checkpoint(tmp_path):
+    spec = get_experiment("demo").specs("smoke")[0]  # SGD, 2 epochs
+    run_id = spec.run_id(0)
+    a, b = tmp_path / "a.sqlite", tmp_path / "b.sqlite"
+    killed_after_epoch_0(a, spec)  # a's run was killed after epoch 0: its checkpoint is there
     a_ckpt = store_files_dir(a) / "checkpoints" / run_id / CHECKPOINT_NAME
     assert checkpoint_epoch(a_ckpt) == 0
     a_bytes = a_ckpt.read_bytes()
