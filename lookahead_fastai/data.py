@@ -37,6 +37,7 @@ __all__ = ["DataBundle", "build_dataloaders", "BatchAugment", "user_dataloaders"
            "default_workers", "check_workers", "item_seed"]
 
 MAX_DEFAULT_WORKERS = 16  # fastai's cap (TfmdDL: min(16, defaults.cpus))
+CROP_PAD = 4  # pad_crop_flip's zero padding in pixels, on both data paths
 
 
 def default_workers():
@@ -133,7 +134,7 @@ def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment):
     x_valid = data.x_valid.to(device)
     mean = x_train.float().mean(dim=(0, 2, 3)) / 255
     std = x_train.float().std(dim=(0, 2, 3)) / 255
-    pad, flip = (4, True) if augment == "pad_crop_flip" else (0, False)
+    pad, flip = (CROP_PAD, True) if augment == "pad_crop_flip" else (0, False)
     train = TensorDataLoader(x_train, data.y_train.to(device), BatchAugment(mean, std, pad, flip, train=True),
                              bs=bs, shuffle=True, drop_last=True)
     valid = TensorDataLoader(x_valid, data.y_valid.to(device), BatchAugment(mean, std),
@@ -251,7 +252,7 @@ def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment
     size = size or info.image_size
     batch_tfms = []
     if augment == "pad_crop_flip":  # the same as the tensor path: zero-pad 4, random crop, horizontal flip
-        item_tfms = [CropPad(size + 8, pad_mode="zeros"), RandomCrop(size), FlipItem(0.5)]
+        item_tfms = [CropPad(size + 2 * CROP_PAD, pad_mode="zeros"), RandomCrop(size), FlipItem(0.5)]
     elif augment == "none" and info.small:
         item_tfms = []
     else:  # folder_default, rrc_flip, none (Resize) for folders

@@ -10,7 +10,7 @@ whose settings match ``when``: ``experiments/sources.py`` checks with them that 
 """
 from dataclasses import dataclass, field
 
-__all__ = ["Deviation", "deviations_markdown", "CUDA_PRECISION"]
+__all__ = ["Deviation", "deviations_markdown", "CUDA_PRECISION", "precision_deviation", "seeds_deviation"]
 
 # what the runner does on CUDA (runner.mixed_precision_mode), for the "numeric precision" rows
 CUDA_PRECISION = ("mixed precision on CUDA: bf16 autocast where the GPU supports it, else fp16 with loss scaling "
@@ -34,6 +34,19 @@ class Deviation:
 
     def as_dict(self):
         return {"what": self.what, "original": self.original, "here": self.here, "why": self.why}
+
+
+def precision_deviation(original):
+    """The "numeric precision" row of an experiment whose original trained in ``original`` (e.g.
+    ``"fp32"``): every CUDA run here is in mixed precision (:data:`CUDA_PRECISION`)."""
+    return Deviation("numeric precision", original, CUDA_PRECISION, "the runner trains every CUDA run in mixed precision")
+
+
+def seeds_deviation(original, default_seeds, why, per=""):
+    """The "seeds" row of an experiment whose original ran ``original`` (e.g. ``"one run per row"``),
+    the seeds here read from the experiment's own ``default_seeds`` (``per``: e.g. ``" per row"``)."""
+    return Deviation("seeds", original, f"{default_seeds['cpu']} seeds{per} at scale cpu, "
+                                        f"{default_seeds['full']} seeds at full", why)
 
 
 def _cell(text):

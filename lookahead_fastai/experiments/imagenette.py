@@ -15,7 +15,7 @@ No Imagenette copy exists offline: ``cpu`` and ``smoke`` run the same rows on th
 clearly named substitute (small CNN, 6 epochs); the real dataset path is kept for ``full``.
 Imagewoof and the leaderboard's setting are in ``imagenette_leaderboard``.
 """
-from .deviations import CUDA_PRECISION, Deviation
+from .deviations import Deviation, precision_deviation, seeds_deviation
 from .spec import Experiment, grid
 
 V1_WD = {"wd": 0.01, "decouple_wd": True}
@@ -68,6 +68,7 @@ The last outputs of its Imagenette notebook differ (LA/SGD 90.4%, SGD 90.8%, Ada
 validation set): both are single runs. For the leaderboard's numbers see `imagenette_leaderboard`.
 """
 
+SEEDS = {"smoke": 1, "cpu": 5, "full": 3}
 DEVIATIONS = (
     Deviation("validation set", "a 500-image validation set in its notebook's last outputs; the online report "
               "does not say", "Imagenette's own val/ split (3,925 images)",
@@ -85,10 +86,8 @@ DEVIATIONS = (
               "pct_start 0.3 and final lr max/25e4", "fastai 2's defaults differ (0.25, 1e5)"),
     Deviation("Imagewoof", "not in this seed", "dropped from this experiment (an earlier version ran it)",
               "Imagewoof is in imagenette_leaderboard, with the leaderboard's recipe"),
-    Deviation("seeds", "one run per row", "5 seeds per row at scale cpu, 3 seeds at full",
-              "one run cannot separate these gaps from noise"),
-    Deviation("numeric precision", "fp32 (fastai v1 default)", CUDA_PRECISION,
-              "the runner trains every CUDA run in mixed precision"),
+    seeds_deviation("one run per row", SEEDS, "one run cannot separate these gaps from noise", per=" per row"),
+    precision_deviation("fp32 (fastai v1 default)"),
     Deviation("cpu and smoke scales", "Imagenette at 224 px, resnet50, 40 epochs",
               "the CIFAR-10 subset as a SUBSTITUTE, small CNN, 6 (2) epochs",
               "no Imagenette copy offline and 2 CPU cores"),
@@ -98,7 +97,7 @@ EXPERIMENT = Experiment(
     name="imagenette", description="seed 000's Imagenette run reproduced: LA/SGD (reset at syncs), SGD, AdamW, "
                                    "one-cycle + mixup; like-for-like controls as labelled rows",
     baseline="SGD · CIFAR-10 substitute", build=build, comparisons=_comparisons(), reference=REFERENCE,
-    deviations=DEVIATIONS, default_seeds={"smoke": 1, "cpu": 5, "full": 3},
+    deviations=DEVIATIONS, default_seeds=SEEDS,
     protocol={"smoke": "CIFAR-10 subset as a SUBSTITUTE for Imagenette (none offline), 256 / 128 images, 2 epochs",
               "cpu": "CIFAR-10 subset (5,085 / 1,017) as a SUBSTITUTE for Imagenette (no offline copy); "
                      "small CNN, 6 epochs, one-cycle, mixup 0.4",

@@ -181,10 +181,6 @@ def _comparisons():
     return tuple(pairs)
 
 
-def grid_span(lrs):
-    return max(lrs) / min(lrs)
-
-
 def _protocol(scale):
     data = []
     for dataset, s in SCALES[scale].items():

@@ -14,7 +14,7 @@ our working ``pullback`` / Adam ``reset`` rows are the corrections. Its nested u
 k-1 consecutive steps, inner slow weights never re-synced) is a bug with no mode here: the NLA rows are
 the corrected algorithm only. Every difference is a row of ``DEVIATIONS``.
 """
-from .deviations import CUDA_PRECISION, Deviation
+from .deviations import Deviation, precision_deviation
 from .spec import Experiment, grid
 
 INNER = {"SGD": ("sgd", {"mom": 0.9, "wd": 1e-3}), "Adam": ("adam", {"wd": 1e-3})}
@@ -82,8 +82,7 @@ DEVIATIONS = (
               "the original's bugs; no mode reproduces them"),
     Deviation("lr and weight decay", "silently overwritten inside its NestedLookahead",
               "what the spec says (lr 1e-3, momentum 0.9, wd 1e-3)", "the protocol's declared values"),
-    Deviation("numeric precision", "fp32", CUDA_PRECISION,
-              "the runner trains every CUDA run in mixed precision"),
+    precision_deviation("fp32"),
     Deviation("cpu and smoke scales", "resnet18, full CIFAR-10, 20 epochs",
               "the small CNN on the CIFAR-10 subset (5,085 / 1,017), 4 (1) epochs", "2 CPU cores, no full CIFAR "
               "offline"),

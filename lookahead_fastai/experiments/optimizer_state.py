@@ -10,7 +10,7 @@ validated on training images, which measures training accuracy; no row reproduce
 ``cpu``/``smoke`` use the CIFAR-10 subset as a named substitute for Imagenette/Imagewoof, with
 sessions scaled down (4 + 4 + 2 epochs at cpu).
 """
-from .deviations import CUDA_PRECISION, Deviation
+from .deviations import Deviation, precision_deviation
 from .spec import Experiment, grid
 
 SCALES = {
@@ -68,8 +68,7 @@ DEVIATIONS = (
     Deviation("model", "torchvision resnet50 from scratch with its own fc head",
               "torchvision resnet50 through fastai's cnn_learner (fastai head, not pretrained)",
               "the suite builds torchvision models through cnn_learner"),
-    Deviation("numeric precision", "fp32", CUDA_PRECISION,
-              "the runner trains every CUDA run in mixed precision"),
+    precision_deviation("fp32"),
     Deviation("cpu and smoke scales", "Imagenette / Imagewoof, resnet50, 10 + 10 + 5 epochs",
               "the CIFAR-10 subset as a SUBSTITUTE, small CNN, 4 + 4 + 2 (1 + 1 + 1) epochs, same lrs",
               "no Imagenette copy offline and 2 CPU cores"),

@@ -8,7 +8,7 @@ Adam; and an ``lr_find`` plot. All rows are fastai optimizers built from stats a
 few epochs (3 here; the notebook ran 1-3), plain SGD at lr 0.4 and SGD with momentum at 0.3, Adam at
 1e-3, LAMB at 3e-3. ``cpu`` and ``smoke`` keep an MLP on real MNIST (offline), a different task.
 """
-from .deviations import Deviation
+from .deviations import Deviation, seeds_deviation
 from .spec import Experiment, grid
 
 ROWS = [
@@ -37,6 +37,7 @@ def build(scale):
     return grid("optimizers_from_scratch", scale, rows, schedule="constant", **s)
 
 
+SEEDS = {"smoke": 1, "cpu": 5, "full": 3}
 DEVIATIONS = (
     Deviation("model", "the course's conv net (conv layers of 32-64-128-256 channels, average pool)",
               "full: the suite's small CNN (3 conv-BN-ReLU blocks, 32-64-128 channels)",
@@ -49,12 +50,12 @@ DEVIATIONS = (
     Deviation("cpu and smoke scales", "Imagenette at 128 px with a conv net",
               "an MLP on real MNIST (10,000 / 10,000 images; smoke 512 / 256), a different task",
               "no Imagenette copy offline; MNIST is real data the 2 CPU cores train in minutes"),
-    Deviation("seeds", "one run per optimizer", "5 seeds at scale cpu, 3 seeds at full", "paired intervals need several"),
+    seeds_deviation("one run per optimizer", SEEDS, "paired intervals need several"),
 )
 
 EXPERIMENT = Experiment(
     name="optimizers_from_scratch", description="fastai stats+steppers: weight decay vs L2, debiasing, LAMB",
-    baseline="Adam · debiased", build=build, default_seeds={"smoke": 1, "cpu": 5, "full": 3},
+    baseline="Adam · debiased", build=build, default_seeds=SEEDS,
     lr_find_row="Adam · debiased", deviations=DEVIATIONS,
     comparisons=(("SGD · L2", "SGD · weight decay"), ("SGD+momentum · L2", "SGD+momentum · weight decay"),
                  ("Adam · no debiasing", "Adam · debiased"), ("AdamW", "Adam · debiased"),

@@ -25,7 +25,7 @@ is reproduced: the plain rows stand for both of its tables.
 Not reproducible: the original LookaheadAdamW's reset kept Adam's ``step`` (3-6x lr after each
 reset, its divergence at lr 0.1); here a reset zeroes ``step`` too (the declared deviation).
 """
-from .deviations import CUDA_PRECISION, Deviation
+from .deviations import Deviation, precision_deviation
 from .spec import Experiment, grid
 
 LA = {"k": 5, "alpha": 0.5}
@@ -149,8 +149,7 @@ DEVIATIONS = (
     Deviation("seeds", "one run per row", "3 seeds per row (paired by seed)",
               "one seed cannot separate a 3% gap from noise, as the seed itself says; 3, not 5, at scale cpu: "
               "its 15 rows x 5 seeds would take about 2.5 hours of the 2 cores (236 s per run measured)"),
-    Deviation("numeric precision", "fp32 (fastai v1 default)", CUDA_PRECISION,
-              "the runner trains every CUDA run in mixed precision"),
+    precision_deviation("fp32 (fastai v1 default)"),
     Deviation("cpu and smoke scales", "torchvision resnet18, full CIFAR-10 / CIFAR-100, 200 / 100 epochs",
               "the small CNN on the offline CIFAR-10 subset (5,085 / 1,017 images), 12 (2) epochs, no CIFAR-100",
               "no full CIFAR offline and 2 CPU cores"),

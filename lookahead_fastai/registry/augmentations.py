@@ -12,7 +12,7 @@ validation set as a centre crop).
 """
 from dataclasses import dataclass
 
-__all__ = ["AUGMENTATIONS", "check_augment", "folder_transforms", "tensor_crop_flip"]
+__all__ = ["AUGMENTATIONS", "check_augment", "folder_transforms"]
 
 
 @dataclass(frozen=True)
@@ -38,11 +38,6 @@ def check_augment(name, small_dataset, data_path):
     if AUGMENTATIONS[name].folder_only and small_dataset and data_path != "pil":
         raise ValueError(f"augmentation {name!r} needs the PIL path over image folders (data_path 'pil' "
                          "or a folder dataset)")
-
-
-def tensor_crop_flip(name):
-    """For the in-memory tensor path of CIFAR: (pad, flip) of the random crop and flip."""
-    return (4, True) if name == "default" else (0, False)
 
 
 def folder_transforms(name, size):

@@ -23,7 +23,7 @@ from ..opt_funcs import lookahead_opt_func, nested_lookahead_opt_func, torch_opt
 from ..optim.scratch import ScratchSGD
 from .user import UserCodeError, check_import_path, is_import_path, optimizer_kind
 
-__all__ = ["INNER_OPTIMIZERS", "WRAPPERS", "FASTAI_RANGER_DEFAULTS", "make_opt_func", "parse_optimizer_name",
+__all__ = ["INNER_OPTIMIZERS", "WRAPPERS", "RANGER_DEFAULTS", "make_opt_func", "parse_optimizer_name",
            "describe_optimizers", "optimizer_parts", "OptimizerParts"]
 
 
@@ -83,10 +83,10 @@ INNER_OPTIMIZERS = {
     "scratch_sgd": InnerOptimizer("scratch_sgd", "the optimizer tour's hand-written SGD-momentum Optimizer",
                                   ScratchSGD, _torch_kwargs({"mom": "momentum", "wd": "weight_decay"}), ("mom", "wd")),
 }
+# fastai.optimizer.ranger's defaults: our "ranger" (Lookahead(RAdam)) and fastai's own take the same
 RANGER_DEFAULTS = {"k": 6, "alpha": 0.5, "mom": 0.95, "wd": 0.01, "eps": 1e-6}
 # fastai's own ranger (fastai.optimizer.ranger): its Lookahead (k, alpha) around its RAdam
 FASTAI_RANGER = "fastai_ranger"
-FASTAI_RANGER_DEFAULTS = {"k": 6, "alpha": 0.5, "mom": 0.95, "wd": 0.01, "eps": 1e-6}
 _FASTAI_RANGER_KEYS = ("k", "alpha", "mom", "sqr_mom", "eps", "wd", "beta", "decouple_wd")
 WRAPPERS = {"lookahead": ("k", "alpha", "pullback"), "nested": ("k", "alpha", "pullback", "s", "h")}
 _INNER = r"[\w.]+:[\w.]+|\w+"  # a registry name, or a user's own "module:callable" (registry/user.py)
@@ -129,10 +129,19 @@ def parse_optimizer_name(name):
     return wrapper, inner
 
 
+def _resolve(name, hyper):
+    """``(wrapper, inner, hyper)`` of optimizer ``name``: ``ranger`` as Lookahead around ``radam``
+    over :data:`RANGER_DEFAULTS`, every other name as parsed; ``lr`` left out of ``hyper``."""
+    wrapper, inner = parse_optimizer_name(name)
+    hyper = {k: v for k, v in dict(hyper or {}).items() if k != "lr"}
+    if inner == "ranger":
+        return wrapper, "radam", {**RANGER_DEFAULTS, **hyper}
+    return wrapper, inner, hyper
+
+
 def make_opt_func(name, **hyper):
     """The ``opt_func`` for ``name`` with ``hyper`` (``lr`` is ignored here: fastai passes it)."""
-    wrapper, inner_name = parse_optimizer_name(name)
-    hyper = {k: v for k, v in hyper.items() if k != "lr"}
+    wrapper, inner_name, hyper = _resolve(name, hyper)
     if is_import_path(inner_name):  # a user's own: its hyper-parameters go to it as they are named
         cls, _ = optimizer_kind(inner_name)
         wrapper_hp = {k: v for k, v in hyper.items() if k in WRAPPERS.get(wrapper, ())}
@@ -145,9 +154,6 @@ def make_opt_func(name, **hyper):
             raise ValueError(f"optimizer {name!r} does not take {', '.join(unknown)}; "
                              f"it takes {', '.join(sorted({'lr', *_FASTAI_RANGER_KEYS}))}")
         return partial(fastai_opt.ranger, **hyper)  # fastai's Learner takes a fastai optimizer as it is
-    if inner_name == "ranger":
-        hyper = {**RANGER_DEFAULTS, **hyper}
-        inner_name = "radam"
     inner = INNER_OPTIMIZERS[inner_name]
     wrapper_keys = WRAPPERS.get(wrapper, ())
     wrapper_hp = {k: v for k, v in hyper.items() if k in wrapper_keys}
@@ -202,8 +208,7 @@ _WRAPPER_DEFAULTS = {"lookahead": {"k": 5, "alpha": 0.5, "pullback": "none"},
 def optimizer_parts(name, hyper=None):
     """:class:`OptimizerParts` of optimizer ``name`` with ``hyper``: what a like-for-like comparison
     holds equal (inner optimizer and its effective hyper-parameters) and what it varies (the wrapper)."""
-    hyper = {k: v for k, v in dict(hyper or {}).items() if k != "lr"}
-    wrapper, inner = parse_optimizer_name(name)
+    wrapper, inner, hyper = _resolve(name, hyper)
     implementation = "ours" if wrapper else None
     if is_import_path(inner):  # a user's own: its declared hyper-parameters (its defaults are its own)
         wrapper_keys = WRAPPERS.get(wrapper, ())
@@ -212,9 +217,7 @@ def optimizer_parts(name, hyper=None):
                                **{k: v for k, v in hyper.items() if k in wrapper_keys}})
     if inner == FASTAI_RANGER:
         wrapper, implementation, inner = "lookahead", "fastai", "radam"
-        hyper = {**FASTAI_RANGER_DEFAULTS, **hyper}
-    elif inner == "ranger":
-        inner, hyper = "radam", {**RANGER_DEFAULTS, **hyper}
+        hyper = {**RANGER_DEFAULTS, **hyper}
     wrapper_keys = WRAPPERS.get(wrapper, ("k", "alpha") if implementation == "fastai" else ())
     wrapper_hyper = {**_WRAPPER_DEFAULTS.get(wrapper, {}), **{k: v for k, v in hyper.items() if k in wrapper_keys}}
     if implementation == "fastai":
