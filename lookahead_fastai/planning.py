@@ -6,7 +6,8 @@ one run (sessions summed) and their product; :func:`format_plan` prints it. Hour
 measurements: the ``projection`` section of ``benchmarks/results/*.json`` written by
 ``benchmarks/gpu/gpu_check.py`` (seconds per training and per validation image, per architecture,
 dataset, image size and batch size, timed through a Learner built as the runner builds it, on
-synthetic tensors). Smoke-mode files are not measurements and are ignored. A row whose
+synthetic tensors; each entry names what it measured in a ``config`` dict of :data:`CONFIG_FIELDS`,
+read as data). Smoke-mode files are not measurements and are ignored. A row whose
 configuration was not measured has no hours, and the total says how many rows it covers.
 
 Rows on the PIL data path (Imagenette, Imagewoof, CIFAR from its folder) decode and augment images
@@ -20,23 +21,60 @@ measurement, such a row's hours are lower bounds.
 ``lookahead-fastai plan EXP --scale full`` prints the plan.
 """
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
+from .registry.datasets import dataset_info
+from .registry.user import is_import_path
 
 __all__ = ["RowCost", "Plan", "Measurement", "LoaderMeasurement", "cost_plan", "format_plan",
-           "load_measurements", "load_loader_measurements", "DEFAULT_RESULTS_DIR", "FULL_SIZES"]
+           "load_measurements", "load_loader_measurements", "DEFAULT_RESULTS_DIR", "spec_sizes", "config_key",
+           "loader_key", "on_pil_path", "CONFIG_FIELDS", "LOADER_FIELDS"]
 
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
-# official (train, valid) sizes, for specs that take the whole dataset (n_train / n_valid None);
-# digits: the package's fixed 80/20 split of scikit-learn's 1,797 images
-FULL_SIZES = {"digits": (1438, 359), "mnist": (60000, 10000), "cifar10": (50000, 10000), "cifar100": (50000, 10000),
-              "imagenette": (9469, 3925), "imagewoof": (9025, 3929), "imagenette_320": (9469, 3925),
-              "imagewoof_320": (9025, 3929)}
-_LABEL = re.compile(r"^(?P<arch>.+?) · (?P<dataset>.+?) · (?P<size>\d+)px · bs (?P<bs>\d+)$")
-_LOADER_LABEL = re.compile(r"^(?P<dataset>.+?) · (?P<size>\d+)px · (?P<augment>[a-z_]+)$")
+# what one timing measures, as gpu_check writes it in each entry's "config" (a dict of these fields)
+CONFIG_FIELDS = ("arch", "dataset", "size", "bs")      # the projection section: the model's time per image
+LOADER_FIELDS = ("dataset", "size", "augment")         # the loader section: the PIL loader's time per image
+
+
+def spec_sizes(spec):
+    """``(n_train, n_valid)`` one epoch of ``spec`` sees: its own, at most the dataset's full sizes
+    (``DatasetInfo.full_train`` / ``full_valid``), the full sizes where it takes the whole dataset
+    (None); a user's own dataset: as declared."""
+    if is_import_path(spec.dataset):
+        return spec.n_train, spec.n_valid
+    full_train, full_valid = dataset_info(spec.dataset).full_sizes
+
+    def pick(n, full):
+        if n is None:
+            return full
+        return min(n, full) if full is not None else n
+    return pick(spec.n_train, full_train), pick(spec.n_valid, full_valid)
+
+
+def config_key(spec):
+    """``(arch, dataset, image size, bs)`` of ``spec``: the configuration a model timing measures
+    (:data:`CONFIG_FIELDS`)."""
+    return (spec.arch, spec.dataset, spec.size or dataset_info(spec.dataset).image_size, spec.bs)
+
+
+def loader_key(spec):
+    """``(dataset, image size, augment)`` of ``spec``: what a PIL loader timing measures (:data:`LOADER_FIELDS`)."""
+    return (spec.dataset, spec.size or dataset_info(spec.dataset).image_size, spec.augment)
+
+
+def on_pil_path(spec):
+    """Whether ``spec`` loads through the PIL path (a folder dataset, or ``data_path`` ``pil``)."""
+    return not dataset_info(spec.dataset).small or spec.data_path == "pil"
+
+
+def _config(entry, fields):
+    """The key of a measured entry from its ``config`` fields; None when it has none of this form."""
+    config = entry.get("config") if isinstance(entry, dict) else None
+    if not isinstance(config, dict) or any(f not in config for f in fields):
+        return None
+    return tuple(int(config[f]) if f in ("size", "bs") else str(config[f]) for f in fields)
 
 
 @dataclass(frozen=True)
@@ -141,13 +179,12 @@ def load_measurements(results_dir=None):
     later file's measurement of the same configuration replaces an earlier one's."""
     found = {}
     for name, meta, projection in _sections(results_dir, "projection"):
-        for label, entry in (projection.get("configs") or {}).items():
-            m = _LABEL.match(label)
-            if not m or not isinstance(entry, dict) or entry.get("status") != "ok":
+        for entry in (projection.get("configs") or {}).values():
+            key = _config(entry, CONFIG_FIELDS)
+            if key is None or entry.get("status") != "ok":
                 continue
-            if entry.get("bs", int(m["bs"])) != int(m["bs"]) or entry.get("size", int(m["size"])) != int(m["size"]):
+            if entry.get("bs", key[3]) != key[3] or entry.get("size", key[2]) != key[2]:
                 continue  # measured at a capped batch or image size: not this configuration
-            key = (m["arch"], m["dataset"], int(m["size"]), int(m["bs"]))
             found[key] = Measurement(*key, float(entry["train_s_per_image"]), float(entry["valid_s_per_image"]),
                                      _device(meta), name, str(meta.get("date", "")))
     return found
@@ -158,40 +195,25 @@ def load_loader_measurements(results_dir=None):
     (dataset, image size, augment); a later file's replaces an earlier one's."""
     found = {}
     for name, meta, loader in _sections(results_dir, "loader"):
-        for label, entry in (loader.get("configs") or {}).items():
-            m = _LOADER_LABEL.match(label)
-            if not m or not isinstance(entry, dict) or entry.get("status") != "ok":
+        for entry in (loader.get("configs") or {}).values():
+            key = _config(entry, LOADER_FIELDS)
+            if key is None or entry.get("status") != "ok":
                 continue
-            if entry.get("size", int(m["size"])) != int(m["size"]):
+            if entry.get("size", key[1]) != key[1]:
                 continue  # measured at a capped image size: not this configuration
-            key = (m["dataset"], int(m["size"]), m["augment"])
             found[key] = LoaderMeasurement(*key, 1.0 / float(entry["train_images_per_s"]),
                                            1.0 / float(entry["valid_images_per_s"]), int(entry.get("workers", 0)),
                                            _device(meta), name, str(meta.get("date", "")))
     return found
 
 
-def _sizes(spec):
-    full_train, full_valid = FULL_SIZES.get(spec.dataset, (None, None))
-
-    def pick(n, full):
-        if n is None:
-            return full
-        return min(n, full) if full is not None else n
-    return pick(spec.n_train, full_train), pick(spec.n_valid, full_valid)
-
-
 def _row_cost(spec, runs, measurements, loaders=None):
-    from .registry.datasets import dataset_info
-    from .registry.user import is_import_path
     if is_import_path(spec.dataset):  # a user's own data: sizes as declared, no measured timing
         return RowCost(spec.name, runs, spec.total_epochs, spec.n_train, spec.n_valid, None, None, False)
-    info = dataset_info(spec.dataset)
-    n_train, n_valid = _sizes(spec)
-    size = spec.size or info.image_size
-    m = measurements.get((spec.arch, spec.dataset, size, spec.bs))
-    pil = not info.small or spec.data_path == "pil"
-    loader = (loaders or {}).get((spec.dataset, size, spec.augment)) if pil else None
+    n_train, n_valid = spec_sizes(spec)
+    m = measurements.get(config_key(spec))
+    pil = on_pil_path(spec)
+    loader = (loaders or {}).get(loader_key(spec)) if pil else None
     per_epoch, loader_bound = None, False
     if m is not None and n_train is not None and n_valid is not None:
         train_s, valid_s = m.train_s_per_image, m.valid_s_per_image
@@ -223,19 +245,25 @@ def _hours(value):
     return "—" if value is None else f"{value:.2f}"
 
 
+def _count(n):
+    return "?" if n is None else str(n)
+
+
 def format_plan(plan):
-    """The plan as text: one line per row, then the totals."""
+    """The plan as text: one line per row (its training and validation images per epoch, epochs,
+    runs, seconds per epoch and hours), then the totals."""
     width = max([len("row")] + [len(r.row) for r in plan.rows])
     lines = [f"{plan.experiment} at scale {plan.scale}: {len(plan.rows)} rows x {plan.seeds} seeds = {plan.runs} runs, "
              f"{plan.total_epochs} epochs in all", "",
-             f"{'row':<{width}}  {'epochs/run':>10}  {'runs':>4}  {'epochs':>7}  {'s/epoch':>8}  {'hours':>7}"]
+             f"{'row':<{width}}  {'train':>7}  {'valid':>6}  {'epochs/run':>10}  {'runs':>4}  {'epochs':>7}  "
+             f"{'s/epoch':>8}  {'hours':>7}"]
     for r in plan.rows:
         mark = (" (lower bound: PIL decoding not timed)" if r.lower_bound
                 else f" (loader-bound: PIL loader, {r.loader.workers} workers)" if r.loader_bound else "")
         spe = "—" if r.seconds_per_epoch is None else f"{r.seconds_per_epoch:.1f}"
-        lines.append(f"{r.row:<{width}}  {r.epochs:>10}  {r.runs:>4}  {r.total_epochs:>7}  {spe:>8}  "
+        lines.append(f"{r.row:<{width}}  {_count(r.n_train):>7}  {_count(r.n_valid):>6}  {r.epochs:>10}  {r.runs:>4}  {r.total_epochs:>7}  {spe:>8}  "
                      f"{_hours(r.hours):>7}{mark}")
-    lines.append(f"{'total':<{width}}  {'':>10}  {plan.runs:>4}  {plan.total_epochs:>7}  {'':>8}  {_hours(plan.hours):>7}")
+    lines.append(f"{'total':<{width}}  {'':>7}  {'':>6}  {'':>10}  {plan.runs:>4}  {plan.total_epochs:>7}  {'':>8}  {_hours(plan.hours):>7}")
     lines.append("")
     measured = plan.measured_rows
     if not measured:

@@ -123,9 +123,9 @@ def test_loader_section_against_the_model(smoke):
     ok = {label: c for label, c in r["configs"].items() if c["status"] == "ok"}
     assert len(ok) == 2 and all(s == "ok" or s.startswith("not measured") for s in
                                 (c["status"] for c in r["configs"].values()))
-    for label, c in ok.items():
-        dataset, size, augment = label.split(" · ")
-        assert c["dataset"] == dataset and c["augment"] == augment and c["workers"] == default_workers()
+    for c in ok.values():
+        assert c["dataset"] == c["config"]["dataset"] and c["augment"] == c["config"]["augment"]
+        assert c["workers"] == default_workers()
         assert c["train_images_per_s"] > 0 and c["valid_images_per_s"] > 0 and c["train_images"] >= 48
         assert c["pin_memory"] is False  # the CPU: nothing to pin for
     folder = [c for c in ok.values() if not c["dataset"].startswith("cifar")]

@@ -7,6 +7,16 @@ import pytest
 from lookahead_fastai.cli import main
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.planning import cost_plan, format_plan, load_measurements
+from lookahead_fastai.registry.datasets import dataset_info
+
+
+def _model(arch, dataset, size, bs, /, **entry):
+    """A projection entry as gpu_check writes it: what it measured in ``config``, as data."""
+    return {"config": {"arch": arch, "dataset": dataset, "size": size, "bs": bs}, **entry}
+
+
+def _loader(dataset, size, augment, /, **entry):
+    return {"config": {"dataset": dataset, "size": size, "augment": augment}, **entry}
 
 
 def _gpu_json(path, configs, mode="full", device="NVIDIA H100 80GB HBM3"):
@@ -29,19 +39,21 @@ def test_runs_and_epochs_follow_the_specs():
 
 def test_hours_from_a_measurement_and_only_from_one(tmp_path):
     _gpu_json(tmp_path / "gpu.json", {
-        "cifar_resnet18 · cifar10 · 32px · bs 128": {"status": "ok", "bs": 128, "size": 32,
-                                                     "train_s_per_image": 1e-4, "valid_s_per_image": 2e-5},
-        "cifar_resnet18 · cifar100 · 32px · bs 128": {"status": "error: boom"},
+        "a": _model("cifar_resnet18", "cifar10", 32, 128, status="ok", bs=128, size=32,
+                    train_s_per_image=1e-4, valid_s_per_image=2e-5),
+        "b": _model("cifar_resnet18", "cifar100", 32, 128, status="error: boom"),
+        "cifar_resnet18 · cifar100 · 32px · bs 128": {"status": "ok", "bs": 128, "size": 32,  # a label is no data
+                                                      "train_s_per_image": 1.0, "valid_s_per_image": 1.0},
     })
     _gpu_json(tmp_path / "smoke.json", {  # a smoke file is no measurement, whatever it says
-        "cifar_resnet18 · cifar100 · 32px · bs 128": {"status": "ok", "bs": 128, "size": 32,
-                                                      "train_s_per_image": 1.0, "valid_s_per_image": 1.0}},
-              mode="smoke")
+        "b": _model("cifar_resnet18", "cifar100", 32, 128, status="ok", bs=128, size=32,
+                    train_s_per_image=1.0, valid_s_per_image=1.0)}, mode="smoke")
     assert set(load_measurements(tmp_path)) == {("cifar_resnet18", "cifar10", 32, 128)}
     plan = cost_plan("paper_cifar", "full", results_dir=tmp_path)
     c10 = [r for r in plan.rows if r.row.endswith("C10")]
     assert len(plan.measured_rows) == len(c10) == 5
-    per_epoch = 1e-4 * 50000 + 2e-5 * 10000
+    full = dataset_info("cifar10")
+    per_epoch = 1e-4 * full.full_train + 2e-5 * full.full_valid
     assert all(r.seconds_per_epoch == pytest.approx(per_epoch) for r in c10)
     assert plan.hours == pytest.approx(5 * 3 * 200 * per_epoch / 3600)
     text = format_plan(plan)
@@ -50,10 +62,10 @@ def test_hours_from_a_measurement_and_only_from_one(tmp_path):
 
 def test_folder_datasets_are_lower_bounds(tmp_path):
     _gpu_json(tmp_path / "gpu.json", {
-        "xse_resnext50_mish_sa_maxpool · imagenette_320 · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
-                                                            "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4},
-        "xse_resnext50_mish_sa_maxpool · imagewoof_320 · 128px · bs 32": {"status": "ok", "bs": 16, "size": 128,  # capped: skipped
-                                                           "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4}})
+        "a": _model("xse_resnext50_mish_sa_maxpool", "imagenette_320", 128, 64, status="ok", bs=64, size=128,
+                    train_s_per_image=1e-3, valid_s_per_image=3e-4),
+        "b": _model("xse_resnext50_mish_sa_maxpool", "imagewoof_320", 128, 32, status="ok", bs=16, size=128,  # capped
+                    train_s_per_image=1e-3, valid_s_per_image=3e-4)})
     plan = cost_plan("imagenette_leaderboard", "full", results_dir=tmp_path)
     measured = plan.measured_rows
     assert len(measured) == 10 and all(r.lower_bound and "Imagenette" in r.row for r in measured)
@@ -78,20 +90,19 @@ def test_pil_rows_take_the_slower_of_model_and_loader(tmp_path):
     is slower than its model is paced by the loader (loader-bound); a faster loader leaves the
     model's time; either way the row is no longer a lower bound. Smoke files are ignored."""
     arch = "xse_resnext50_mish_sa_maxpool"  # the full spec's model (gpu_check keys: arch · dataset · size · bs)
-    model = {f"{arch} · {dataset} · 128px · bs 64": {"status": "ok", "bs": 64, "size": 128,
-                                                     "train_s_per_image": 1e-3, "valid_s_per_image": 3e-4}
-             for dataset in ("imagenette_320", "imagewoof_320")}
-    loader = {"imagenette_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 16,
-                                                    "train_images_per_s": 500.0, "valid_images_per_s": 2000.0},
-              "imagewoof_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 16,
-                                                   "train_images_per_s": 4000.0, "valid_images_per_s": 8000.0}}
+    model = {dataset: _model(arch, dataset, 128, 64, status="ok", bs=64, size=128, train_s_per_image=1e-3,
+                             valid_s_per_image=3e-4) for dataset in ("imagenette_320", "imagewoof_320")}
+    loader = {"n": _loader("imagenette_320", 128, "rrc_flip", status="ok", size=128, workers=16,
+                           train_images_per_s=500.0, valid_images_per_s=2000.0),
+              "w": _loader("imagewoof_320", 128, "rrc_flip", status="ok", size=128, workers=16,
+                           train_images_per_s=4000.0, valid_images_per_s=8000.0)}
     report = {"meta": {"mode": "full", "device": "cuda", "device_name": "NVIDIA H100", "date": "2026-12-06"},
               "sections": {"projection": {"status": "ok", "result": {"configs": model}},
                            "loader": {"status": "ok", "result": {"configs": loader}}}}
     (tmp_path / "gpu.json").write_text(json.dumps(report))
     smoke = {"meta": {"mode": "smoke"}, "sections": {"loader": {"status": "ok", "result": {"configs": {
-        "imagewoof_320 · 128px · rrc_flip": {"status": "ok", "size": 128, "workers": 2,
-                                             "train_images_per_s": 1.0, "valid_images_per_s": 1.0}}}}}}
+        "w": _loader("imagewoof_320", 128, "rrc_flip", status="ok", size=128, workers=2,
+                     train_images_per_s=1.0, valid_images_per_s=1.0)}}}}}
     (tmp_path / "smoke.json").write_text(json.dumps(smoke))
     plan = cost_plan("imagenette_leaderboard", "full", results_dir=tmp_path)
     assert len(plan.measured_rows) == 20
@@ -107,3 +118,42 @@ def test_pil_rows_take_the_slower_of_model_and_loader(tmp_path):
     text = format_plan(plan)
     assert "loader-bound: PIL loader, 16 workers" in text and "10 are loader-bound" in text
     assert "lower bound" not in text
+
+
+def test_full_sizes_come_from_the_dataset_registry():
+    """Every row of a full grid that takes a whole registry dataset is priced at DatasetInfo's
+    full sizes (Fashion-MNIST included: lr_robustness's FMNIST rows), shown in the plan; hours stay
+    '—' where no timing is measured."""
+    plan = cost_plan("lr_robustness", "full", results_dir="/nonexistent")
+    specs = {s.name: s for s in get_experiment("lr_robustness").specs("full")}
+    fmnist = [r for r in plan.rows if specs[r.row].dataset == "fashion_mnist"]
+    assert fmnist and all(r.n_train is not None and r.n_valid is not None for r in plan.rows)
+    info = dataset_info("fashion_mnist")
+    for r in fmnist:
+        spec = specs[r.row]
+        assert (r.n_train, r.n_valid) == (min(spec.n_train or info.full_train, info.full_train),
+                                          min(spec.n_valid or info.full_valid, info.full_valid))
+        assert r.hours is None
+    text = format_plan(plan)
+    assert f"{fmnist[0].n_train}" in text.splitlines()[[r.row for r in plan.rows].index(fmnist[0].row) + 3]
+
+
+def test_gpu_check_reads_dataset_facts_and_planning_helpers():
+    """benchmarks/gpu/gpu_check.py keeps no copy of a dataset fact (full sizes, CIFAR statistics)
+    and no copy of planning's helpers: it imports planning's public functions and the registry."""
+    import ast
+    from pathlib import Path
+    source = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu" / "gpu_check.py"
+    tree = ast.parse(source.read_text())
+    imported = {a.name for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module == "lookahead_fastai.planning"
+                for a in n.names}
+    assert {"spec_sizes", "config_key", "loader_key", "CONFIG_FIELDS", "LOADER_FIELDS"} <= imported
+    defined = {n.name for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    assigned = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+    assert not {"_spec_sizes", "_config_key", "FULL_SIZES", "CIFAR_MEAN", "CIFAR_STD"} & (defined | assigned)
+    facts = {n for info in (dataset_info(d) for d in ("cifar10", "mnist", "imagenette", "imagewoof", "digits"))
+             for n in (info.full_train, info.full_valid)} - {10000}  # 10000: too common a number to forbid
+    numbers = {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, (int, float))}
+    assert not facts & numbers
+    stats = {x for s in dataset_info("cifar10").stats for x in s} | {0.4914, 0.4822, 0.2470}
+    assert not stats & numbers

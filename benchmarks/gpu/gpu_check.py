@@ -71,20 +71,14 @@ import torch  # noqa: E402
 
 import lookahead_fastai  # noqa: E402,F401  (silences fastai's torch.jit notice before fastai loads)
 
+from lookahead_fastai.data import CROP_PAD  # noqa: E402
+# what a spec costs (full dataset sizes from DatasetInfo, the configuration a timing measures):
+# planning's, which reads this script's gpu.json for `lookahead-fastai plan` by the same fields
+from lookahead_fastai.planning import (CONFIG_FIELDS, LOADER_FIELDS, config_key, loader_key,  # noqa: E402
+                                       on_pil_path, spec_sizes)
+from lookahead_fastai.registry.datasets import dataset_info  # noqa: E402
+
 K, ALPHA = 5, 0.5
-CIFAR_MEAN, CIFAR_STD = (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
-# full-dataset sizes (train, valid) for the projection, when a spec takes the whole dataset: the
-# official splits (Imagenette/Imagewoof 2: the same images at 160 and 320 px); digits is the
-# package's fixed 80/20 split of scikit-learn's 1,797 images. The package's own table wins where
-# it has one (lookahead_fastai/planning.py reads this script's gpu.json for `lookahead-fastai plan`).
-FULL_SIZES = {"digits": (1438, 359), "mnist": (60000, 10000), "fashion_mnist": (60000, 10000),
-              "cifar10": (50000, 10000), "cifar100": (50000, 10000), "imagenette": (9469, 3925),
-              "imagewoof": (9025, 3929), "imagenette_320": (9469, 3925), "imagewoof_320": (9025, 3929)}
-try:
-    from lookahead_fastai.planning import FULL_SIZES as _PACKAGE_SIZES
-    FULL_SIZES = {**FULL_SIZES, **_PACKAGE_SIZES}
-except Exception:  # a package without it (or mid-change): the table above
-    pass
 
 
 @dataclass
@@ -98,8 +92,8 @@ class Config:
     bf16_bs: int = 128
     step_rounds: int = 15
     step_steps: int = 50
-    epoch_n_train: int = 50000
-    epoch_n_valid: int = 10000
+    epoch_n_train: int = dataset_info("cifar10").full_train  # one CIFAR-10-sized epoch
+    epoch_n_valid: int = dataset_info("cifar10").full_valid
     epoch_bs: int = 512
     epoch_rounds: int = 3
     epoch_size: int = 32         # image side of the synthetic data (CIFAR's 32)
@@ -358,8 +352,8 @@ def _synthetic_dls(n_train, n_valid, bs, device, channels=3, size=32, n_classes=
     y_tr = torch.randint(0, n_classes, (n_train,), generator=g).to(device)
     x_va = torch.randint(0, 256, (n_valid, channels, size, size), dtype=torch.uint8, generator=g).to(device)
     y_va = torch.randint(0, n_classes, (n_valid,), generator=g).to(device)
-    mean, std = (CIFAR_MEAN, CIFAR_STD) if channels == 3 else ((0.5,), (0.25,))
-    pad = 4 if crop_flip else 0
+    mean, std = dataset_info("cifar10").stats if channels == 3 else ((0.5,), (0.25,))
+    pad = CROP_PAD if crop_flip else 0
     train = TensorDataLoader(x_tr, y_tr, BatchAugment(mean, std, pad, crop_flip, train=True), bs=bs, shuffle=True,
                              drop_last=True)
     valid = TensorDataLoader(x_va, y_va, BatchAugment(mean, std), bs=bs * 2, shuffle=False, drop_last=False)
@@ -576,25 +570,16 @@ def section_real_data(res, deadline, cfg, data_dir):
 
 
 # --------------------------------------------------------------------------- 5. projection
-def _spec_sizes(spec):
-    full_train, full_valid = FULL_SIZES.get(spec.dataset, (None, None))
-    n_train = spec.n_train if spec.n_train is not None else full_train
-    n_valid = spec.n_valid if spec.n_valid is not None else full_valid
-    if n_train is not None and full_train is not None:
-        n_train = min(n_train, full_train)
-    if n_valid is not None and full_valid is not None:
-        n_valid = min(n_valid, full_valid)
-    return n_train, n_valid
-
-
 def _epochs_of(spec):
     return getattr(spec, "total_epochs", None) or spec.epochs
 
 
-def _config_key(spec):
-    from lookahead_fastai.registry.datasets import dataset_info
-    info = dataset_info(spec.dataset)
-    return (spec.arch, spec.dataset, spec.size or info.image_size, spec.bs)
+def _label(key):
+    """The human label of a (arch, dataset, size, bs) or (dataset, size, augment) key, for gpu.md;
+    what was measured is in each entry's ``config`` (planning reads that, never the label)."""
+    if len(key) == len(CONFIG_FIELDS):
+        return f"{key[0]} · {key[1]} · {key[2]}px · bs {key[3]}"
+    return f"{key[0]} · {key[1]}px · {key[2]}"
 
 
 def _measure_config(key, cfg):
@@ -605,7 +590,6 @@ def _measure_config(key, cfg):
     from fastai.metrics import accuracy
     from fastai.torch_core import set_seed
     from lookahead_fastai.registry.architectures import build_learner
-    from lookahead_fastai.registry.datasets import dataset_info
     from lookahead_fastai.registry.optimizers import make_opt_func
     from lookahead_fastai.runner import mixed_precision_mode
     arch, dataset, size, bs = key
@@ -635,7 +619,6 @@ def _measure_config(key, cfg):
 
 def section_projection(res, deadline, cfg, epoch_result):
     from lookahead_fastai.experiments import EXPERIMENTS
-    from lookahead_fastai.registry.datasets import dataset_info
     base = None
     if epoch_result:
         rows = {(r["path"], r["optimizer"]): r for r in epoch_result.get("rows", [])}
@@ -662,23 +645,24 @@ def section_projection(res, deadline, cfg, epoch_result):
         seeds = exp.default_seeds.get("full", 1) if isinstance(getattr(exp, "default_seeds", None), dict) else 1
         experiments.append((name, specs, seeds))
         for spec in specs:
-            keys.setdefault(_config_key(spec), 0)
-            keys[_config_key(spec)] += seeds * _epochs_of(spec)
+            keys.setdefault(config_key(spec), 0)
+            keys[config_key(spec)] += seeds * _epochs_of(spec)
     # (b): measure the configs that weigh most first, while the box allows
     measured = {}
     for i, key in enumerate(sorted(keys, key=lambda k: -keys[k])):
-        label = f"{key[0]} · {key[1]} · {key[2]}px · bs {key[3]}"
+        label, config = _label(key), dict(zip(CONFIG_FIELDS, key))
         if cfg.proj_max_configs is not None and i >= cfg.proj_max_configs:
-            res["configs"][label] = {"status": f"not measured (smoke: first {cfg.proj_max_configs} configs only)"}
+            res["configs"][label] = {"status": f"not measured (smoke: first {cfg.proj_max_configs} configs only)",
+                                     "config": config}
             continue
         if deadline.left() < 3:
-            res["configs"][label] = {"status": "not measured (time box)"}
+            res["configs"][label] = {"status": "not measured (time box)", "config": config}
             continue
         try:
             measured[key] = _measure_config(key, cfg)
-            res["configs"][label] = {"status": "ok", **measured[key]}
+            res["configs"][label] = {"status": "ok", "config": config, **measured[key]}
         except Exception as e:  # one config's failure leaves the others
-            res["configs"][label] = {"status": f"error: {type(e).__name__}: {e}"}
+            res["configs"][label] = {"status": f"error: {type(e).__name__}: {e}", "config": config}
         free_memory()
     total_a = total_b = 0.0
     complete_b = True
@@ -688,21 +672,21 @@ def section_projection(res, deadline, cfg, epoch_result):
         epochs_total = 0
         notes = set()
         for spec in specs:
-            n_train, n_valid = _spec_sizes(spec)
+            n_train, n_valid = spec_sizes(spec)
             epochs = _epochs_of(spec)
             epochs_total += epochs * seeds
             if n_train is None:
                 ok_a = ok_b = False
                 notes.add(f"size of {spec.dataset} unknown")
                 continue
-            if spec.data_path == "pil" or not dataset_info(spec.dataset).small:
+            if on_pil_path(spec):
                 notes.add("PIL decoding not included (lower bound)")
             if base:
                 hours_a += seeds * epochs * (base["train_s"] * n_train / cfg.epoch_n_train
                                              + base["valid_s"] * n_valid / cfg.epoch_n_valid) / 3600
             else:
                 ok_a = False
-            m = measured.get(_config_key(spec))
+            m = measured.get(config_key(spec))
             if m:
                 hours_b += seeds * epochs * (m["train_s_per_image"] * n_train
                                              + m["valid_s_per_image"] * n_valid) / 3600
@@ -723,14 +707,11 @@ def section_projection(res, deadline, cfg, epoch_result):
 def _loader_configs():
     """{(dataset, image size, augment): [(experiment, spec), ...]} of every full spec on the PIL path."""
     from lookahead_fastai.experiments import EXPERIMENTS
-    from lookahead_fastai.registry.datasets import dataset_info
     configs = {}
     for name, exp in EXPERIMENTS.items():
         for spec in exp.specs("full"):
-            info = dataset_info(spec.dataset)
-            if info.small and spec.data_path != "pil":
-                continue  # the in-memory tensor path: no loader work per image
-            configs.setdefault((spec.dataset, spec.size or info.image_size, spec.augment), []).append((name, spec))
+            if on_pil_path(spec):  # (the in-memory tensor path has no loader work per image)
+                configs.setdefault(loader_key(spec), []).append((name, spec))
     return configs
 
 
@@ -739,7 +720,6 @@ def _loader_data(dataset, data_dir, scratch, cfg):
     folder datasets as JPEGs of their shape (long side 4/3 of the short side) written from it,
     ``cfg.loader_distinct`` distinct images hard-linked to ``cfg.loader_images`` items."""
     from bench_loader import imagenette_like_folder
-    from lookahead_fastai.registry.datasets import dataset_info
     info = dataset_info(dataset)
     if info.small:
         if dataset != "cifar10":
@@ -769,21 +749,23 @@ def section_loader(res, deadline, cfg, data_dir, projection_result):
         f"one warm-up pass, then {cfg.loader_passes} timed full passes (worker start-up included, as in every "
         "epoch), the device synchronised at the end; compared per row with section 5's model images/s for "
         "its (architecture, dataset, size, bs)"))
-    model = {label: c for label, c in ((projection_result or {}).get("configs") or {}).items()
-             if c.get("status") == "ok"}
+    model = {tuple(c["config"][f] for f in CONFIG_FIELDS): c
+             for c in ((projection_result or {}).get("configs") or {}).values()
+             if c.get("status") == "ok" and isinstance(c.get("config"), dict)}
     scratch = Path(tempfile.mkdtemp(prefix="gpu-check-loader-", dir=_TMP))
     def compared(key, users):  # does section 5 have the model speed of one of its rows?
-        return any(f"{spec.arch} · {key[0]} · {key[1]}px · bs {spec.bs}" in model for _, spec in users)
+        return any(config_key(spec) in model for _, spec in users)
     # first the configs that can be set against a measured model, then by how many rows use them
     order = sorted(_loader_configs().items(), key=lambda kv: (not compared(*kv), -len(kv[1])))
     for i, (key, users) in enumerate(order):
         dataset, size, augment = key
-        label = f"{dataset} · {size}px · {augment}"
+        label, config = _label(key), dict(zip(LOADER_FIELDS, key))
         if cfg.loader_max_configs is not None and i >= cfg.loader_max_configs:
-            res["configs"][label] = {"status": f"not measured (smoke: first {cfg.loader_max_configs} configs only)"}
+            res["configs"][label] = {"status": f"not measured (smoke: first {cfg.loader_max_configs} configs only)",
+                                     "config": config}
             continue
         if deadline.left() < 5:
-            res["configs"][label] = {"status": "not measured (time box)"}
+            res["configs"][label] = {"status": "not measured (time box)", "config": config}
             continue
         try:
             root, what = _loader_data(dataset, data_dir, scratch, cfg)
@@ -803,21 +785,21 @@ def section_loader(res, deadline, cfg, data_dir, projection_result):
                 return Synced()
             speed = {split: loader_images_per_s(lambda n, dl=dl: synced(dl), [workers], 1, cfg.loader_passes)[workers]
                      for split, dl in (("train", bundle.dls.train), ("valid", bundle.dls.valid))}
-            res["configs"][label] = {"status": "ok", "dataset": dataset, "size": run_size, "augment": augment,
+            res["configs"][label] = {"status": "ok", "config": config, "dataset": dataset, "size": run_size, "augment": augment,
                                      "bs": bs, "workers": workers, "data": what,
                                      "pin_memory": bool(bundle.dls.train.pin_memory),
                                      "train_images_per_s": speed["train"]["images_per_s"],
                                      "valid_images_per_s": speed["valid"]["images_per_s"],
                                      "train_images": speed["train"]["images"]}
         except Exception as e:  # one config's failure leaves the others
-            res["configs"][label] = {"status": f"error: {type(e).__name__}: {e}"}
+            res["configs"][label] = {"status": f"error: {type(e).__name__}: {e}", "config": config}
             continue
         loader_ips = res["configs"][label]["train_images_per_s"]
-        groups = {}  # the rows of one experiment with one architecture and bs share both speeds
+        groups = {}  # the rows of one experiment with one model configuration share both speeds
         for experiment, spec in users:
-            groups.setdefault((experiment, spec.arch, spec.bs), []).append(spec.name)
-        for (experiment, arch, bs), names in groups.items():
-            m = model.get(f"{arch} · {dataset} · {size}px · bs {bs}")
+            groups.setdefault((experiment, config_key(spec)), []).append(spec.name)
+        for (experiment, (arch, _, _, bs)), names in groups.items():
+            m = model.get((arch, dataset, size, bs))
             model_ips = 1 / m["train_s_per_image"] if m else None
             res["rows"].append({"experiment": experiment, "rows": names, "loader": label, "arch": arch, "bs": bs,
                                 "loader_train_images_per_s": loader_ips, "model_train_images_per_s": model_ips,

@@ -79,6 +79,16 @@ class DatasetInfo:
     stats: tuple | None = None      # (mean, std) per channel, for the PIL path
     augment: str = "none"           # pad_crop_flip | none | folder_default
     system_paths: tuple[str, ...] = ()  # where an OS package installs it (e.g. Debian's)
+    # the whole dataset's training and validation images: the official splits (the validation split
+    # is the official test set for MNIST, Fashion-MNIST and CIFAR, ``val/`` for Imagenette/Imagewoof);
+    # what a spec with n_train / n_valid None trains on (``lookahead-fastai plan`` prices it)
+    full_train: int | None = None
+    full_valid: int | None = None
+
+    @property
+    def full_sizes(self) -> tuple[int | None, int | None]:
+        "``(full_train, full_valid)``."
+        return self.full_train, self.full_valid
 
     @property
     def folder_names(self) -> tuple[str, ...]:
@@ -100,41 +110,44 @@ def _info(name, n_classes, size, channels, url, description, **kw) -> DatasetInf
 _MNIST_STATS = ((0.131,), (0.308,))                                      # fastai.vision.core.mnist_stats
 _CIFAR_STATS = ((0.491, 0.482, 0.447), (0.247, 0.243, 0.261))       # fastai.vision.core.cifar_stats
 _IMAGENET_STATS = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))    # fastai.vision.core.imagenet_stats
+# Imagenette2 / Imagewoof2: the same images at 160 and 320 px
+_IMAGENETTE, _IMAGEWOOF = dict(full_train=9469, full_valid=3925), dict(full_train=9025, full_valid=3929)
 _IMAGE_FOLDERS = dict(train_folder="train", valid_folder="val", augment="folder_default", stats=_IMAGENET_STATS)
 
 DATASETS: dict[str, DatasetInfo] = {d.name: d for d in [
     _info("digits", 10, 8, 1, None,
           "scikit-learn's 1,797 handwritten 8x8 digits, embedded (no download); fixed stratified "
-          "80/20 split", small=True, layout="embedded", stats=_MNIST_STATS),
+          "80/20 split", small=True, layout="embedded", stats=_MNIST_STATS, full_train=1438, full_valid=359),
     _info("mnist", 10, 28, 1, URLs.MNIST,
           "MNIST 28x28 grayscale digits (60k/10k); fastai's mnist_png layout or IDX files",
           aliases=("mnist_subset", "mnist"), train_folder="training", valid_folder="testing",
-          small=True, layout="idx", stats=_MNIST_STATS),
+          small=True, layout="idx", stats=_MNIST_STATS, full_train=60000, full_valid=10000),
     _info("fashion_mnist", 10, 28, 1, None,
           "Fashion-MNIST 28x28 grayscale clothing (60k/10k, Zalando, MIT licence), IDX files with MNIST's "
           "names; from --data-dir or Debian's dataset-fashion-mnist package",
           aliases=("fashion_mnist", "fashion-mnist"), small=True, layout="idx",
-          stats=((0.2860,), (0.3530,)), system_paths=("/usr/share/datasets/fashion-mnist",)),
+          stats=((0.2860,), (0.3530,)), system_paths=("/usr/share/datasets/fashion-mnist",),
+          full_train=60000, full_valid=10000),
     _info("cifar10", 10, 32, 3, URLs.CIFAR,
           "CIFAR-10 32x32 RGB (50k/10k), fastai layout train/<class>/, test/<class>/",
           aliases=("cifar10_subset",), train_folder="train", valid_folder="test", small=True,
-          stats=_CIFAR_STATS, augment="pad_crop_flip"),
+          stats=_CIFAR_STATS, augment="pad_crop_flip", full_train=50000, full_valid=10000),
     _info("cifar100", 100, 32, 3, URLs.CIFAR_100,
           "CIFAR-100 32x32 RGB (50k/10k), fastai layout train/<class>/, test/<class>/",
           aliases=("cifar100_subset",), train_folder="train", valid_folder="test", small=True,
-          stats=_CIFAR_STATS, augment="pad_crop_flip"),
+          stats=_CIFAR_STATS, augment="pad_crop_flip", full_train=50000, full_valid=10000),
     _info("imagenette", 10, 160, 3, URLs.IMAGENETTE_160,
           "Imagenette (10 easy ImageNet classes), 160 px shorter side, train/ and val/",
-          aliases=("imagenette", "imagenette2-160_subset", "imagenette_subset"), **_IMAGE_FOLDERS),
+          aliases=("imagenette", "imagenette2-160_subset", "imagenette_subset"), **_IMAGENETTE, **_IMAGE_FOLDERS),
     _info("imagewoof", 10, 160, 3, URLs.IMAGEWOOF_160,
           "Imagewoof (10 dog breeds from ImageNet), 160 px shorter side, train/ and val/",
-          aliases=("imagewoof", "imagewoof2-160_subset", "imagewoof_subset"), **_IMAGE_FOLDERS),
+          aliases=("imagewoof", "imagewoof2-160_subset", "imagewoof_subset"), **_IMAGEWOOF, **_IMAGE_FOLDERS),
     _info("imagenette_320", 10, 320, 3, URLs.IMAGENETTE_320,
           "Imagenette, 320 px shorter side (fastai's Imagenette recipe and leaderboard source), train/ and val/",
-          **_IMAGE_FOLDERS),
+          **_IMAGENETTE, **_IMAGE_FOLDERS),
     _info("imagewoof_320", 10, 320, 3, URLs.IMAGEWOOF_320,
           "Imagewoof, 320 px shorter side (fastai's Imagenette recipe and leaderboard source), train/ and val/",
-          **_IMAGE_FOLDERS),
+          **_IMAGEWOOF, **_IMAGE_FOLDERS),
 ]}
 
 
