@@ -15,7 +15,7 @@ from pathlib import Path
 from .experiments import SpecError, get_experiment, use_experiment
 from .registry.datasets import DatasetUnavailable
 from .report import (LR_ROBUSTNESS, _runs, completeness, incomplete_note, lr_robustness_sections, paired_differences,
-                     plot_curves, plot_lr_find, summary_table)
+                     plot_curves, plot_lr_find, summarize, summary_table)
 from .runner import DEFAULT_STORE
 from .store import ResultsStore, store_files_dir
 from .sweep import lr_find_path
@@ -101,19 +101,12 @@ def run_grid(experiment, scale=None, seeds=None, store=DEFAULT_STORE, data_dir=N
 # ------------------------------------------------------------------------------------------------
 # tables and plots
 # ------------------------------------------------------------------------------------------------
-def _leading_number(text):
-    """93.1 from '93.10 ± 0.52%'; nan for '—' or 'n/a'."""
-    try:
-        return float(str(text).split()[0].rstrip("%"))
-    except (ValueError, IndexError):
-        return math.nan
-
-
-def style_summary(table, baseline=None, n_seeds=None):
-    """The summary table as a Styler: the best mean final accuracy in bold on green, the baseline row
-    in italics, no index."""
-    scores = table["final accuracy"].map(_leading_number) if "final accuracy" in table else None
-    best = scores.idxmax() if scores is not None and scores.notna().any() else None
+def style_summary(table, baseline=None, n_seeds=None, scores=None):
+    """The summary table as a Styler: the row with the best of ``scores`` (one number per row, in
+    the table's order: the mean final accuracy, as data, never read back from the table's text) in
+    bold on green, the baseline row in italics, no index."""
+    finite = [(v, i) for i, v in zip(table.index, scores or ()) if v is not None and math.isfinite(v)]
+    best = max(finite, key=lambda vi: vi[0])[1] if finite else None
 
     def row_style(row):
         css = []
@@ -241,13 +234,14 @@ def show_results(experiment, scale=None, store=DEFAULT_STORE, figures_dir=None):
     figures_dir.mkdir(parents=True, exist_ok=True)
     with ResultsStore(store, readonly=True) as db, _keep_matplotlib_backend():
         table = summary_table(db, experiment, scale)
+        scores = [s.final_accuracy.mean for s in summarize(db, experiment, scale)]  # the table's rows, as numbers
         pairs = paired_differences(db, experiment, scale)
         seeds = sorted({int(s) for s in table["seeds"]}) if "seeds" in table else []
         display(Markdown(f"### {experiment} at scale `{scale}`: {exp.protocol.get(scale, '')}"))
         done = completeness(experiment, scale, _runs(db, experiment, scale))
         if not done.complete:  # an interrupted grid, shown as far as it got: say so, as the report does
             display(Markdown(incomplete_note(done)))
-        display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None))
+        display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None, scores))
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
         display(style_pairs(pairs))
         if experiment == LR_ROBUSTNESS:  # the report's own sections: accuracy against lr, per dataset

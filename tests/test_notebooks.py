@@ -110,3 +110,22 @@ def test_run_grid_works_outside_jupyter_too(tmp_path, capsys):
     assert [r["final"] for r in first] == [r["final"] for r in again]
     shown = capsys.readouterr().out
     assert shown.count("LA/AdamW") >= 2 and "final accuracy" in shown
+
+
+def test_style_summary_marks_the_best_row_from_numbers_not_text():
+    """The best row is the highest of the scores passed as data: the table's text (here written to
+    mislead) is never parsed back into numbers; no scores, no best row; NaN scores are skipped."""
+    import math
+
+    import pandas as pd
+
+    from lookahead_fastai.notebook import style_summary
+    table = pd.DataFrame({"optimizer": ["SGD", "LA/SGD", "Adam"],
+                          "final accuracy": ["99.00 ± 0.10%", "10.00 ± 0.10%", "—"]})
+
+    def best_rows(styler):
+        styler._compute()
+        return sorted({r for (r, _), css in styler.ctx.items() if ("font-weight", "bold") in css})
+
+    assert best_rows(style_summary(table, "SGD", 3, scores=[80.0, 90.0, math.nan])) == [1]
+    assert best_rows(style_summary(table, "SGD", 3)) == []
