@@ -5,18 +5,9 @@ from pathlib import Path
 
 import yaml
 
-from lookahead_fastai.regenerate import environment_yml
+from lookahead_fastai.regenerate import environment_yml, pins
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _pins(lines):
-    pins = {}
-    for line in lines:
-        if "==" in line:
-            name, ver = line.split("==")
-            pins[name.strip().lower().replace("_", "-")] = ver.strip()
-    return pins
 
 
 def test_environment_yml_matches_pyproject():
@@ -26,18 +17,18 @@ def test_environment_yml_matches_pyproject():
         ("environment.yml differs from what lookahead_fastai/regenerate.py writes from pyproject.toml; "
          "run `make regenerate`")
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    wanted = _pins(project["dependencies"])
+    wanted = pins(project["dependencies"])
     for extra in project["optional-dependencies"].values():
-        wanted.update(_pins(extra))
+        wanted.update(pins(extra))
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
-    assert _pins(pip_section) == wanted
+    assert pins(pip_section) == wanted
     assert "-e ." in pip_section
 
 
 def test_installed_versions_are_the_pinned_ones():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for name, pinned in _pins(project["dependencies"]).items():
+    for name, pinned in pins(project["dependencies"]).items():
         assert version(name).split("+")[0] == pinned, name
 
 
@@ -45,7 +36,7 @@ def test_jupyter_comes_with_what_make_installs():
     """`make` installs '.[dev]'; it holds the notebooks extra (JupyterLab included), and what the
     notebook and browser tests drive (Playwright, a websocket client), all installed as pinned."""
     extras = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"]
-    notebooks, dev = _pins(extras["notebooks"]), _pins(extras["dev"])
+    notebooks, dev = pins(extras["notebooks"]), pins(extras["dev"])
     assert {"jupyterlab", "ipykernel", "ipywidgets"} <= set(notebooks)
     assert notebooks.items() <= dev.items()
     assert {"playwright", "websocket-client"} <= set(dev)
