@@ -74,16 +74,12 @@ def broadcast_lookahead_state(optimizer, src=0, group=None):
     params = [p for g in la.param_groups for p in g["params"]]
     if not params:
         return la
-    la._ensure_copies()
     with torch.no_grad():
-        for name in la._weight_copies:
-            for copy in la._copies_for(name, params):
-                dist.broadcast(copy, src, group=group)
-        counters = torch.tensor([[c["steps"], c["syncs"]] for c in la._group_counters], dtype=torch.long,
-                                device=params[0].device)
+        for copy in la.weight_copies():
+            dist.broadcast(copy, src, group=group)
+        counters = torch.tensor(la.counters(), dtype=torch.long, device=params[0].device)
         dist.broadcast(counters, src, group=group)
-        for c, (steps, syncs) in zip(la._group_counters, counters.tolist()):
-            c["steps"], c["syncs"] = steps, syncs
+        la.set_counters(counters.tolist())
     return la
 
 

@@ -456,3 +456,22 @@ def test_non_optimizer_is_rejected():
         Lookahead(list(model.parameters()))
     with pytest.raises(TypeError, match="optimizer must be a torch.optim.Optimizer"):
         NestedLookahead(torch.optim.SGD)
+
+
+def test_public_weight_copies_and_counters():
+    """What distributed.py keeps equal across ranks, through public methods: every weight copy
+    (slow; outer slow too for NestedLookahead), created on first use, and each group's counters."""
+    for cls, n_copies in ((Lookahead, 1), (NestedLookahead, 2)):
+        w = torch.nn.Parameter(torch.ones(3))
+        opt = cls(torch.optim.SGD([w], lr=0.1), k=2)
+        copies = opt.weight_copies()
+        assert len(copies) == n_copies and all(torch.equal(c, w.detach()) for c in copies)
+        w.grad = torch.ones(3)
+        opt.step()
+        assert opt.counters() == [[1, 0]]
+        opt.set_counters([[5, 2]])
+        assert opt.counters() == [[5, 2]] and opt._group_counters[0] == {"steps": 5, "syncs": 2}
+        copies[0].fill_(7.0)  # the tensors themselves: a broadcast into them sets the slow weights
+        assert torch.equal(opt.slow_weights(w), torch.full((3,), 7.0))
+        with pytest.raises(ValueError, match="param groups"):
+            opt.set_counters([[1, 0], [1, 0]])

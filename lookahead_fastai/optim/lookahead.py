@@ -279,6 +279,26 @@ class Lookahead(torch.optim.Optimizer):
             out.append(c)
         return out
 
+    def weight_copies(self):
+        """Every weight copy kept (the slow weights; NestedLookahead's outer slow ones too), one
+        tensor per parameter per copy in a fixed order, created from the current weights where
+        missing: what a distributed run makes equal across ranks, in place."""
+        self._ensure_copies()
+        params = [p for g in self.param_groups for p in g["params"]]
+        return [c for name in self._weight_copies for c in self._copies_for(name, params)]
+
+    def counters(self):
+        """``[[steps, syncs], ...]``, one per param group: where each group stands in its cycle."""
+        return [[c["steps"], c["syncs"]] for c in self._group_counters]
+
+    def set_counters(self, counters):
+        """Set each group's ``[steps, syncs]`` (what :meth:`counters` returns, e.g. on another rank)."""
+        counters = [[int(steps), int(syncs)] for steps, syncs in counters]
+        if len(counters) != len(self._group_counters):
+            raise ValueError(f"{len(counters)} counters for {len(self._group_counters)} param groups")
+        for c, (steps, syncs) in zip(self._group_counters, counters):
+            c["steps"], c["syncs"] = steps, syncs
+
     def slow_weights(self, param):
         """The slow weight of ``param`` (its current value before the first step)."""
         self._ensure_copies()
