@@ -42,6 +42,7 @@ import argparse
 import copy
 import datetime
 import gc
+import json
 import os
 import platform
 import shlex
@@ -196,18 +197,21 @@ def cpu_name():
     return name or "unknown"
 
 
-def machine_lines():
+def machine():
+    """(what the machine is, {package: version}): the ``meta`` of the JSON and the markdown's lines."""
     try:
         nproc = len(os.sched_getaffinity(0))
     except AttributeError:
         nproc = os.cpu_count()
-    return [
-        f"- machine: {cpu_name()}, {platform.machine()}, nproc={nproc}, "
-        f"torch threads={torch.get_num_threads()}, {platform.system()} {platform.release()}",
-        f"- versions: python {platform.python_version()}, "
-        + ", ".join(f"{dist} {package_version(dist)}"
-                    for dist in ("torch", "torchvision", "timm", "pytorch_optimizer")),
-    ]
+    versions = {"python": platform.python_version(),
+                **{dist: package_version(dist) for dist in ("torch", "torchvision", "timm", "pytorch_optimizer")}}
+    return (f"{cpu_name()}, {platform.machine()}, nproc={nproc}, torch threads={torch.get_num_threads()}, "
+            f"{platform.system()} {platform.release()}"), versions
+
+
+def machine_lines(described=None):
+    what, versions = described or machine()
+    return [f"- machine: {what}", "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items())]
 
 
 def command_line():
@@ -274,11 +278,12 @@ def main(argv=None):
     table = format_table(rows)
     targets = check_targets(rows)
 
+    described = machine()
     report = "\n".join([
         "# Optimizer step time: Lookahead vs bare SGD",
         "",
         f"- date (UTC): {started:%Y-%m-%d %H:%M:%S}",
-        *machine_lines(),
+        *machine_lines(described),
         f"- command: `{command_line()}`",
         f"- setup: resnet18(num_classes=10) ({n_params / 1e6:.2f}M params, {n_tensors} tensors), "
         f"fixed random .grad, SGD(lr={LR}, momentum={MOMENTUM}), k={K}, alpha={ALPHA}; "
@@ -300,7 +305,11 @@ def main(argv=None):
     if args.output is not None:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report)
-        print(f"written to {args.output}")
+        data = {"meta": {"date": f"{started:%Y-%m-%d %H:%M:%S}", "machine": described[0], "versions": described[1],
+                         "command": command_line(), "rounds": rounds_done, "steps": args.steps, "elapsed_s": elapsed},
+                "k": K, "baseline": BASELINE, "ours": OURS, "target_ratio": TARGET_RATIO, "rows": rows}
+        args.output.with_suffix(".json").write_text(json.dumps(data, indent=1) + "\n")  # what regenerate reads
+        print(f"written to {args.output} and {args.output.with_suffix('.json')}")
 
 
 if __name__ == "__main__":

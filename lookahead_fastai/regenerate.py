@@ -123,66 +123,50 @@ def experiments_block(root=ROOT):
     return "\n".join(["| experiment | what it compares |", "|---|---|", *rows])
 
 
-def _md_rows(text):
-    """``{first cell: [cells]}`` of the rows of the markdown tables in ``text`` (header rows included)."""
-    rows = {}
-    for line in text.splitlines():
-        if line.startswith("|") and not line.startswith("|---"):
-            cells = [c.strip() for c in line.strip().strip("|").split("|")]
-            rows[cells[0]] = cells
-    return rows
-
-
-def _md_field(text, key):
-    """The value of a ``- key: value`` line of a results file."""
-    for line in text.splitlines():
-        if line.startswith(f"- {key}:"):
-            return line.split(":", 1)[1].strip()
-    raise ValueError(f"no '- {key}:' line")
-
-
-BENCH_STEP, BENCH_TRAINING = "benchmarks/results/optimizer_step.md", "benchmarks/results/training.md"
+BENCH_STEP, BENCH_TRAINING = "benchmarks/results/optimizer_step.json", "benchmarks/results/training.json"
 
 
 def benchmarks_block(root=ROOT):
-    """The README's benchmark summary from ``benchmarks/results/*.md`` (what ``make bench`` writes)."""
-    step_text = (Path(root) / BENCH_STEP).read_text()
-    step, training = _md_rows(step_text), _md_rows((Path(root) / BENCH_TRAINING).read_text())
-    target = next(line for line in step_text.splitlines() if "ours (k=5, none) <=" in line)
-    target = "<= " + target.split("<=", 1)[1].split()[0]
+    """The README's benchmark summary from ``benchmarks/results/*.json``: the numbers ``make bench``
+    writes as data beside its markdown (read as fields, never parsed back out of the markdown)."""
+    step = json.loads((Path(root) / BENCH_STEP).read_text())
+    training = json.loads((Path(root) / BENCH_TRAINING).read_text())
+    rows_by_name = {r["name"]: r for r in step["rows"]}
 
     def ratio(contender):
-        return step[contender][3] + "x"
+        return f"{rows_by_name[contender]['ratio']:.3f}x"
 
-    def train(key):
-        return next(cells for first, cells in training.items() if first.startswith(key))
-
-    demo, epoch_time = train("`make demo` wall time"), train("epoch time")
+    ours, k = rows_by_name[step["ours"]], step["k"]
+    train_step, throughput = training["training_step"], training["epoch_throughput"]
+    paths, demo = training["data_paths"], training["demo"]
     rows = [
-        ("optimizer step, ours (k=5, pullback none) / bare SGD-momentum, ResNet-18 params",
-         f"**{ratio('ours (pullback=none)')}** (median per-round ratio {step['ours (pullback=none)'][4]}x)", target),
+        (f"optimizer step, ours (k={k}, pullback none) / bare SGD-momentum, ResNet-18 params",
+         f"**{ratio(step['ours'])}** (median per-round ratio {ours['paired_ratio']:.3f}x)",
+         f"<= {step['target_ratio']:.2f}x"),
         ("optimizer step, ours (pullback) / bare SGD", ratio("ours (pullback=pullback)"), "—"),
         ("optimizer step, timm Lookahead / bare SGD", ratio("timm Lookahead"), "ours below it"),
         ("optimizer step, pytorch_optimizer Lookahead / bare SGD", ratio("pytorch_optimizer Lookahead"),
          "ours below it"),
         ("training step (fwd + bwd + opt), Lookahead(SGD) / SGD, small CNN, bs 128",
-         train("training step")[2], train("training step")[3]),
+         f"{train_step['ratio']:.3f}x", f"<= {train_step['target_max']:.2f}x"),
         ("epoch throughput, fastai Learner / minimal PyTorch loop (CIFAR-10 subset, tensor path)",
-         train("epoch throughput")[2], train("epoch throughput")[3]),
+         f"{throughput['ratio']:.3f}", f">= {throughput['target_min']:.2f}"),
         ("epoch time, in-memory tensor path vs fastai PIL path (CIFAR-10 subset)",
-         f"{epoch_time[1].replace(' vs ', ' s vs ')} ({epoch_time[2]})", epoch_time[3]),
-        ("`make demo` wall time, venv present (12 runs + report)", demo[1], demo[3]),
+         f"{paths['tensor_s']:.1f} s vs {paths['pil_s']:.1f} s ({paths['pil_over_tensor']:.2f}x faster)", "—"),
+        ("`make demo` wall time, venv present (12 runs + report)", f"{demo['wall_s']:.1f} s",
+         f"<= {demo['target_max_s']:g} s"),
     ]
-    head = (f"Measured {_md_field(step_text, 'date (UTC)')[:10]} on this project's development machine "
-            f"({_md_field(step_text, 'machine')}; {_md_field(step_text, 'versions').split(', ')[1]}; device "
-            f"{(Path(root) / BENCH_TRAINING).read_text().split('; device ', 1)[1].split()[0]}), each ratio "
-            f"from contenders measured side by side in one run ({BENCH_STEP}, {BENCH_TRAINING}):")
+    meta = step["meta"]
+    head = (f"Measured {meta['date'][:10]} on this project's development machine ({meta['machine']}; "
+            f"torch {meta['versions']['torch']}; device {training['meta']['device']}), each ratio from contenders "
+            f"measured side by side in one run ({BENCH_STEP.replace('.json', '.md')}, "
+            f"{BENCH_TRAINING.replace('.json', '.md')}):")
     return "\n".join([head, "", "| benchmark (`make bench`) | measured | target |", "|---|---|---|",
                       *(f"| {a} | {b} | {c} |" for a, b, c in rows)])
 
 
 README_BLOCKS = {"experiments": (experiments_block, "lookahead_fastai.experiments (each EXPERIMENT's description)"),
-                 "benchmarks": (benchmarks_block, "benchmarks/results/*.md")}
+                 "benchmarks": (benchmarks_block, "benchmarks/results/*.json")}
 
 
 def replace_block(text, name, body):
