@@ -66,6 +66,7 @@ class RunSpec:
     augment: str = "default"       # registry.augmentations: default | rrc_flip | none
     slow_bn_batches: int | None = None  # slow-weight eval: recompute BatchNorm stats over N train batches
 
+    # long: every field's check in one place, in field order, each failing with the field's name (_fail)
     def __post_init__(self):
         for name in ("experiment", "name"):
             if not isinstance(getattr(self, name), str) or not getattr(self, name):

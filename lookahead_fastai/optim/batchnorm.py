@@ -95,6 +95,7 @@ def _to_device(x, device):
     return x.to(device) if torch.is_tensor(x) and device is not None and x.device != device else x
 
 
+# long: one context manager, so that the statistics and flags it changes are restored in its own finally
 @contextmanager
 def recomputed_bn(model, loader, batches=None):
     """Within the block the running statistics of ``model``'s normalisation layers are the ones of

@@ -115,7 +115,200 @@ def _lerp_then_copy(targets, sources, weight, foreach):
             torch._foreach_copy_(src[start:end], tgt[start:end])
 
 
-class Lookahead(torch.optim.Optimizer):
+class _Checkpoints:
+    """Lookahead's checkpoints: ``state_dict`` / ``load_state_dict`` with every field checked before
+    anything changes. A part of :class:`Lookahead` (its only user), kept apart from the stepping."""
+
+    def _param_index(self):
+        return {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
+
+    def state_dict(self):
+        """The inner optimizer's state dict plus a ``lookahead`` entry (slow weights, cached
+        state, counters): plain tensors, ints and strings, loadable with ``weights_only=True``."""
+        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
+            pre_hook(self)
+        inner = self.optimizer.state_dict()
+        index = self._param_index()
+        lookahead = {
+            "pullback": self.pullback,
+            "groups": [dict(c) for c in self._group_counters],
+            "copies": {name: {index[p]: t for p, t in copies.items() if p in index}
+                       for name, copies in self._copies.items()},
+            "cached_state": {index[p]: dict(c) for p, c in self._cached_state.items() if p in index},
+        }
+        state_dict = {"state": inner["state"], "param_groups": inner["param_groups"], "lookahead": lookahead}
+        for post_hook in self._optimizer_state_dict_post_hooks.values():
+            result = post_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        return state_dict
+
+    def load_state_dict(self, state_dict):
+        """Load a state dict saved by ``state_dict()``, or one of a plain inner optimizer.
+
+        Everything is checked first (the inner part: group count, group sizes, Lookahead values in
+        the groups, state indices; the ``lookahead`` entry: its keys, ``pullback``, one counter
+        entry per group, copy and cache indices within the parameters, tensors shaped like their
+        parameter); a bad field raises ``ValueError`` naming it, and the optimizer is left exactly
+        as it was.
+
+        A state dict without a ``lookahead`` entry (the inner optimizer's own, e.g. saved before
+        switching to Lookahead) loads too: the inner state and hyper-parameters are restored, the
+        groups keep their current ``la_*`` values when the saved ones have none, the counters start
+        at 0, the pullback cache is empty, and the slow weights start again from the parameters as
+        they are at the next step (or at the next ``slow_weights``/``use_slow_weights`` call), so
+        load the model's weights before stepping.
+        """
+        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
+            result = pre_hook(self, state_dict)
+            if result is not None:
+                state_dict = result
+        loaded = self._checked_state_dict(state_dict)
+        inner = self.optimizer
+        old_groups, old_state = inner.param_groups, inner.state
+        try:
+            inner.load_state_dict({"state": state_dict["state"], "param_groups": state_dict["param_groups"]})
+        except BaseException:
+            inner.param_groups, inner.state = old_groups, old_state
+            raise
+        self.pullback, self._group_counters, self._copies, self._cached_state = loaded
+        self._needs_copies = True
+        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
+            post_hook(self)
+
+    def _checked_state_dict(self, state_dict):
+        """Check ``state_dict`` against this optimizer and return what loading it installs:
+        (pullback, counters, copies, cached state). Changes nothing; raises ValueError naming the
+        first bad field."""
+        if not isinstance(state_dict, Mapping):
+            raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
+        for key in ("state", "param_groups"):
+            if key not in state_dict:
+                raise ValueError(f"state_dict has no {key!r} entry")
+        groups = self.param_groups
+        saved_groups = state_dict["param_groups"]
+        if not isinstance(saved_groups, (list, tuple)):
+            raise ValueError(f"state_dict['param_groups'] must be a list, got {type(saved_groups).__name__}")
+        if len(saved_groups) != len(groups):
+            raise ValueError(f"state_dict['param_groups'] has {len(saved_groups)} groups, this optimizer has "
+                             f"{len(groups)}")
+        saved_ids = []
+        for i, (group, saved) in enumerate(zip(groups, saved_groups)):
+            where = f"state_dict['param_groups'][{i}]"
+            if not isinstance(saved, Mapping) or not isinstance(saved.get("params"), (list, tuple)):
+                raise ValueError(f"{where} must be a dict with a 'params' list")
+            if len(saved["params"]) != len(group["params"]):
+                raise ValueError(f"{where}['params'] has {len(saved['params'])} parameters, this optimizer's "
+                                 f"group {i} has {len(group['params'])}")
+            saved_ids.extend(saved["params"])
+            self._check_group({**group, **saved}, where, error=ValueError)
+        state = state_dict["state"]
+        if not isinstance(state, Mapping):
+            raise ValueError(f"state_dict['state'] must be a dict, got {type(state).__name__}")
+        known = set(saved_ids)
+        for key in state:
+            if key not in known:
+                raise ValueError(f"state_dict['state'] has an entry for parameter {key!r}, which no group of "
+                                 f"state_dict['param_groups'] lists")
+        params = [p for g in groups for p in g["params"]]
+        if "lookahead" not in state_dict:  # a plain inner optimizer's state dict
+            return (self.pullback, [self._new_counters() for _ in groups],
+                    {name: {} for name in self._weight_copies}, {})
+        return self._checked_lookahead_entry(state_dict["lookahead"], params, len(groups))
+
+    # long: every field of a saved entry checked in one pass, in the order load_state_dict's docstring lists them
+    def _checked_lookahead_entry(self, saved, params, n_groups):
+        where = "state_dict['lookahead']"
+        if not isinstance(saved, Mapping):
+            raise ValueError(f"{where} must be a dict, got {type(saved).__name__}")
+        expected = {"pullback", "groups", "copies", "cached_state"}
+        missing, unexpected = expected - set(saved), set(saved) - expected
+        if missing or unexpected:
+            raise ValueError(f"{where} has keys {sorted(map(str, saved))}: "
+                             + "; ".join(filter(None, [missing and f"missing {sorted(missing)}",
+                                                       unexpected and f"unexpected {sorted(map(str, unexpected))}"])))
+        try:
+            pullback = check_pullback(saved["pullback"])
+        except ValueError as e:
+            raise ValueError(f"{where}['pullback']: {e}") from None
+
+        counters = saved["groups"]
+        if not isinstance(counters, (list, tuple)) or len(counters) != n_groups:
+            found = f"{len(counters)} entries" if isinstance(counters, (list, tuple)) else type(counters).__name__
+            raise ValueError(f"{where}['groups'] must have one entry per param group ({n_groups}), got {found}")
+        loaded_counters = []
+        for i, c in enumerate(counters):
+            if not isinstance(c, Mapping) or set(c) != {"steps", "syncs"}:
+                raise ValueError(f"{where}['groups'][{i}] must be a dict with keys 'steps' and 'syncs', got {c!r}")
+            for key in ("steps", "syncs"):
+                try:
+                    check_non_negative_int(key, c[key])
+                except (TypeError, ValueError) as e:
+                    raise ValueError(f"{where}['groups'][{i}]['{key}']: {e}") from None
+            loaded_counters.append({"steps": c["steps"], "syncs": c["syncs"]})
+
+        def index_of(i, field):
+            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(params):
+                raise ValueError(f"{field}: parameter index {i!r} is not one of this optimizer's "
+                                 f"{len(params)} parameters (0 to {len(params) - 1})")
+            return i
+
+        def tensor_for(i, t, field):
+            p = params[i]
+            if not torch.is_tensor(t) or not t.is_floating_point():
+                raise ValueError(f"{field} must be a floating point tensor, got {type(t).__name__}"
+                                 + (f" of {t.dtype}" if torch.is_tensor(t) else ""))
+            if t.shape != p.shape:
+                raise ValueError(f"{field} has shape {tuple(t.shape)}, its parameter has {tuple(p.shape)}")
+            return t
+
+        copies = saved["copies"]
+        if not isinstance(copies, Mapping) or set(copies) != set(self._weight_copies):
+            names = sorted(map(str, copies)) if isinstance(copies, Mapping) else type(copies).__name__
+            raise ValueError(f"{where}['copies'] must hold {list(self._weight_copies)} for {type(self).__name__}, "
+                             f"got {names}")
+        checked_copies = {}
+        for name in self._weight_copies:
+            field = f"{where}['copies'][{name!r}]"
+            if not isinstance(copies[name], Mapping):
+                raise ValueError(f"{field} must be a dict of parameter index -> tensor")
+            checked_copies[name] = {index_of(i, field): tensor_for(i, t, f"{field}[{i}]")
+                                    for i, t in copies[name].items()}
+
+        # slow weights (and every other copy) are made for all parameters of the groups at their first
+        # step: a group that has stepped has a copy of each of its parameters, or the state dict lost one
+        first = 0
+        for i, group in enumerate(self.param_groups):
+            indices = range(first, first + len(group["params"]))
+            first += len(group["params"])
+            if not loaded_counters[i]["steps"]:
+                continue
+            for name, c in checked_copies.items():
+                lacking = [j for j in indices if j not in c]
+                if lacking:
+                    raise ValueError(f"{where}['copies'][{name!r}] has no copy of parameter {lacking[0]}, though its "
+                                     f"group {i} has taken {loaded_counters[i]['steps']} steps")
+
+        cached = saved["cached_state"]
+        field = f"{where}['cached_state']"
+        if not isinstance(cached, Mapping):
+            raise ValueError(f"{field} must be a dict of parameter index -> {{state name: tensor}}")
+        checked_cache = {}
+        for i, entry in cached.items():
+            index_of(i, field)
+            if not isinstance(entry, Mapping):
+                raise ValueError(f"{field}[{i}] must be a dict of state name -> tensor")
+            checked_cache[i] = {n: tensor_for(i, t, f"{field}[{i}][{n!r}]") for n, t in entry.items()}
+
+        # the copies this optimizer will own: cloned (and moved) now, so that nothing fails later
+        loaded_copies = {name: {params[i]: t.to(device=params[i].device, dtype=params[i].dtype).clone()
+                                for i, t in c.items()} for name, c in checked_copies.items()}
+        loaded_cache = {params[i]: {n: t.to(device=params[i].device).clone() for n, t in c.items()}
+                        for i, c in checked_cache.items()}
+        return pullback, loaded_counters, loaded_copies, loaded_cache
+
+
+class Lookahead(_Checkpoints, torch.optim.Optimizer):
     """Wrap ``optimizer`` so that every ``k`` inner steps the weights move ``alpha`` of the way
     from the slow weights towards the fast ones, and the fast weights restart from there.
 
@@ -402,191 +595,3 @@ class Lookahead(torch.optim.Optimizer):
         else:
             # m <- alpha * m + (1 - alpha) * m_cached, then m_cached <- copy(m)
             _lerp_then_copy(buffers, cached, 1.0 - alpha, self.foreach)
-
-    # --- checkpoints ------------------------------------------------------------------------------
-    def _param_index(self):
-        return {p: i for i, p in enumerate(p for g in self.param_groups for p in g["params"])}
-
-    def state_dict(self):
-        """The inner optimizer's state dict plus a ``lookahead`` entry (slow weights, cached
-        state, counters): plain tensors, ints and strings, loadable with ``weights_only=True``."""
-        for pre_hook in self._optimizer_state_dict_pre_hooks.values():
-            pre_hook(self)
-        inner = self.optimizer.state_dict()
-        index = self._param_index()
-        lookahead = {
-            "pullback": self.pullback,
-            "groups": [dict(c) for c in self._group_counters],
-            "copies": {name: {index[p]: t for p, t in copies.items() if p in index}
-                       for name, copies in self._copies.items()},
-            "cached_state": {index[p]: dict(c) for p, c in self._cached_state.items() if p in index},
-        }
-        state_dict = {"state": inner["state"], "param_groups": inner["param_groups"], "lookahead": lookahead}
-        for post_hook in self._optimizer_state_dict_post_hooks.values():
-            result = post_hook(self, state_dict)
-            if result is not None:
-                state_dict = result
-        return state_dict
-
-    def load_state_dict(self, state_dict):
-        """Load a state dict saved by ``state_dict()``, or one of a plain inner optimizer.
-
-        Everything is checked first (the inner part: group count, group sizes, Lookahead values in
-        the groups, state indices; the ``lookahead`` entry: its keys, ``pullback``, one counter
-        entry per group, copy and cache indices within the parameters, tensors shaped like their
-        parameter); a bad field raises ``ValueError`` naming it, and the optimizer is left exactly
-        as it was.
-
-        A state dict without a ``lookahead`` entry (the inner optimizer's own, e.g. saved before
-        switching to Lookahead) loads too: the inner state and hyper-parameters are restored, the
-        groups keep their current ``la_*`` values when the saved ones have none, the counters start
-        at 0, the pullback cache is empty, and the slow weights start again from the parameters as
-        they are at the next step (or at the next ``slow_weights``/``use_slow_weights`` call), so
-        load the model's weights before stepping.
-        """
-        for pre_hook in self._optimizer_load_state_dict_pre_hooks.values():
-            result = pre_hook(self, state_dict)
-            if result is not None:
-                state_dict = result
-        loaded = self._checked_state_dict(state_dict)
-        inner = self.optimizer
-        old_groups, old_state = inner.param_groups, inner.state
-        try:
-            inner.load_state_dict({"state": state_dict["state"], "param_groups": state_dict["param_groups"]})
-        except BaseException:
-            inner.param_groups, inner.state = old_groups, old_state
-            raise
-        self.pullback, self._group_counters, self._copies, self._cached_state = loaded
-        self._needs_copies = True
-        for post_hook in self._optimizer_load_state_dict_post_hooks.values():
-            post_hook(self)
-
-    def _checked_state_dict(self, state_dict):
-        """Check ``state_dict`` against this optimizer and return what loading it installs:
-        (pullback, counters, copies, cached state). Changes nothing; raises ValueError naming the
-        first bad field."""
-        if not isinstance(state_dict, Mapping):
-            raise ValueError(f"state_dict must be a dict, got {type(state_dict).__name__}")
-        for key in ("state", "param_groups"):
-            if key not in state_dict:
-                raise ValueError(f"state_dict has no {key!r} entry")
-        groups = self.param_groups
-        saved_groups = state_dict["param_groups"]
-        if not isinstance(saved_groups, (list, tuple)):
-            raise ValueError(f"state_dict['param_groups'] must be a list, got {type(saved_groups).__name__}")
-        if len(saved_groups) != len(groups):
-            raise ValueError(f"state_dict['param_groups'] has {len(saved_groups)} groups, this optimizer has "
-                             f"{len(groups)}")
-        saved_ids = []
-        for i, (group, saved) in enumerate(zip(groups, saved_groups)):
-            where = f"state_dict['param_groups'][{i}]"
-            if not isinstance(saved, Mapping) or not isinstance(saved.get("params"), (list, tuple)):
-                raise ValueError(f"{where} must be a dict with a 'params' list")
-            if len(saved["params"]) != len(group["params"]):
-                raise ValueError(f"{where}['params'] has {len(saved['params'])} parameters, this optimizer's "
-                                 f"group {i} has {len(group['params'])}")
-            saved_ids.extend(saved["params"])
-            self._check_group({**group, **saved}, where, error=ValueError)
-        state = state_dict["state"]
-        if not isinstance(state, Mapping):
-            raise ValueError(f"state_dict['state'] must be a dict, got {type(state).__name__}")
-        known = set(saved_ids)
-        for key in state:
-            if key not in known:
-                raise ValueError(f"state_dict['state'] has an entry for parameter {key!r}, which no group of "
-                                 f"state_dict['param_groups'] lists")
-        params = [p for g in groups for p in g["params"]]
-        if "lookahead" not in state_dict:  # a plain inner optimizer's state dict
-            return (self.pullback, [self._new_counters() for _ in groups],
-                    {name: {} for name in self._weight_copies}, {})
-        return self._checked_lookahead_entry(state_dict["lookahead"], params, len(groups))
-
-    def _checked_lookahead_entry(self, saved, params, n_groups):
-        where = "state_dict['lookahead']"
-        if not isinstance(saved, Mapping):
-            raise ValueError(f"{where} must be a dict, got {type(saved).__name__}")
-        expected = {"pullback", "groups", "copies", "cached_state"}
-        missing, unexpected = expected - set(saved), set(saved) - expected
-        if missing or unexpected:
-            raise ValueError(f"{where} has keys {sorted(map(str, saved))}: "
-                             + "; ".join(filter(None, [missing and f"missing {sorted(missing)}",
-                                                       unexpected and f"unexpected {sorted(map(str, unexpected))}"])))
-        try:
-            pullback = check_pullback(saved["pullback"])
-        except ValueError as e:
-            raise ValueError(f"{where}['pullback']: {e}") from None
-
-        counters = saved["groups"]
-        if not isinstance(counters, (list, tuple)) or len(counters) != n_groups:
-            found = f"{len(counters)} entries" if isinstance(counters, (list, tuple)) else type(counters).__name__
-            raise ValueError(f"{where}['groups'] must have one entry per param group ({n_groups}), got {found}")
-        loaded_counters = []
-        for i, c in enumerate(counters):
-            if not isinstance(c, Mapping) or set(c) != {"steps", "syncs"}:
-                raise ValueError(f"{where}['groups'][{i}] must be a dict with keys 'steps' and 'syncs', got {c!r}")
-            for key in ("steps", "syncs"):
-                try:
-                    check_non_negative_int(key, c[key])
-                except (TypeError, ValueError) as e:
-                    raise ValueError(f"{where}['groups'][{i}]['{key}']: {e}") from None
-            loaded_counters.append({"steps": c["steps"], "syncs": c["syncs"]})
-
-        def index_of(i, field):
-            if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < len(params):
-                raise ValueError(f"{field}: parameter index {i!r} is not one of this optimizer's "
-                                 f"{len(params)} parameters (0 to {len(params) - 1})")
-            return i
-
-        def tensor_for(i, t, field):
-            p = params[i]
-            if not torch.is_tensor(t) or not t.is_floating_point():
-                raise ValueError(f"{field} must be a floating point tensor, got {type(t).__name__}"
-                                 + (f" of {t.dtype}" if torch.is_tensor(t) else ""))
-            if t.shape != p.shape:
-                raise ValueError(f"{field} has shape {tuple(t.shape)}, its parameter has {tuple(p.shape)}")
-            return t
-
-        copies = saved["copies"]
-        if not isinstance(copies, Mapping) or set(copies) != set(self._weight_copies):
-            names = sorted(map(str, copies)) if isinstance(copies, Mapping) else type(copies).__name__
-            raise ValueError(f"{where}['copies'] must hold {list(self._weight_copies)} for {type(self).__name__}, "
-                             f"got {names}")
-        checked_copies = {}
-        for name in self._weight_copies:
-            field = f"{where}['copies'][{name!r}]"
-            if not isinstance(copies[name], Mapping):
-                raise ValueError(f"{field} must be a dict of parameter index -> tensor")
-            checked_copies[name] = {index_of(i, field): tensor_for(i, t, f"{field}[{i}]")
-                                    for i, t in copies[name].items()}
-
-        # slow weights (and every other copy) are made for all parameters of the groups at their first
-        # step: a group that has stepped has a copy of each of its parameters, or the state dict lost one
-        first = 0
-        for i, group in enumerate(self.param_groups):
-            indices = range(first, first + len(group["params"]))
-            first += len(group["params"])
-            if not loaded_counters[i]["steps"]:
-                continue
-            for name, c in checked_copies.items():
-                lacking = [j for j in indices if j not in c]
-                if lacking:
-                    raise ValueError(f"{where}['copies'][{name!r}] has no copy of parameter {lacking[0]}, though its "
-                                     f"group {i} has taken {loaded_counters[i]['steps']} steps")
-
-        cached = saved["cached_state"]
-        field = f"{where}['cached_state']"
-        if not isinstance(cached, Mapping):
-            raise ValueError(f"{field} must be a dict of parameter index -> {{state name: tensor}}")
-        checked_cache = {}
-        for i, entry in cached.items():
-            index_of(i, field)
-            if not isinstance(entry, Mapping):
-                raise ValueError(f"{field}[{i}] must be a dict of state name -> tensor")
-            checked_cache[i] = {n: tensor_for(i, t, f"{field}[{i}][{n!r}]") for n, t in entry.items()}
-
-        # the copies this optimizer will own: cloned (and moved) now, so that nothing fails later
-        loaded_copies = {name: {params[i]: t.to(device=params[i].device, dtype=params[i].dtype).clone()
-                                for i, t in c.items()} for name, c in checked_copies.items()}
-        loaded_cache = {params[i]: {n: t.to(device=params[i].device).clone() for n, t in c.items()}
-                        for i, c in checked_cache.items()}
-        return pullback, loaded_counters, loaded_copies, loaded_cache
