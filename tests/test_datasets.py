@@ -113,6 +113,7 @@ def test_digits_shapes_classes_and_fixed_split():
     a = D.load_arrays("digits", seed=0)
     b = D.load_arrays("digits", seed=123)
     assert a.x_train.shape == (1438, 1, 8, 8) and a.x_valid.shape == (359, 1, 8, 8)
+    assert D.dataset_info("digits").full_sizes == (1438, 359)  # what `lookahead-fastai plan` prices
     assert a.x_train.dtype == torch.uint8 and a.y_train.dtype == torch.int64
     assert a.classes == [str(i) for i in range(10)] and a.n_classes == 10
     assert a.channels == 1 and a.image_size == 8
@@ -241,6 +242,7 @@ def test_fashion_mnist_complete_through_the_tensor_path(shared_data, untar_spy):
     f = D.load_arrays("fashion_mnist", shared_data)
     assert f.source == shared_data / "fashion_mnist" and untar_spy.calls == []
     assert f.x_train.shape == (60000, 1, 28, 28) and f.x_valid.shape == (10000, 1, 28, 28)
+    assert D.dataset_info("fashion_mnist").full_sizes == (60000, 10000)  # what `lookahead-fastai plan` prices
     assert torch.bincount(f.y_train).tolist() == [6000] * 10 and torch.bincount(f.y_valid).tolist() == [1000] * 10
     from lookahead_fastai.data import build_dataloaders
     bundle = build_dataloaders("fashion_mnist", data_dir=shared_data, bs=32, n_train=320, n_valid=64)

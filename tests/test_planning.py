@@ -157,3 +157,10 @@ def test_gpu_check_reads_dataset_facts_and_planning_helpers():
     assert not facts & numbers
     stats = {x for s in dataset_info("cifar10").stats for x in s} | {0.4914, 0.4822, 0.2470}
     assert not stats & numbers
+
+
+def test_every_registry_dataset_declares_its_full_sizes():
+    """A dataset added to the registry says how big it is, or `plan --scale full` could not price it."""
+    from lookahead_fastai.registry.datasets import DATASETS
+    missing = [name for name, info in DATASETS.items() if not (info.full_train and info.full_valid)]
+    assert missing == []
