@@ -35,8 +35,9 @@ Usage::
     .venv/bin/python benchmarks/bench_optimizer_step.py            # full run (make bench)
     .venv/bin/python benchmarks/bench_optimizer_step.py --quick    # smoke check, a few seconds
 
-A full run writes ``benchmarks/results/optimizer_step.md``; ``--quick`` only prints, unless
-``--output`` is given.
+A full run writes ``benchmarks/results/optimizer_step.md`` and, beside it, ``optimizer_step.json``
+(the same numbers as data: ``lookahead_fastai/regenerate.py`` builds the README's table from it);
+``--quick`` only prints, unless ``--output`` is given.
 """
 import argparse
 import copy

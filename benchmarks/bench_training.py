@@ -10,7 +10,9 @@
    fresh store; target: <= 60 s on 2 cores).
 
 Never used as timed assertions in tests. Run: ``make bench`` or
-``python benchmarks/bench_training.py [--quick] [--data-dir ../shared/data]``.
+``python benchmarks/bench_training.py [--quick] [--data-dir ../shared/data]``. A full run writes
+``benchmarks/results/training.md`` and, beside it, ``training.json`` (the same numbers as data, which
+``lookahead_fastai/regenerate.py`` builds the README's table from).
 """
 import argparse
 import datetime as dt
