@@ -7,7 +7,8 @@ What needs no training is rebuilt from code and committed inputs:
   outputs of a cell whose source is unchanged are kept);
 * ``environment.yml`` from the pins of ``pyproject.toml``;
 * the README's generated blocks (between ``<!-- generated: NAME -->`` and ``<!-- end generated -->``):
-  the experiment table from ``lookahead_fastai.experiments.EXPERIMENTS``;
+  the experiment table from ``lookahead_fastai.experiments.EXPERIMENTS``, the benchmark table from
+  the fields of ``benchmarks/results/optimizer_step.json`` and ``training.json``;
 * ``reports/EXP.md`` and ``reports/README.md`` from committed raw results ``reports/data/EXP.jsonl``
   when there are any (imported into a temporary store, then ``write_report``/``write_index``).
 
