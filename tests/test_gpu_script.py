@@ -245,3 +245,26 @@ def test_full_mode_without_cuda_says_so(tmp_path):
     assert report["meta"]["mode"] == "full" and report["sections"] == {}
     assert "torch.cuda.is_available() is False" in report["meta"]["error"]
     assert "unavailable" in (tmp_path / "gpu.md").read_text()
+
+
+def test_each_timing_names_its_configuration_as_planning_keys_it(smoke, tmp_path):
+    """What each projection and loader entry measured is data (its ``config`` dict), keyed as
+    planning keys the full specs' rows (config_key, loader_key): `lookahead-fastai plan` reads
+    these fields, never the human labels; and an uncapped measurement is read back as such."""
+    from lookahead_fastai.experiments import EXPERIMENTS
+    from lookahead_fastai.planning import (CONFIG_FIELDS, LOADER_FIELDS, config_key, load_measurements,
+                                           loader_key, on_pil_path)
+    specs = [s for exp in EXPERIMENTS.values() for s in exp.specs("full")]
+    sections = smoke["json"]["sections"]
+    for section, fields, keys in (("projection", CONFIG_FIELDS, {config_key(s) for s in specs}),
+                                  ("loader", LOADER_FIELDS, {loader_key(s) for s in specs if on_pil_path(s)})):
+        configs = sections[section]["result"]["configs"]
+        assert configs and all(tuple(c["config"]) == fields for c in configs.values())
+        assert {tuple(c["config"][f] for f in fields) for c in configs.values()} == keys
+    report = json.loads(json.dumps(smoke["json"]))
+    report["meta"]["mode"] = "full"  # read as a measurement: uncapped entries count, capped ones do not
+    ok = [c for c in report["sections"]["projection"]["result"]["configs"].values() if c["status"] == "ok"]
+    for c in ok:
+        c["size"], c["bs"] = c["config"]["size"], c["config"]["bs"]
+    (tmp_path / "gpu.json").write_text(json.dumps(report))
+    assert set(load_measurements(tmp_path)) == {tuple(c["config"][f] for f in CONFIG_FIELDS) for c in ok}
