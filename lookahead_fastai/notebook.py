@@ -14,8 +14,11 @@ from pathlib import Path
 
 from .experiments import SpecError, get_experiment, use_experiment
 from .registry.datasets import DatasetUnavailable
-from .report import (LR_ROBUSTNESS, _runs, completeness, incomplete_note, lr_robustness_sections, paired_differences,
-                     plot_curves, plot_lr_find, summary_table)
+from .results.lr_report import lr_grid_sections
+from .results.plots import plot_lr_find
+from .results.report import paired_differences, plot_curves, summary_table
+from .results.runs import completeness, finished_runs
+from .results.wording import incomplete_note
 from .runner import DEFAULT_STORE
 from .store import ResultsStore, store_files_dir
 from .sweep import lr_find_path
@@ -143,7 +146,7 @@ def style_pairs(pairs):
 
 @contextmanager
 def _keep_matplotlib_backend():
-    """report.py switches matplotlib to Agg to write its PNGs; in a notebook, keep the inline
+    """results/report.py switches matplotlib to Agg to write its PNGs; in a notebook, keep the inline
     backend afterwards so that later plots (``learn.lr_find()``...) still show."""
     import matplotlib
     backend = matplotlib.get_backend()
@@ -244,14 +247,14 @@ def show_results(experiment, scale=None, store=DEFAULT_STORE, figures_dir=None):
         pairs = paired_differences(db, experiment, scale)
         seeds = sorted({int(s) for s in table["seeds"]}) if "seeds" in table else []
         display(Markdown(f"### {experiment} at scale `{scale}`: {exp.protocol.get(scale, '')}"))
-        done = completeness(experiment, scale, _runs(db, experiment, scale))
+        done = completeness(experiment, scale, finished_runs(db, experiment, scale))
         if not done.complete:  # an interrupted grid, shown as far as it got: say so, as the report does
             display(Markdown(incomplete_note(done)))
         display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None))
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
         display(style_pairs(pairs))
-        if experiment == LR_ROBUSTNESS:  # the report's own sections: accuracy against lr, per dataset
-            _show_markdown_with_figures(lr_robustness_sections(db, experiment, scale, figures_dir), figures_dir)
+        if exp.lr_sweep is not None:  # a declared lr grid: the report's own sections, accuracy against lr per dataset
+            _show_markdown_with_figures(lr_grid_sections(db, experiment, scale, figures_dir), figures_dir)
         else:
             display(Image(filename=str(plot_curves(db, experiment, scale, figures_dir / f"{experiment}_{scale}.png"))))
         curve_file = lr_find_path(store, experiment, scale)  # written by the sweep

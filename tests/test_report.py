@@ -9,8 +9,11 @@ from lookahead_fastai import experiments
 from lookahead_fastai.experiments import Experiment, get_experiment
 from lookahead_fastai.experiments.deviations import Deviation
 from lookahead_fastai.experiments.spec import grid
-from lookahead_fastai.report import (UNKNOWN_ENV, compare, comparison_kind, holm, paired_differences,
-                                     run_environments, summary_table, write_index, write_report)
+from lookahead_fastai.results.compare import compare, comparison_kind
+from lookahead_fastai.results.index import write_index
+from lookahead_fastai.results.report import paired_differences, summary_table, write_report
+from lookahead_fastai.results.stats import holm
+from lookahead_fastai.results.wording import UNKNOWN_ENV, run_environments
 from lookahead_fastai.runner import fit_and_record
 from lookahead_fastai.store import ResultsStore
 

@@ -1,6 +1,7 @@
 """lookahead_fastai.results: statistics on numbers, words, plots -- without the training stack."""
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -9,17 +10,61 @@ import pytest
 from lookahead_fastai.results import stats, text
 
 
+PURE = ("stats", "text", "plots", "questions", "selection")  # numbers and words only: no store, no experiment
+READERS = ("runs", "compare", "lr_grid", "families", "wording", "lr_report", "report", "index")  # read the store
+
+
+def _loaded_after(modules):
+    """The modules a fresh interpreter has loaded after importing ``lookahead_fastai.results.<m>`` for each m."""
+    code = ("import json, sys; " + "; ".join(f"import lookahead_fastai.results.{m}" for m in modules)
+            + "; print(json.dumps(sorted(sys.modules)))")
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
 def test_results_imports_no_training_code():
-    """In a fresh interpreter, importing every module of results/ loads no sweep, runner, fastai, torch
-    or experiment module."""
-    code = ("import json, sys; import lookahead_fastai.results.stats, lookahead_fastai.results.text, "
-            "lookahead_fastai.results.plots, lookahead_fastai.results.questions; "
-            "print(json.dumps(sorted(sys.modules)))")
-    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                       check=True).stdout)
+    """In a fresh interpreter, importing the numbers-and-words modules of results/ loads no sweep, runner,
+    fastai, torch, store or experiment module."""
     banned = ("fastai", "torch", "lookahead_fastai.sweep", "lookahead_fastai.runner", "lookahead_fastai.store",
-              "lookahead_fastai.experiments", "lookahead_fastai.registry", "lookahead_fastai.report")
+              "lookahead_fastai.experiments", "lookahead_fastai.registry", "lookahead_fastai.results.runs")
+    assert [m for m in _loaded_after(PURE) if m.startswith(banned)] == []
+
+
+def test_the_report_modules_import_no_sweep_or_runner():
+    """Every module of results/, the report and the index included, imports without the training loop
+    (sweep, runner, executors); the experiments they read bring torch and fastai through the registry."""
+    loaded = _loaded_after(PURE + READERS)
+    assert "lookahead_fastai.results.index" in loaded and "lookahead_fastai.report" not in loaded
+    banned = ("lookahead_fastai.sweep", "lookahead_fastai.runner", "lookahead_fastai.executors",
+              "lookahead_fastai.distributed", "lookahead_fastai.data")
     assert [m for m in loaded if m.startswith(banned)] == []
+
+
+def test_results_sources_name_no_experiment_and_import_the_training_stack_once():
+    """No module of results/ names a built-in experiment (an experiment declares its sweeps, budget and
+    questions as fields), and the only import of the training stack is report.py's lazy ``lr_find_path``."""
+    import ast
+    from pathlib import Path
+
+    from lookahead_fastai import results
+    from lookahead_fastai.experiments import EXPERIMENTS
+    folder = Path(results.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(PURE + READERS)
+    stack = []
+    for path in sorted(folder.glob("*.py")):
+        source = path.read_text()
+        strings = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)
+                   and isinstance(n.value, str)]
+        named = [name for name in EXPERIMENTS for s in strings if re.search(rf"(?<!\w){name}(?!\w)", s)]
+        assert named == [], path.name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom):
+                target = ("." * node.level) + (node.module or "")
+                if target.lstrip(".").split(".")[0] in ("sweep", "runner", "fastai", "torch", "executors"):
+                    stack.append((path.name, target, tuple(a.name for a in node.names)))
+            elif isinstance(node, ast.Import):
+                stack += [(path.name, a.name, ()) for a in node.names if a.name.split(".")[0] in ("fastai", "torch")]
+    assert stack == [("report.py", "..sweep", ("lr_find_path",))]
 
 
 def test_a_collapsed_run_is_diverged_at_chance_loss_or_non_finite():
@@ -83,7 +128,7 @@ def _fm(label, lr):
 def test_a_collapsed_run_is_counted_and_left_out_of_the_interval(committed):
     """Fashion-MNIST SGD at lr 1 ends at chance loss (ln 10) in 5 of 5 seeds, LA k10 α0.8 in 4 of 5: they
     are counted as diverged, never averaged; the comparison at that lr is answered by the collapse rates."""
-    from lookahead_fastai.report import compare, summarize
+    from lookahead_fastai.results.compare import compare, summarize
     from lookahead_fastai.store import ResultsStore
     with ResultsStore(committed, readonly=True) as db:
         rows = {s.row: s for s in summarize(db, "lr_robustness", "cpu")}
@@ -103,7 +148,7 @@ def test_a_collapsed_run_is_counted_and_left_out_of_the_interval(committed):
 
 def test_the_index_answers_the_question_with_a_forest_plot_and_no_vote_count(committed, tmp_path):
     import re
-    from lookahead_fastai.report import write_index
+    from lookahead_fastai.results.index import write_index
     text = write_index(committed, out_dir=tmp_path, scale="cpu").read_text()
     first = text.split("\n## ")[1]  # the first section after the preamble is the question's
     assert first.startswith("Lookahead against its inner optimizer")
@@ -125,7 +170,7 @@ def test_the_index_answers_the_question_with_a_forest_plot_and_no_vote_count(com
 
 
 def test_the_noise_floor_comes_from_the_declared_pair_of_float_paths(committed):
-    from lookahead_fastai.report import noise_floors
+    from lookahead_fastai.results.families import noise_floors
     from lookahead_fastai.store import ResultsStore
     lines = [json.loads(x) for x in (ROOT / "reports" / "data" / "imagenette_leaderboard.jsonl").read_text().splitlines()]
     acc = {(r["name"], r["seed"]): r["record"]["final"]["accuracy"] for r in lines}
@@ -153,12 +198,13 @@ def test_the_forest_plot_draws_each_line_and_tolerates_an_empty_one(tmp_path):
 
 
 def test_a_lookahead_line_scored_another_way_or_at_an_edge_is_flagged_out_of_the_family():
-    from lookahead_fastai.report import QuestionLine, _reading
+    from lookahead_fastai.results.families import QuestionLine
+    from lookahead_fastai.results.index import reading
     line = QuestionLine("e", "D", "cifar10", "LA / SGD", "SGD", "LA", "SGD", 0.1, 0.1, (0.01, 0.02, 0.03), (),
                         True, (0, 3, 0, 3), 1.0)
     effect = next(iter(stats.family_effects({0: line.differences})))
-    assert line.in_family and _reading(line, effect) in ("no difference shown", "**Lookahead better**")
+    assert line.in_family and reading(line, effect) in ("no difference shown", "**Lookahead better**")
     fast = line.__class__(**{**line.__dict__, "scored_slow": False})  # validated on fast weights
     edge = line.__class__(**{**line.__dict__, "edges": (("LA / SGD", 0.1, "top"),)})
-    assert not fast.in_family and "not scored on slow weights" in _reading(fast, effect)
-    assert not edge.in_family and "grid edge (LA / SGD at 0.1, the top)" in _reading(edge, effect)
+    assert not fast.in_family and "not scored on slow weights" in reading(fast, effect)
+    assert not edge.in_family and "grid edge (LA / SGD at 0.1, the top)" in reading(edge, effect)
