@@ -16,7 +16,8 @@ from .experiments import SpecError, get_experiment, use_experiment
 from .registry.datasets import DatasetUnavailable
 from .results.lr_report import lr_grid_sections
 from .results.plots import plot_lr_find
-from .results.report import paired_differences, plot_curves, summary_table
+from .results.compare import summarize
+from .results.report import paired_differences, plot_curves, summary_frame
 from .results.runs import completeness, finished_runs
 from .results.wording import incomplete_note
 from .runner import DEFAULT_STORE
@@ -104,19 +105,12 @@ def run_grid(experiment, scale=None, seeds=None, store=DEFAULT_STORE, data_dir=N
 # ------------------------------------------------------------------------------------------------
 # tables and plots
 # ------------------------------------------------------------------------------------------------
-def _leading_number(text):
-    """93.1 from '93.10 ± 0.52%'; nan for '—' or 'n/a'."""
-    try:
-        return float(str(text).split()[0].rstrip("%"))
-    except (ValueError, IndexError):
-        return math.nan
-
-
-def style_summary(table, baseline=None, n_seeds=None):
-    """The summary table as a Styler: the best mean final accuracy in bold on green, the baseline row
-    in italics, no index."""
-    scores = table["final accuracy"].map(_leading_number) if "final accuracy" in table else None
-    best = scores.idxmax() if scores is not None and scores.notna().any() else None
+def style_summary(table, baseline=None, n_seeds=None, scores=None):
+    """The summary table as a Styler: the row with the best mean final accuracy (``scores``: one number
+    per row, from :func:`.results.compare.summarize`, never read back from the formatted cells) in bold
+    on green, the baseline row in italics, no index."""
+    finite = [(score, i) for i, score in enumerate(scores or []) if score is not None and not math.isnan(score)]
+    best = table.index[max(finite, key=lambda f: f[0])[1]] if finite else None  # the first of equal bests
 
     def row_style(row):
         css = []
@@ -243,14 +237,16 @@ def show_results(experiment, scale=None, store=DEFAULT_STORE, figures_dir=None):
     figures_dir = Path(figures_dir or store_files_dir(store) / "figures")
     figures_dir.mkdir(parents=True, exist_ok=True)
     with ResultsStore(store, readonly=True) as db, _keep_matplotlib_backend():
-        table = summary_table(db, experiment, scale)
+        summaries = summarize(db, experiment, scale)
+        table = summary_frame(summaries)
         pairs = paired_differences(db, experiment, scale)
-        seeds = sorted({int(s) for s in table["seeds"]}) if "seeds" in table else []
+        seeds = sorted({s.seeds for s in summaries})
         display(Markdown(f"### {experiment} at scale `{scale}`: {exp.protocol.get(scale, '')}"))
         done = completeness(experiment, scale, finished_runs(db, experiment, scale))
         if not done.complete:  # an interrupted grid, shown as far as it got: say so, as the report does
             display(Markdown(incomplete_note(done)))
-        display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None))
+        display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None,
+                              [s.final_accuracy.mean for s in summaries]))
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
         display(style_pairs(pairs))
         if exp.lr_sweep is not None:  # a declared lr grid: the report's own sections, accuracy against lr per dataset

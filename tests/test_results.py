@@ -208,3 +208,71 @@ def test_a_lookahead_line_scored_another_way_or_at_an_edge_is_flagged_out_of_the
     edge = line.__class__(**{**line.__dict__, "edges": (("LA / SGD", 0.1, "top"),)})
     assert not fast.in_family and "not scored on slow weights" in reading(fast, effect)
     assert not edge.in_family and "grid edge (LA / SGD at 0.1, the top)" in reading(edge, effect)
+
+
+# --- an lr grid declared as data: selection and its report, for an experiment the code does not know ----------
+def _grid_experiment():
+    """A user's lr grid whose row names say nothing ("r0".."r5"): every value the report shows must come
+    from the declared SweepCells (data, inner, variant, label, lr), never from a name."""
+    from lookahead_fastai.experiments import Experiment
+    from lookahead_fastai.experiments.spec import SweepCell, grid
+    cells = [SweepCell(f"r{i}", "D", "SGD", variant, f"{variant} / SGD" if variant else "SGD", lr)
+             for i, (variant, lr) in enumerate((v, lr) for v in ("", "LA") for lr in (0.01, 0.1, 1.0))]
+
+    def build(scale):
+        return grid("my_grid", scale, [dict(name=c.row, optimizer="lookahead(sgd)" if c.variant else "sgd", lr=c.lr,
+                                            hyper={"mom": 0.9}) for c in cells],
+                    dataset="digits", arch="mlp", epochs=1, bs=32, n_train=160, n_valid=80)
+
+    return Experiment("my_grid", "a grid of my own", "r1", build, scales=("smoke",),
+                      comparisons=tuple((cells[3 + i].row, cells[i].row) for i in range(3)),
+                      lr_sweep=lambda scale: cells), cells
+
+
+class _Store:
+    """The two methods a report reads, over records made up here (no training, no database)."""
+    def __init__(self, runs):
+        self._runs = runs
+
+    def runs(self, experiment=None, status=None):
+        return self._runs
+
+    def epochs_frame(self, experiment, status="finished"):
+        import pandas as pd
+        return pd.DataFrame()
+
+
+def test_selection_picks_each_familys_best_lr_and_pairs_the_families_from_the_cells():
+    from lookahead_fastai.results import selection
+    _, cells = _grid_experiment()
+    finals = {"r0": [0.5, 0.6], "r1": [0.8, 0.8], "r2": [0.1], "r3": [0.4], "r4": [0.7], "r5": [0.75, 0.77]}
+    assert selection.family_pairs(cells) == [("D", "LA / SGD", "SGD")]
+    assert selection.best_rows(cells, finals) == {("D", "SGD"): "r1", ("D", "LA / SGD"): "r5"}
+    assert selection.best_lr_pairs(cells, finals) == ([("r5", "r1")], {"r1", "r5"})
+    assert selection.best_lr_pairs(cells, {"r0": [0.5]}) == ([], set())  # no Lookahead run: nothing to pair
+    assert selection.grid_edge(1.0, [0.01, 0.1, 1.0]) == "top" and selection.grid_edge(0.01, [0.01, 0.1]) == "bottom"
+    assert selection.grid_edge(0.1, [0.01, 0.1, 1.0]) is None
+
+
+def test_an_lr_grid_report_reads_its_labels_from_the_declared_cells(monkeypatch, tmp_path):
+    """An experiment the results code has never heard of gets the lr-grid sections because it declares an
+    lr_sweep; the comparisons are labelled by family and lr from the cells; no budget declared, none stated."""
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results.lr_report import budget_text, lr_grid_sections
+    exp, cells = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    acc = {"r0": 0.50, "r1": 0.80, "r2": 0.30, "r3": 0.55, "r4": 0.78, "r5": 0.70}
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed,
+             "record": {"scale": "smoke", "dataset": "digits", "seconds": 1.0,
+                        "final": {"accuracy": a + 0.01 * seed * (1 + i % 2), "train_loss": 0.5}}}
+            for i, (row, a) in enumerate(acc.items()) for seed in range(3)]
+    text = "\n".join(lr_grid_sections(_Store(runs), "my_grid", "smoke", tmp_path))
+    assert "### D" in text and "| optimizer | lr 0.01 | lr 0.1 | lr 1 |" in text
+    assert "| LA / SGD − SGD, both at lr 0.01 |" in text and "| LA / SGD − SGD, both at lr 1 |" in text
+    assert "| tuned: LA / SGD at its best lr 0.1 − SGD at its best lr 0.1 |" not in text  # same lr: like-for-like
+    assert "LA / SGD − SGD, both at lr 0.1 (also each one's best lr: the tuned comparison)" in text
+    assert "LA/SGD at lr 0.01" in text  # the closing paragraph names the Lookahead side by its variant
+    assert not any(f"r{i}" in line for line in text.splitlines() for i in range(6) if line.startswith("| "))
+    assert (tmp_path / "my_grid_smoke_D.png").exists()
+    assert budget_text(runs, "my_grid", "smoke") == ""

@@ -21,15 +21,21 @@ from .runs import completeness, diverged, finished_runs, row_order
 from .wording import (KINDS_TEXT, SOURCES_TEXT, collapse_columns, completeness_text, compute_text, data_source,
                       incomplete_note, integrity_text, interval_text, kind_counts, run_environments, stats_text)
 
-__all__ = ["summary_table", "paired_differences", "plot_curves", "write_report"]
+__all__ = ["summary_table", "summary_frame", "paired_differences", "comparison_frame", "plot_curves", "write_report"]
 
 _fmt, _pp, _p, _markdown = words.stat, words.pp, words.p_value, words.markdown
 
 
 def summary_table(store, experiment_name, scale):
-    """One row per optimizer: mean ± std over seeds of the final and best accuracy, losses, time."""
+    """One row per optimizer: mean ± std over seeds of the final and best accuracy, losses, time
+    (:func:`summary_frame` of :func:`.compare.summarize`)."""
+    return summary_frame(summarize(store, experiment_name, scale))
+
+
+def summary_frame(summaries):
+    """The :class:`.compare.RowSummary` numbers as the summary table, formatted here (at the edge): one
+    row per optimizer, mean ± std over seeds; a consumer that needs a number reads the summaries."""
     rows = []
-    summaries = summarize(store, experiment_name, scale)
     for s in summaries:
         row = {"optimizer": s.row, "seeds": s.seeds}
         if any(x.diverged for x in summaries):
@@ -45,10 +51,15 @@ def summary_table(store, experiment_name, scale):
 
 
 def paired_differences(store, experiment_name, scale, metric="accuracy"):
-    """The comparisons of :func:`compare`, formatted: kind, what differs, mean difference, the raw
-    95% interval and p-value, the Holm-adjusted p-value and the verdict it gives (``conclusion``)."""
+    """The comparisons of :func:`.compare.compare` as a table (:func:`comparison_frame`)."""
+    return comparison_frame(compare(store, experiment_name, scale, metric))
+
+
+def comparison_frame(comparisons):
+    """:class:`.compare.Comparison` numbers formatted here (at the edge): kind, what differs, mean
+    difference, the raw 95% interval and p-value, the Holm-adjusted p-value and the verdict it gives
+    (``conclusion``)."""
     rows = []
-    comparisons = compare(store, experiment_name, scale, metric)
     collapses = any(c.collapsed[0] or c.collapsed[2] for c in comparisons)
     for c in comparisons:
         row = {"optimizer": c.row, "vs": c.versus, "paired seeds": len(c.seeds), "kind": c.kind,
