@@ -276,3 +276,30 @@ def test_an_lr_grid_report_reads_its_labels_from_the_declared_cells(monkeypatch,
     assert not any(f"r{i}" in line for line in text.splitlines() for i in range(6) if line.startswith("| "))
     assert (tmp_path / "my_grid_smoke_D.png").exists()
     assert budget_text(runs, "my_grid", "smoke") == ""
+
+
+def test_epoch_curves_average_the_runs_that_trained_in_the_declared_order(monkeypatch):
+    import pandas as pd
+
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results.runs import epoch_curves
+    exp, _ = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed,
+             "record": {"scale": "smoke", "dataset": "digits",
+                        "final": {"accuracy": 0.5, "train_loss": float("nan") if seed == 2 else 0.5}}}
+            for row in ("r0", "r1") for seed in range(3)]
+    epochs = pd.DataFrame([{"run_id": r["run_id"], "name": r["name"], "seed": r["seed"], "epoch": e,
+                            "accuracy": 0.1 * (e + 1) + 0.01 * r["seed"]} for r in runs for e in range(2)])
+
+    class Store(_Store):
+        def epochs_frame(self, experiment, status="finished"):
+            return epochs
+
+    curves = epoch_curves(Store(runs), "my_grid", "smoke")
+    assert list(curves) == ["r1", "r0"]  # the baseline first, then the declared order
+    steps, mean, std = curves["r0"]["accuracy"]
+    assert list(steps) == [1, 2] and "train_loss" not in curves["r0"]
+    assert list(mean) == pytest.approx([0.105, 0.205])  # seeds 0 and 1: seed 2 diverged (a NaN loss)
+    assert list(std) == pytest.approx([0.01 / 2 ** 0.5] * 2)

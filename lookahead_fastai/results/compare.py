@@ -197,7 +197,7 @@ def lr_sweep_pairs(store, experiment_name, scale):
     return best_lr_pairs(experiment.lr_sweep(scale), finals)
 
 
-# --- tests ----------------------------------------------------------------------------------------
+# --- the comparisons ------------------------------------------------------------------------------
 def _comparison_pairs(experiment, names):
     if experiment.comparisons:
         return [(a, b) for a, b in experiment.comparisons if a in names and b in names]

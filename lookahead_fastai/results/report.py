@@ -17,7 +17,7 @@ from . import plots, text as words
 from .compare import compare, n_tested, summarize
 from .lr_report import lr_grid_sections
 from .plots import plot_lr_find
-from .runs import completeness, diverged, finished_runs, row_order
+from .runs import completeness, epoch_curves, finished_runs
 from .wording import (KINDS_TEXT, SOURCES_TEXT, collapse_columns, completeness_text, compute_text, data_source,
                       incomplete_note, integrity_text, interval_text, kind_counts, run_environments, stats_text)
 
@@ -74,32 +74,9 @@ def comparison_frame(comparisons):
 
 
 def plot_curves(store, experiment_name, scale, path):
-    """Valid accuracy and train loss per epoch: mean over seeds with a ±1 std band."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    experiment = get_experiment(experiment_name)
-    frame = store.epochs_frame(experiment_name)
-    runs = {r["run_id"] for r in finished_runs(store, experiment_name, scale)
-            if not diverged(r["record"])}  # a diverged run is never averaged
-    frame = frame[frame["run_id"].isin(runs)] if len(frame) else frame
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
-    if len(frame):
-        for name in row_order(experiment, set(frame["name"])):
-            sub = frame[frame["name"] == name]
-            for ax, col in zip(axes, ("accuracy", "train_loss")):
-                if col not in sub:
-                    continue
-                stats = sub.groupby("epoch")[col].agg(["mean", "std"]).fillna(0.0)
-                epochs = stats.index.to_numpy() + 1
-                ax.plot(epochs, stats["mean"], label=name)
-                ax.fill_between(epochs, stats["mean"] - stats["std"], stats["mean"] + stats["std"], alpha=0.2)
-    axes[0].set(title="valid accuracy (mean ± std over seeds)", xlabel="epoch", ylabel="accuracy")
-    axes[1].set(title="train loss, epoch mean (mean ± std)", xlabel="epoch", ylabel="loss", yscale="log")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"{experiment_name} — scale {scale}")
-    return plots.save_figure(fig, path)
+    """Valid accuracy and train loss per epoch: mean over seeds with a ±1 std band
+    (:func:`.runs.epoch_curves` drawn by :func:`.plots.plot_curves`)."""
+    return plots.plot_curves(epoch_curves(store, experiment_name, scale), path, f"{experiment_name} — scale {scale}")
 
 
 def write_report(store_path, experiment_name, out_dir="reports", scales=None, source=None):

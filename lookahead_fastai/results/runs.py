@@ -5,7 +5,8 @@ from dataclasses import dataclass
 from ..experiments import get_experiment
 from .stats import diverged as _diverged
 
-__all__ = ["n_classes", "diverged", "finished_runs", "Completeness", "completeness", "row_order", "run_seconds"]
+__all__ = ["n_classes", "diverged", "finished_runs", "Completeness", "completeness", "row_order", "run_seconds",
+           "epoch_curves"]
 
 
 def n_classes(record):
@@ -77,3 +78,23 @@ def row_order(experiment, names):
 def run_seconds(runs):
     """Each finished run's training wall time in seconds (its record's ``seconds``), where recorded."""
     return [float(r["record"]["seconds"]) for r in runs if r["record"].get("seconds") is not None]
+
+
+def epoch_curves(store, experiment_name, scale, metrics=("accuracy", "train_loss")):
+    """Per row (in the experiment's order), per metric of ``metrics`` it has: (epochs from 1, mean over
+    seeds, std over seeds with 0 where undefined), from the per-epoch records of the runs that trained
+    (a diverged run is never averaged)."""
+    experiment = get_experiment(experiment_name)
+    frame = store.epochs_frame(experiment_name)
+    runs = {r["run_id"] for r in finished_runs(store, experiment_name, scale) if not diverged(r["record"])}
+    frame = frame[frame["run_id"].isin(runs)] if len(frame) else frame
+    curves = {}
+    if len(frame):
+        for name in row_order(experiment, set(frame["name"])):
+            sub = frame[frame["name"] == name]
+            curves[name] = {}
+            for col in metrics:
+                if col in sub:
+                    stats = sub.groupby("epoch")[col].agg(["mean", "std"]).fillna(0.0)
+                    curves[name][col] = (stats.index.to_numpy() + 1, stats["mean"], stats["std"])
+    return curves
