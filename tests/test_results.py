@@ -303,3 +303,20 @@ def test_epoch_curves_average_the_runs_that_trained_in_the_declared_order(monkey
     assert list(steps) == [1, 2] and "train_loss" not in curves["r0"]
     assert list(mean) == pytest.approx([0.105, 0.205])  # seeds 0 and 1: seed 2 diverged (a NaN loss)
     assert list(std) == pytest.approx([0.01 / 2 ** 0.5] * 2)
+
+
+def test_only_text_turns_a_number_into_a_string():
+    """No module of results/ but text.py carries a format spec (``{x:.2f}``, ``{lr:g}``, ``{t:%Y}``): the
+    report modules compose sentences from text's formatters, so a number is written one way everywhere."""
+    import ast
+    from pathlib import Path
+
+    from lookahead_fastai import results
+    found = []
+    for path in sorted(Path(results.__file__).parent.glob("*.py")):
+        if path.name != "text.py":
+            found += [(path.name, node.lineno) for node in ast.walk(ast.parse(path.read_text()))
+                      if isinstance(node, ast.FormattedValue) and node.format_spec is not None]
+    assert found == []
+    assert (text.short(1e-05), text.fixed(2.875), text.points(0.12345), text.percent(0.05)) == \
+        ("1e-05", "2.88", "12.35", "5%")

@@ -18,14 +18,14 @@ from .wording import (DETECTABLE_TEXT, completeness_text, datasets_text, detecta
 
 __all__ = ["reading", "question_section", "write_index"]
 
-_pp, _p, _join = words.pp, words.p_value, words.join
+_pp, _p, _join, _short = words.pp, words.p_value, words.join, words.short
 
 
 def reading(line, effect, alpha=ALPHA):
     if not line.scored_slow:
         return "flagged: Lookahead not scored on slow weights with BatchNorm recomputed; not in the family"
     if line.edges:
-        return ("flagged: best lr at a grid edge (" + _join(f"{label} at {lr:g}, the {side}"
+        return ("flagged: best lr at a grid edge (" + _join(f"{label} at {_short(lr)}, the {side}"
                                                            for label, lr, side in line.edges) + "); not in the family")
     if effect.paired.n < 2:
         return "cannot tell (fewer than 2 paired seeds)"
@@ -80,7 +80,8 @@ def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=
         collapse = f"{a}/{n_a} / {b}/{n_b}" + (f" (Fisher p {_p(line.p_collapse)})" if a or b else "")
         kind = "Bonferroni" if line.in_family else "raw 95%"
         interval = "—" if math.isnan(e.low) else f"{words.interval(e.low, e.high)} ({kind})"
-        head.append(f"| {line.data} | {line.label} − {line.inner} | {line.lr:g} | {line.versus_lr:g} | {e.paired.n} | "
+        head.append(f"| {line.data} | {line.label} − {line.inner} | {_short(line.lr)} | {_short(line.versus_lr)} | "
+                    f"{e.paired.n} | "
                     f"{collapse} | {'—' if math.isnan(e.paired.mean) else _pp(e.paired.mean)} | {interval} | "
                     f"{_p(e.p_holm)} | {reading(line, e)} | {words.noise_floor(floors.get(line.dataset))} |")
     head += ["", "*Noise floor*: fastai's `ranger` and ours (Lookahead over fastai's RAdam, the same settings) are one "

@@ -20,11 +20,12 @@ from .wording import collapse_columns, interval_text, stats_text
 __all__ = ["lr_grid_sections", "budget_text", "closing_parts", "edge_text", "grid_position_text"]
 
 _fmt, _pp, _p, _pct, _join = words.stat, words.pp, words.p_value, words.pct, words.join
+_short, _fixed, _points = words.short, words.fixed, words.points
 
 
 def _lr_table(cells, lrs, value):
     """Markdown: one line per optimizer family, one column per lr; ``value(cell)`` gives the text."""
-    lines = ["| optimizer | " + " | ".join(f"lr {lr:g}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
+    lines = ["| optimizer | " + " | ".join(f"lr {_short(lr)}" for lr in lrs) + " |", "|---|" + "---|" * len(lrs)]
     for label, group in by_label(cells).items():
         at = {c.lr: c for c in group}
         lines.append(f"| {label} | " + " | ".join(value(at[lr]) if lr in at else "—" for lr in lrs) + " |")
@@ -42,7 +43,7 @@ def _lr_tables(cells, value):
 
 def _diverged_text(diverged):
     """"lr 1: 5/5, ..." for (lr, diverged, runs) triples; "none" when there are none."""
-    return _join((f"lr {lr:g}: {k}/{n}" for lr, k, n in diverged))
+    return _join((f"lr {_short(lr)}: {k}/{n}" for lr, k, n in diverged))
 
 
 def _comparison_label(c, cell_of, picked=()):
@@ -50,8 +51,8 @@ def _comparison_label(c, cell_of, picked=()):
     row, versus = cell_of[c.row], cell_of[c.versus]
     if row.lr == versus.lr:
         also = " (also each one's best lr: the tuned comparison)" if (c.row, c.versus) in picked else ""
-        return f"{row.label} − {versus.label}, both at lr {row.lr:g}{also}"
-    return f"tuned: {row.label} at its best lr {row.lr:g} − {versus.label} at its best lr {versus.lr:g}"
+        return f"{row.label} − {versus.label}, both at lr {_short(row.lr)}{also}"
+    return f"tuned: {row.label} at its best lr {_short(row.lr)} − {versus.label} at its best lr {_short(versus.lr)}"
 
 
 def edge_text(robust):
@@ -62,7 +63,7 @@ def edge_text(robust):
     for r in robust:
         if r["lrs"] > 1 and r["best_lr"] in (r["lowest_lr"], r["highest_lr"]):
             side = "top" if r["best_lr"] == r["highest_lr"] else "bottom"
-            edge.append(f"{r['label']} (lr {r['best_lr']:g}, the grid's {side})")
+            edge.append(f"{r['label']} (lr {_short(r['best_lr'])}, the grid's {side})")
     if not edge:
         return ""
     return (f" Best lr at an edge of its grid: {_join(edge)}; the sweep may have stopped short of that family's "
@@ -91,7 +92,7 @@ def grid_position_text(at_lr, cells, robust):
         return ", ".join(f"{counter[p]} {p}" for p in places if counter[p]) or "none"
 
     text = (f"**Where in the lr grid** (each like-for-like verdict's lr against the plain optimizer's best lr, "
-            f"{_join(f'{inner} {lr:g}' for inner, lr in best_lr.items())}): Lookahead better "
+            f"{_join(f'{inner} {_short(lr)}' for inner, lr in best_lr.items())}): Lookahead better "
             f"{sum(counts[BETTER].values())} ({spread(counts[BETTER])}), worse {sum(counts[WORSE].values())} "
             f"({spread(counts[WORSE])}).")
     if counts[BETTER] and set(counts[BETTER]) <= {"above"} and counts[WORSE] and set(counts[WORSE]) <= {"below"}:
@@ -113,7 +114,7 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
     seeds = sorted({len(c.seeds) for c in comparisons if c.seeds})
     seed_text = "/".join(map(str, seeds)) or "0"
     def where(cs):
-        return _join(f"{short_of[c.row]}/{label_of[c.versus]} at lr {lr_of[c.row]:g} "
+        return _join(f"{short_of[c.row]}/{label_of[c.versus]} at lr {_short(lr_of[c.row])} "
                      f"({_pp(c.mean)} pp)" for c in cs)
     better = [c for c in at_lr if c.lookahead_verdict == BETTER]
     worse = [c for c in at_lr if c.lookahead_verdict == WORSE]
@@ -121,19 +122,19 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
     collapsed = [c for c in at_lr if c.collapsed[0] or c.collapsed[2]]
     text["support"] = (
         f"**What {seed_text} seeds on {data} support.** Like-for-like, at each lr (only the wrapper differs; "
-        f"Holm-adjusted over the {n_family} comparisons of this scale, family-wise error ≤ {alpha:.0%}): Lookahead "
+        f"Holm-adjusted over the {n_family} comparisons of this scale, family-wise error ≤ {words.percent(alpha)}): Lookahead "
         f"better at {where(better)}; worse at {where(worse)}; no difference shown at the other lrs"
         + (", except where a side has no paired seeds or no spread ("
            + _join(f"{n} {v}" for v, n in Counter(c.verdict for c in other).items()) + ")" if other else "") + ". These are the per-lr effects of the table above, not a score: the lrs of a grid "
         "are neither independent nor equally relevant."
         + (" Runs that diverged, Lookahead against its inner optimizer at the same lr: " + "; ".join(
-            f"{short_of[c.row]}/{label_of[c.versus]} at lr {lr_of[c.row]:g}: {c.collapsed[0]}/"
+            f"{short_of[c.row]}/{label_of[c.versus]} at lr {_short(lr_of[c.row])}: {c.collapsed[0]}/"
             f"{c.collapsed[1]} against {c.collapsed[2]}/{c.collapsed[3]} (Fisher p {_p(c.p_collapse)}, raw)"
             for c in collapsed) + "." if collapsed else ""))
     tuned_text = []
     for c in tuned:
-        tuned_text.append(f"{label_of[c.row]} at lr {lr_of[c.row]:g} vs {label_of[c.versus]} at lr "
-                          f"{lr_of[c.versus]:g}: {_pp(c.mean)} pp, {interval_text(c)}, {c.verdict}")
+        tuned_text.append(f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr "
+                          f"{_short(lr_of[c.versus])}: {_pp(c.mean)} pp, {interval_text(c)}, {c.verdict}")
     if tuned_text:
         text["tuned"] = ("Each family at its own best lr (tuned against tuned; "
                          + ("like-for-like where the best lrs coincide; "
@@ -148,9 +149,9 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
     if det:
         text["detectable"] = (
             f"**The smallest difference these seeds could detect**: the raw 95% intervals' half-width is "
-            f"{det['median'] * 100:.2f} pp at the median ({det['low'] * 100:.2f}–{det['high'] * 100:.2f} pp): a "
+            f"{_points(det['median'])} pp at the median ({_points(det['low'])}–{_points(det['high'])} pp): a "
             "true difference smaller than that would most likely read \"no difference shown\". After Holm's "
-            f"adjustment the bar is higher: its first (strictest) step needed about {det['holm_first'] * 100:.2f} pp "
+            f"adjustment the bar is higher: its first (strictest) step needed about {_points(det['holm_first'])} pp "
             "at the median spread. \"No difference shown\" means these seeds cannot tell, not that Lookahead and "
             "its inner optimizer perform the same.")
     plain = {r["inner"]: r for r in robust if not r["variant"]}
@@ -158,9 +159,9 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
     for r in robust:
         if r["variant"] and r["inner"] in plain:
             p = plain[r["inner"]]
-            rob.append(f"{r['label']}: range {r['range'] * 100:.2f} pp, worst {_pct(r['worst'])}%"
+            rob.append(f"{r['label']}: range {_points(r['range'])} pp, worst {_pct(r['worst'])}%"
                        + (f", diverged {_diverged_text(r['diverged'])}" if r["diverged"] else "")
-                       + f" (plain {r['inner']}: {p['range'] * 100:.2f} pp, worst {_pct(p['worst'])}%"
+                       + f" (plain {r['inner']}: {_points(p['range'])} pp, worst {_pct(p['worst'])}%"
                        + (f", diverged {_diverged_text(p['diverged'])}" if p["diverged"] else "") + ")")
     if rob:
         narrower = sum(r["range"] < plain[r["inner"]]["range"] for r in robust if r["variant"] and r["inner"] in plain)
@@ -183,11 +184,11 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
                   max(la.final.std / b.final.std, b.final.std / la.final.std) > f_ratio]
         text["variance"] = (
             f"**Seed variance**: Lookahead's std over seeds was lower than its inner optimizer's at "
-            f"{lower} of {len(pairs)} (family, lr) cells. With {n} seeds a std is known only within ×{low:.2f} to "
-            f"×{high:.2f} of its estimate (95%), and two stds differ at 5% (two-sided F-test, one cell alone, "
+            f"{lower} of {len(pairs)} (family, lr) cells. With {n} seeds a std is known only within ×{_fixed(low)} to "
+            f"×{_fixed(high)} of its estimate (95%), and two stds differ at 5% (two-sided F-test, one cell alone, "
             f"treating the two rows as independent) only "
-            f"when their ratio exceeds ×{f_ratio:.2f}: {len(beyond)} cell(s) did"
-            + (f" ({_join(f'{c.label} at lr {c.lr:g}' for c in beyond)})" if beyond else "")
+            f"when their ratio exceeds ×{_fixed(f_ratio)}: {len(beyond)} cell(s) did"
+            + (f" ({_join(f'{c.label} at lr {_short(c.lr)}' for c in beyond)})" if beyond else "")
             + ". So the variance claim is "
             + ("not supported either way by these seeds." if not beyond else
                "open to the cells listed, uncorrected for the many cells looked at."))
@@ -200,8 +201,8 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
         text["early"] = (
             f"**Early progress** (accuracy after epoch 1, Lookahead minus its inner optimizer at the same lr, "
             f"means over seeds; descriptive, not tested): ahead in {sum(d > 0 for d in early)} of {len(early)} "
-            f"cells, median {np.median(early) * 100:+.2f} pp (from {min(early) * 100:+.2f} to "
-            f"{max(early) * 100:+.2f} pp).")
+            f"cells, median {_pp(np.median(early))} pp (from {_pp(min(early))} to "
+            f"{_pp(max(early))} pp).")
     text["not supported"] = (
         "**What they do not support**: anything beyond this dataset, model, schedule and number of epochs "
         "(the paper's setting is 200 epochs of ResNet-18 on the full CIFAR); a claim of *no* difference where "
@@ -223,14 +224,14 @@ def budget_text(runs, experiment_name, scale):
     planned = completeness(experiment_name, scale, runs).planned
     hours = sum(seconds) / 3600
     machine = budget.machine_hours(sum(seconds))
-    text = (f"**Compute against the budget** (the whole study in at most {budget.hours:g} hours of the "
-            f"{budget.workers} cores): the training times of the {len(seconds)} finished runs sum to {hours:.2f} h "
-            f"of one core; as {budget.workers} single-threaded sweeps sharing one store, that is **{machine:.2f} h "
+    text = (f"**Compute against the budget** (the whole study in at most {_short(budget.hours)} hours of the "
+            f"{budget.workers} cores): the training times of the {len(seconds)} finished runs sum to {_fixed(hours)} h "
+            f"of one core; as {budget.workers} single-threaded sweeps sharing one store, that is **{_fixed(machine)} h "
             f"of the {budget.workers} cores**")
     if len(seconds) < planned:
         whole = budget.machine_hours(np.mean(seconds) * planned)
-        text += f" for {len(seconds)} of {planned} runs (all {planned} at their mean: about {whole:.2f} h)"
-    return (text + f", against {budget.projected_hours(scale):.2f} h projected from single runs (the module's "
+        text += f" for {len(seconds)} of {planned} runs (all {planned} at their mean: about {_fixed(whole)} h)"
+    return (text + f", against {_fixed(budget.projected_hours(scale))} h projected from single runs (the module's "
             "MEASURED), each sweep's process start included. The times are wall times of runs on a machine at times "
             "shared with other jobs, so they include that contention; the time before each fit (loading the data, "
             "building the Learner) is not in them.\n")
@@ -256,19 +257,20 @@ def lr_grid_sections(store, experiment_name, scale, out_dir):
                                  f"{experiment_name} · {data} · scale {scale}")
         parts.append(f"\n![accuracy against lr, {data}]({png.name})\n")
         parts.append("#### Robustness over the lr grid\n")
+        near = _short(NEAR_BEST_PP)
         parts.append(f"From the means over seeds: the best and worst lr, the range between them, the mean over the "
-                     f"grid, the lrs within {NEAR_BEST_PP:g} pp of the best; the worst single run; and the range over "
-                     "the grid seed by seed (mean ± std over seeds). Descriptive: none of these is tested. All of them "
+                     f"grid, the lrs within {near} pp of the best; the worst single run; and the range over the "
+                     "grid seed by seed (mean ± std over seeds). Descriptive: none of these is tested. All of them "
                      "are over the runs that trained: a diverged run is left out and counted in the last column (an "
                      "lr where every run diverged has no mean and is not among the lrs).\n")
         lines = ["| optimizer | lrs | best lr (acc %) | worst lr (acc %) | range (pp) | grid mean (%) | "
-                 f"lrs within {NEAR_BEST_PP:g} pp of best | worst run (%) | per-seed range (pp) | diverged runs |",
+                 f"lrs within {near} pp of best | worst run (%) | per-seed range (pp) | diverged runs |",
                  "|---|---|---|---|---|---|---|---|---|---|"]
         for r in robustness_rows(dcells):
             sr = r["seed_range"]
-            lines.append(f"| {r['label']} | {r['lrs']} | {r['best_lr']:g} ({_pct(r['best'])}) | {r['worst_lr']:g} "
-                         f"({_pct(r['worst'])}) | {r['range'] * 100:.2f} | {_pct(r['grid_mean'])} | "
-                         f"{_join(f'{v:g}' for v in r['near'])} | {_pct(r['worst_run'])} | "
+            lines.append(f"| {r['label']} | {r['lrs']} | {_short(r['best_lr'])} ({_pct(r['best'])}) | "
+                         f"{_short(r['worst_lr'])} ({_pct(r['worst'])}) | {_points(r['range'])} | "
+                         f"{_pct(r['grid_mean'])} | {_join(_short(v) for v in r['near'])} | {_pct(r['worst_run'])} | "
                          f"{_pct(sr.mean)} ± {_pct(sr.std)} | {_diverged_text(r['diverged'])} |")
         parts.append("\n".join(lines) + "\n")
         parts.append("#### Seed std at each lr (pp; the variance claim)\n")
@@ -276,8 +278,8 @@ def lr_grid_sections(store, experiment_name, scale, out_dir):
         n = min((c.final.n for c in dcells), default=0)
         if n > 1:
             low, high, f_ratio = std_bounds(n)
-            parts.append(f"With {n} seeds a std's 95% interval is ×{low:.2f} to ×{high:.2f} of the estimate; two "
-                         f"stds differ at 5% (F-test) only when their ratio exceeds ×{f_ratio:.2f}.\n")
+            parts.append(f"With {n} seeds a std's 95% interval is ×{_fixed(low)} to ×{_fixed(high)} of the estimate; "
+                         f"two stds differ at 5% (F-test) only when their ratio exceeds ×{_fixed(f_ratio)}.\n")
         epochs = sorted({e for c in dcells for e in c.by_epoch})[:2]
         if epochs:
             parts.append("#### Accuracy after the first epochs (%, mean over seeds; the speed claim)\n")
@@ -292,7 +294,7 @@ def lr_grid_sections(store, experiment_name, scale, out_dir):
         lines = ["| comparison | kind | seeds | mean (pp) | raw 95% interval | half-width (pp) | p | p (Holm) | "
                  "conclusion |" + extra, "|---|---|---|---|---|---|---|---|---|" + "---|" * (2 * collapses)]
         for c in dcomp:
-            half = "—" if math.isnan(c.low) else f"{(c.high - c.low) / 2 * 100:.2f}"
+            half = "—" if math.isnan(c.low) else _points((c.high - c.low) / 2)
             lines.append(f"| {_comparison_label(c, cell_of, picked)} | {c.kind} | {len(c.seeds)} | "
                          f"{'—' if math.isnan(c.mean) else _pp(c.mean)} | {interval_text(c)} | {half} | "
                          f"{_p(c.p_raw)} | {_p(c.p_holm)} | {c.verdict} |"

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import scientific
+
 
 def _pyplot():
     import matplotlib
@@ -69,7 +71,7 @@ def plot_lr_find(curve, path):
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(curve["lrs"], curve["losses"])
-    ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {curve['valley']:.2e}")
+    ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {scientific(curve['valley'])}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed train loss", title=f"lr_find: {curve['row']}")
     ax.legend()
     return save_figure(fig, path)

@@ -93,7 +93,7 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
         present = sorted({r["record"]["scale"] for r in runs}, key=SCALES.index)
         scales = [s for s in (scales or present) if s in present]
         parts = [f"# {experiment_name}: {experiment.description}\n",
-                 f"Generated {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by "
+                 f"Generated {words.utc_minute(dt.datetime.now(dt.timezone.utc))} UTC by "
                  f"`lookahead-fastai report {experiment_name}` from `{source or store_path}`.\n"]
         if not scales:
             parts.append("_No finished runs in the store for this experiment yet: run "
@@ -140,7 +140,8 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
                 curve = json.loads(curve_file.read_text())
                 lr_png = plot_lr_find(curve, out_dir / f"{experiment_name}_{scale}_lr_find.png")
                 parts.append(f"\nfastai `lr_find` on `{curve['row']}` (seed 0): valley suggestion "
-                             f"{curve['valley']:.2e}; the row was trained at its protocol lr.\n\n![lr_find]({lr_png.name})\n")
+                             f"{words.scientific(curve['valley'])}; the row was trained at its protocol lr.\n\n"
+                             f"![lr_find]({lr_png.name})\n")
     tuned = {scale: rows for scale, rows in experiment.tuned.items() if rows}
     if tuned:
         parts.append("## Declared sweeps (rows whose settings a sweep picked)\n")

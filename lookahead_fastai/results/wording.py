@@ -11,7 +11,7 @@ __all__ = ["UNKNOWN_ENV", "KINDS_TEXT", "SOURCES_TEXT", "DETECTABLE_TEXT", "run_
            "data_source", "stats_text", "kind_counts", "integrity_text", "datasets_text", "detectable_text"]
 
 UNKNOWN_ENV = "unknown (not recorded)"
-_pp, _p = words.pp, words.p_value
+_pp, _p, _fixed, _points = words.pp, words.p_value, words.fixed, words.points
 
 
 def run_environments(runs):
@@ -35,8 +35,8 @@ def compute_text(runs):
     seconds = run_seconds(runs)
     if not seconds:
         return "not recorded"
-    return (f"{sum(seconds) / 3600:.2f} h of training summed over {len(seconds)} runs (each run's wall time from "
-            f"the start of its fit to its last validation; mean {np.mean(seconds):.1f} s per run)")
+    return (f"{_fixed(sum(seconds) / 3600)} h of training summed over {len(seconds)} runs (each run's wall time from "
+            f"the start of its fit to its last validation; mean {_fixed(np.mean(seconds), 1)} s per run)")
 
 
 def completeness_text(c):
@@ -49,8 +49,8 @@ def incomplete_note(c, listed=6):
     """The warning a report of an unfinished grid (``not c.complete``) opens with."""
     rows = [f"{row} ({k})" for row, k in c.short[:listed]]
     more = f", and {len(c.short) - listed} more rows" if len(c.short) > listed else ""
-    return (f"> **Incomplete**: {completeness_text(c)} runs have finished. Rows short of {c.seeds} seeds (seeds finished): "
-            f"{', '.join(rows)}{more}. Everything below uses only the finished runs; "
+    return (f"> **Incomplete**: {completeness_text(c)} runs have finished. Rows short of {c.seeds} seeds (seeds "
+            f"finished): {', '.join(rows)}{more}. Everything below uses only the finished runs; "
             "`lookahead-fastai run` with the same store finishes the rest.\n")
 
 
@@ -141,4 +141,4 @@ def datasets_text(runs):
 def detectable_text(det):
     if det is None:
         return "—"
-    return f"{det['median'] * 100:.2f} pp ({det['holm_first'] * 100:.2f} pp after Holm), {det['seeds']} seeds"
+    return f"{_points(det['median'])} pp ({_points(det['holm_first'])} pp after Holm), {det['seeds']} seeds"
