@@ -14,7 +14,7 @@ warnings.filterwarnings("ignore", message=r"`torch\.jit\.script` is deprecated",
 __version__ = "0.1.0"
 _EXPORTS = {"Lookahead": ".optim", "NestedLookahead": ".optim", "lookahead_opt_func": ".opt_funcs",
             "nested_lookahead_opt_func": ".opt_funcs", "torch_opt_func": ".opt_funcs",
-            "your_experiment": ".experiments.yours", "run_experiment": ".sweep", "write_report": ".report"}
+            "your_experiment": ".experiments.yours", "run_experiment": ".sweep", "write_report": ".results.report"}
 __all__ = list(_EXPORTS)
 
 

@@ -347,7 +347,8 @@ def _cmd_report(args):
     from .experiments import EXPERIMENTS
     from .experiments.spec import SpecError
     from .experiments.yours import is_experiment_file
-    from .report import write_index, write_report
+    from .results.index import write_index
+    from .results.report import write_report
     store_path = args.store or Path("runs") / "results.sqlite"
     _check_store_path(store_path)
     if not store_path.exists():

@@ -14,8 +14,12 @@ from pathlib import Path
 
 from .experiments import SpecError, get_experiment, use_experiment
 from .registry.datasets import DatasetUnavailable
-from .report import (LR_ROBUSTNESS, _runs, completeness, incomplete_note, lr_robustness_sections, paired_differences,
-                     plot_curves, plot_lr_find, summarize, summary_table)
+from .results.lr_report import lr_grid_sections
+from .results.plots import plot_lr_find
+from .results.compare import summarize
+from .results.report import paired_differences, plot_curves, summary_frame
+from .results.runs import completeness, finished_runs
+from .results.wording import incomplete_note
 from .runner import DEFAULT_STORE
 from .store import ResultsStore, store_files_dir
 from .sweep import lr_find_path
@@ -102,11 +106,11 @@ def run_grid(experiment, scale=None, seeds=None, store=DEFAULT_STORE, data_dir=N
 # tables and plots
 # ------------------------------------------------------------------------------------------------
 def style_summary(table, baseline=None, n_seeds=None, scores=None):
-    """The summary table as a Styler: the row with the best of ``scores`` (one number per row, in
-    the table's order: the mean final accuracy, as data, never read back from the table's text) in
-    bold on green, the baseline row in italics, no index."""
-    finite = [(v, i) for i, v in zip(table.index, scores or ()) if v is not None and math.isfinite(v)]
-    best = max(finite, key=lambda vi: vi[0])[1] if finite else None
+    """The summary table as a Styler: the row with the best mean final accuracy (``scores``: one number
+    per row, from :func:`.results.compare.summarize`, never read back from the formatted cells) in bold
+    on green, the baseline row in italics, no index."""
+    finite = [(score, i) for i, score in enumerate(scores or []) if score is not None and not math.isnan(score)]
+    best = table.index[max(finite, key=lambda f: f[0])[1]] if finite else None  # the first of equal bests
 
     def row_style(row):
         css = []
@@ -136,7 +140,7 @@ def style_pairs(pairs):
 
 @contextmanager
 def _keep_matplotlib_backend():
-    """report.py switches matplotlib to Agg to write its PNGs; in a notebook, keep the inline
+    """results/report.py switches matplotlib to Agg to write its PNGs; in a notebook, keep the inline
     backend afterwards so that later plots (``learn.lr_find()``...) still show."""
     import matplotlib
     backend = matplotlib.get_backend()
@@ -233,19 +237,20 @@ def show_results(experiment, scale=None, store=DEFAULT_STORE, figures_dir=None):
     figures_dir = Path(figures_dir or store_files_dir(store) / "figures")
     figures_dir.mkdir(parents=True, exist_ok=True)
     with ResultsStore(store, readonly=True) as db, _keep_matplotlib_backend():
-        table = summary_table(db, experiment, scale)
-        scores = [s.final_accuracy.mean for s in summarize(db, experiment, scale)]  # the table's rows, as numbers
+        summaries = summarize(db, experiment, scale)
+        table = summary_frame(summaries)
         pairs = paired_differences(db, experiment, scale)
-        seeds = sorted({int(s) for s in table["seeds"]}) if "seeds" in table else []
+        seeds = sorted({s.seeds for s in summaries})
         display(Markdown(f"### {experiment} at scale `{scale}`: {exp.protocol.get(scale, '')}"))
-        done = completeness(experiment, scale, _runs(db, experiment, scale))
+        done = completeness(experiment, scale, finished_runs(db, experiment, scale))
         if not done.complete:  # an interrupted grid, shown as far as it got: say so, as the report does
             display(Markdown(incomplete_note(done)))
-        display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None, scores))
+        display(style_summary(table, exp.baseline, "/".join(map(str, seeds)) or None,
+                              [s.final_accuracy.mean for s in summaries]))
         display(Markdown("Paired differences in final accuracy (95% Student-t interval over seeds):"))
         display(style_pairs(pairs))
-        if experiment == LR_ROBUSTNESS:  # the report's own sections: accuracy against lr, per dataset
-            _show_markdown_with_figures(lr_robustness_sections(db, experiment, scale, figures_dir), figures_dir)
+        if exp.lr_sweep is not None:  # a declared lr grid: the report's own sections, accuracy against lr per dataset
+            _show_markdown_with_figures(lr_grid_sections(db, experiment, scale, figures_dir), figures_dir)
         else:
             display(Image(filename=str(plot_curves(db, experiment, scale, figures_dir / f"{experiment}_{scale}.png"))))
         curve_file = lr_find_path(store, experiment, scale)  # written by the sweep

@@ -207,7 +207,7 @@ def _sections(text):
 def report_from_code(name):
     """``reports/NAME.md`` as ``write_report`` writes it from a store without runs: what in a report is
     derived from code alone (the title, declared sweeps, deviations, reference numbers)."""
-    from .report import write_report
+    from .results.report import write_report
     from .store import ResultsStore
     with tempfile.TemporaryDirectory() as tmp:
         store_path = Path(tmp) / "empty.sqlite"
@@ -264,8 +264,8 @@ def _report_messages(root, with_raw_results, differences=None):
                f"its raw results are not committed: `lookahead-fastai store export {name}` (from the store "
                f"that ran it) then `{COMMAND}`, or re-run `lookahead-fastai run {name}` and "
                f"`lookahead-fastai report {name}`")
-        messages.append(f"{rel} differs from what lookahead_fastai/report.py writes from the experiment's code "
-                        f"now ({', '.join(what)}); {fix}")
+        messages.append(f"{rel} differs from what lookahead_fastai/results/report.py writes from the experiment's "
+                        f"code now ({', '.join(what)}); {fix}")
     return messages
 
 
@@ -368,7 +368,8 @@ def index_scale(files):
 def regenerate_reports(root=ROOT, log=print):
     """``reports/EXP.md`` (+ plots) and ``reports/README.md`` from ``reports/data/EXP.jsonl``, through a
     temporary store; nothing when there are no raw results committed."""
-    from .report import write_index, write_report
+    from .results.index import write_index
+    from .results.report import write_report
     from .store import ResultsStore
     from .sweep import lr_find_path
     root = Path(root)

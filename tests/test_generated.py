@@ -146,7 +146,7 @@ def test_reports_are_rebuilt_from_committed_raw_results(copy):
     deviations = report.split("## Deviations from the original", 1)[1].split("\n## ", 1)[0]
     (copy / "reports" / "demo.md").write_text(report.replace(deviations, "\n\n| what | original | here | why |\n"))
     (messages,) = regen.stale(copy)
-    assert messages.startswith("reports/demo.md differs from what lookahead_fastai/report.py writes")
+    assert messages.startswith("reports/demo.md differs from what lookahead_fastai/results/report.py writes")
     assert "section 'Deviations from the original'" in messages and messages.endswith("run `make regenerate`")
     regen.regenerate(copy, log=lambda _: None)
     assert regen.stale(copy) == []

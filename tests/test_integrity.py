@@ -25,7 +25,7 @@ import torch
 
 from lookahead_fastai.checkpoint import CHECKPOINT_NAME, CheckpointWarning, file_digest
 from lookahead_fastai.experiments import get_experiment
-from lookahead_fastai.report import compare, summarize
+from lookahead_fastai.results.compare import compare, summarize
 from lookahead_fastai.store import ResultsStore, store_files_dir
 from test_cli_errors import one_line, run_main
 from test_lifecycle import killed_after_epoch_0

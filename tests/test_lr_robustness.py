@@ -11,7 +11,8 @@ from lookahead_fastai.cli import main
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.experiments import lr_robustness as lr
 from lookahead_fastai.registry.optimizers import optimizer_parts
-from lookahead_fastai.report import comparison_kind, compare, write_report
+from lookahead_fastai.results.compare import comparison_kind, compare
+from lookahead_fastai.results.report import write_report
 from lookahead_fastai.store import ResultsStore
 from lookahead_fastai.sweep import run_experiment
 
@@ -83,7 +84,7 @@ def test_seeds_and_the_cpu_scale_use_the_real_offline_data():
 def test_the_cpu_report_states_the_measured_compute_against_the_budget():
     """Every cpu run's recorded seconds, summed and spread over the study's single-threaded sweeps the
     way projected_hours spreads the measured ones; a partial study also says what the whole would take."""
-    from lookahead_fastai.report import budget_text
+    from lookahead_fastai.results.lr_report import budget_text
     runs = [{"name": s.name, "seed": seed, "record": {"seconds": 60.0}}
             for s in EXP.specs("cpu") for seed in range(EXP.default_seeds["cpu"])]
     assert len(runs) == 300
@@ -193,7 +194,7 @@ def test_smoke_run_and_report(smoke_store, tmp_path):
 def test_the_index_answers_from_the_study(smoke_store, tmp_path):
     """The index opens with the question the study declares: one line per dataset x inner optimizer x
     variant present, Lookahead at its sweep's best lr against its inner optimizer at its own."""
-    from lookahead_fastai.report import write_index
+    from lookahead_fastai.results.index import write_index
     index = write_index(smoke_store, out_dir=tmp_path, scale="smoke").read_text()
     head = index.split("\n## ")[1]
     assert head.startswith("Lookahead against its inner optimizer") and "[lr_robustness](lr_robustness.md)" in head
@@ -207,29 +208,30 @@ def test_the_index_answers_from_the_study(smoke_store, tmp_path):
 
 def test_where_in_the_grid_places_each_verdict_against_the_plain_best_lr():
     from types import SimpleNamespace as NS
-    from lookahead_fastai.report import BETTER, NOT_SHOWN, WORSE, _grid_position_text
+    from lookahead_fastai.results.compare import BETTER, NOT_SHOWN, WORSE
+    from lookahead_fastai.results.lr_report import grid_position_text
     cells = [NS(row=f"{v}{lr}", inner="SGD", lr=lr) for v in ("", "LA") for lr in (0.01, 0.1, 1.0)]
     robust = [dict(inner="SGD", variant="", best_lr=0.1), dict(inner="SGD", variant="LA", best_lr=1.0)]
 
     def comp(lr, verdict):
         return NS(row=f"LA{lr}", versus=f"{lr}", lookahead_verdict=verdict)
 
-    shifted = _grid_position_text([comp(0.01, WORSE), comp(0.1, NOT_SHOWN), comp(1.0, BETTER)], cells, robust)
+    shifted = grid_position_text([comp(0.01, WORSE), comp(0.1, NOT_SHOWN), comp(1.0, BETTER)], cells, robust)
     assert "best lr, SGD 0.1): Lookahead better 1 (1 above), worse 1 (1 below)." in shifted
     assert "Every better verdict is above" in shifted and "not a test" in shifted
-    mixed = _grid_position_text([comp(0.01, BETTER), comp(1.0, BETTER), comp(0.1, WORSE)], cells, robust)
+    mixed = grid_position_text([comp(0.01, BETTER), comp(1.0, BETTER), comp(0.1, WORSE)], cells, robust)
     assert "Lookahead better 2 (1 below, 1 above), worse 1 (1 at)." in mixed and "Every better" not in mixed
-    assert _grid_position_text([comp(0.1, NOT_SHOWN)], cells, robust) == ""
+    assert grid_position_text([comp(0.1, NOT_SHOWN)], cells, robust) == ""
 
 
 def test_a_best_lr_at_the_edge_of_its_grid_is_flagged():
-    from lookahead_fastai.report import _edge_text
+    from lookahead_fastai.results.lr_report import edge_text
 
-    def row(label, best_lr):  # a _robustness_rows row over the grid 1e-3, 1e-2, 1e-1
+    def row(label, best_lr):  # a robustness_rows row over the grid 1e-3, 1e-2, 1e-1
         return dict(label=label, lrs=3, lowest_lr=1e-3, highest_lr=1e-1, best_lr=best_lr)
 
-    assert _edge_text([row("Adam", 1e-2), row("LA / Adam", 1e-2)]) == ""
-    text = _edge_text([row("Adam", 1e-3), row("LA / Adam", 1e-1)])
+    assert edge_text([row("Adam", 1e-2), row("LA / Adam", 1e-2)]) == ""
+    text = edge_text([row("Adam", 1e-3), row("LA / Adam", 1e-1)])
     assert "Adam (lr 0.001, the grid's bottom), LA / Adam (lr 0.1, the grid's top)" in text
 
 

@@ -9,8 +9,11 @@ from lookahead_fastai import experiments
 from lookahead_fastai.experiments import Experiment, get_experiment
 from lookahead_fastai.experiments.deviations import Deviation
 from lookahead_fastai.experiments.spec import grid
-from lookahead_fastai.report import (UNKNOWN_ENV, compare, comparison_kind, holm, paired_differences,
-                                     run_environments, summary_table, write_index, write_report)
+from lookahead_fastai.results.compare import compare, comparison_kind
+from lookahead_fastai.results.index import write_index
+from lookahead_fastai.results.report import paired_differences, summary_table, write_report
+from lookahead_fastai.results.stats import holm
+from lookahead_fastai.results.wording import UNKNOWN_ENV, run_environments
 from lookahead_fastai.runner import fit_and_record
 from lookahead_fastai.store import ResultsStore
 
@@ -258,3 +261,16 @@ def test_show_results_in_a_notebook_says_an_unfinished_grid_is_incomplete(tiny, 
     assert notes == ["> **Incomplete**: 11 of 12 planned (4 rows × 3 seeds) runs have finished. Rows short of 3 "
                      "seeds (seeds finished): SGD again (2). Everything below uses only the finished runs; "
                      "`lookahead-fastai run` with the same store finishes the rest.\n"]
+
+
+def test_the_notebooks_best_row_comes_from_the_numbers_not_the_formatted_cells():
+    """Two rows that print the same ("93.10 ± 0.10%") are told apart by their numbers; the formatted
+    table is never parsed back."""
+    import pandas as pd
+
+    from lookahead_fastai.notebook import style_summary
+    table = pd.DataFrame([{"optimizer": "A", "final accuracy": "93.10 ± 0.10%"},
+                          {"optimizer": "B", "final accuracy": "93.10 ± 0.10%"}])
+    styled = style_summary(table, scores=[0.93101, 0.93104]).to_html().split("</style>")[0]  # the CSS rules
+    assert "row1_col0" in styled and "row0_col0" not in styled and "font-weight: bold" in styled
+    assert "font-weight" not in style_summary(table, scores=[math.nan, None]).to_html()

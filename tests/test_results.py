@@ -1,6 +1,7 @@
 """lookahead_fastai.results: statistics on numbers, words, plots -- without the training stack."""
 import json
 import math
+import re
 import subprocess
 import sys
 
@@ -9,17 +10,61 @@ import pytest
 from lookahead_fastai.results import stats, text
 
 
+PURE = ("stats", "text", "plots", "questions", "selection")  # numbers and words only: no store, no experiment
+READERS = ("runs", "compare", "lr_grid", "families", "wording", "lr_report", "report", "index")  # read the store
+
+
+def _loaded_after(modules):
+    """The modules a fresh interpreter has loaded after importing ``lookahead_fastai.results.<m>`` for each m."""
+    code = ("import json, sys; " + "; ".join(f"import lookahead_fastai.results.{m}" for m in modules)
+            + "; print(json.dumps(sorted(sys.modules)))")
+    return json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                     check=True).stdout)
+
+
 def test_results_imports_no_training_code():
-    """In a fresh interpreter, importing every module of results/ loads no sweep, runner, fastai, torch
-    or experiment module."""
-    code = ("import json, sys; import lookahead_fastai.results.stats, lookahead_fastai.results.text, "
-            "lookahead_fastai.results.plots, lookahead_fastai.results.questions; "
-            "print(json.dumps(sorted(sys.modules)))")
-    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                                       check=True).stdout)
+    """In a fresh interpreter, importing the numbers-and-words modules of results/ loads no sweep, runner,
+    fastai, torch, store or experiment module."""
     banned = ("fastai", "torch", "lookahead_fastai.sweep", "lookahead_fastai.runner", "lookahead_fastai.store",
-              "lookahead_fastai.experiments", "lookahead_fastai.registry", "lookahead_fastai.report")
+              "lookahead_fastai.experiments", "lookahead_fastai.registry", "lookahead_fastai.results.runs")
+    assert [m for m in _loaded_after(PURE) if m.startswith(banned)] == []
+
+
+def test_the_report_modules_import_no_sweep_or_runner():
+    """Every module of results/, the report and the index included, imports without the training loop
+    (sweep, runner, executors); the experiments they read bring torch and fastai through the registry."""
+    loaded = _loaded_after(PURE + READERS)
+    assert "lookahead_fastai.results.index" in loaded and "lookahead_fastai.report" not in loaded
+    banned = ("lookahead_fastai.sweep", "lookahead_fastai.runner", "lookahead_fastai.executors",
+              "lookahead_fastai.distributed", "lookahead_fastai.data")
     assert [m for m in loaded if m.startswith(banned)] == []
+
+
+def test_results_sources_name_no_experiment_and_import_the_training_stack_once():
+    """No module of results/ names a built-in experiment (an experiment declares its sweeps, budget and
+    questions as fields), and the only import of the training stack is report.py's lazy ``lr_find_path``."""
+    import ast
+    from pathlib import Path
+
+    from lookahead_fastai import results
+    from lookahead_fastai.experiments import EXPERIMENTS
+    folder = Path(results.__file__).parent
+    assert sorted(p.stem for p in folder.glob("*.py") if p.stem != "__init__") == sorted(PURE + READERS)
+    stack = []
+    for path in sorted(folder.glob("*.py")):
+        source = path.read_text()
+        strings = [n.value for n in ast.walk(ast.parse(source)) if isinstance(n, ast.Constant)
+                   and isinstance(n.value, str)]
+        named = [name for name in EXPERIMENTS for s in strings if re.search(rf"(?<!\w){name}(?!\w)", s)]
+        assert named == [], path.name
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.ImportFrom):
+                target = ("." * node.level) + (node.module or "")
+                if target.lstrip(".").split(".")[0] in ("sweep", "runner", "fastai", "torch", "executors"):
+                    stack.append((path.name, target, tuple(a.name for a in node.names)))
+            elif isinstance(node, ast.Import):
+                stack += [(path.name, a.name, ()) for a in node.names if a.name.split(".")[0] in ("fastai", "torch")]
+    assert stack == [("report.py", "..sweep", ("lr_find_path",))]
 
 
 def test_a_collapsed_run_is_diverged_at_chance_loss_or_non_finite():
@@ -83,7 +128,7 @@ def _fm(label, lr):
 def test_a_collapsed_run_is_counted_and_left_out_of_the_interval(committed):
     """Fashion-MNIST SGD at lr 1 ends at chance loss (ln 10) in 5 of 5 seeds, LA k10 α0.8 in 4 of 5: they
     are counted as diverged, never averaged; the comparison at that lr is answered by the collapse rates."""
-    from lookahead_fastai.report import compare, summarize
+    from lookahead_fastai.results.compare import compare, summarize
     from lookahead_fastai.store import ResultsStore
     with ResultsStore(committed, readonly=True) as db:
         rows = {s.row: s for s in summarize(db, "lr_robustness", "cpu")}
@@ -103,7 +148,7 @@ def test_a_collapsed_run_is_counted_and_left_out_of_the_interval(committed):
 
 def test_the_index_answers_the_question_with_a_forest_plot_and_no_vote_count(committed, tmp_path):
     import re
-    from lookahead_fastai.report import write_index
+    from lookahead_fastai.results.index import write_index
     text = write_index(committed, out_dir=tmp_path, scale="cpu").read_text()
     first = text.split("\n## ")[1]  # the first section after the preamble is the question's
     assert first.startswith("Lookahead against its inner optimizer")
@@ -125,7 +170,7 @@ def test_the_index_answers_the_question_with_a_forest_plot_and_no_vote_count(com
 
 
 def test_the_noise_floor_comes_from_the_declared_pair_of_float_paths(committed):
-    from lookahead_fastai.report import noise_floors
+    from lookahead_fastai.results.families import noise_floors
     from lookahead_fastai.store import ResultsStore
     lines = [json.loads(x) for x in (ROOT / "reports" / "data" / "imagenette_leaderboard.jsonl").read_text().splitlines()]
     acc = {(r["name"], r["seed"]): r["record"]["final"]["accuracy"] for r in lines}
@@ -153,12 +198,125 @@ def test_the_forest_plot_draws_each_line_and_tolerates_an_empty_one(tmp_path):
 
 
 def test_a_lookahead_line_scored_another_way_or_at_an_edge_is_flagged_out_of_the_family():
-    from lookahead_fastai.report import QuestionLine, _reading
+    from lookahead_fastai.results.families import QuestionLine
+    from lookahead_fastai.results.index import reading
     line = QuestionLine("e", "D", "cifar10", "LA / SGD", "SGD", "LA", "SGD", 0.1, 0.1, (0.01, 0.02, 0.03), (),
                         True, (0, 3, 0, 3), 1.0)
     effect = next(iter(stats.family_effects({0: line.differences})))
-    assert line.in_family and _reading(line, effect) in ("no difference shown", "**Lookahead better**")
+    assert line.in_family and reading(line, effect) in ("no difference shown", "**Lookahead better**")
     fast = line.__class__(**{**line.__dict__, "scored_slow": False})  # validated on fast weights
     edge = line.__class__(**{**line.__dict__, "edges": (("LA / SGD", 0.1, "top"),)})
-    assert not fast.in_family and "not scored on slow weights" in _reading(fast, effect)
-    assert not edge.in_family and "grid edge (LA / SGD at 0.1, the top)" in _reading(edge, effect)
+    assert not fast.in_family and "not scored on slow weights" in reading(fast, effect)
+    assert not edge.in_family and "grid edge (LA / SGD at 0.1, the top)" in reading(edge, effect)
+
+
+# --- an lr grid declared as data: selection and its report, for an experiment the code does not know ----------
+def _grid_experiment():
+    """A user's lr grid whose row names say nothing ("r0".."r5"): every value the report shows must come
+    from the declared SweepCells (data, inner, variant, label, lr), never from a name."""
+    from lookahead_fastai.experiments import Experiment
+    from lookahead_fastai.experiments.spec import SweepCell, grid
+    cells = [SweepCell(f"r{i}", "D", "SGD", variant, f"{variant} / SGD" if variant else "SGD", lr)
+             for i, (variant, lr) in enumerate((v, lr) for v in ("", "LA") for lr in (0.01, 0.1, 1.0))]
+
+    def build(scale):
+        return grid("my_grid", scale, [dict(name=c.row, optimizer="lookahead(sgd)" if c.variant else "sgd", lr=c.lr,
+                                            hyper={"mom": 0.9}) for c in cells],
+                    dataset="digits", arch="mlp", epochs=1, bs=32, n_train=160, n_valid=80)
+
+    return Experiment("my_grid", "a grid of my own", "r1", build, scales=("smoke",),
+                      comparisons=tuple((cells[3 + i].row, cells[i].row) for i in range(3)),
+                      lr_sweep=lambda scale: cells), cells
+
+
+class _Store:
+    """The two methods a report reads, over records made up here (no training, no database)."""
+    def __init__(self, runs):
+        self._runs = runs
+
+    def runs(self, experiment=None, status=None):
+        return self._runs
+
+    def epochs_frame(self, experiment, status="finished"):
+        import pandas as pd
+        return pd.DataFrame()
+
+
+def test_selection_picks_each_familys_best_lr_and_pairs_the_families_from_the_cells():
+    from lookahead_fastai.results import selection
+    _, cells = _grid_experiment()
+    finals = {"r0": [0.5, 0.6], "r1": [0.8, 0.8], "r2": [0.1], "r3": [0.4], "r4": [0.7], "r5": [0.75, 0.77]}
+    assert selection.family_pairs(cells) == [("D", "LA / SGD", "SGD")]
+    assert selection.best_rows(cells, finals) == {("D", "SGD"): "r1", ("D", "LA / SGD"): "r5"}
+    assert selection.best_lr_pairs(cells, finals) == ([("r5", "r1")], {"r1", "r5"})
+    assert selection.best_lr_pairs(cells, {"r0": [0.5]}) == ([], set())  # no Lookahead run: nothing to pair
+    assert selection.grid_edge(1.0, [0.01, 0.1, 1.0]) == "top" and selection.grid_edge(0.01, [0.01, 0.1]) == "bottom"
+    assert selection.grid_edge(0.1, [0.01, 0.1, 1.0]) is None
+
+
+def test_an_lr_grid_report_reads_its_labels_from_the_declared_cells(monkeypatch, tmp_path):
+    """An experiment the results code has never heard of gets the lr-grid sections because it declares an
+    lr_sweep; the comparisons are labelled by family and lr from the cells; no budget declared, none stated."""
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results.lr_report import budget_text, lr_grid_sections
+    exp, cells = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    acc = {"r0": 0.50, "r1": 0.80, "r2": 0.30, "r3": 0.55, "r4": 0.78, "r5": 0.70}
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed,
+             "record": {"scale": "smoke", "dataset": "digits", "seconds": 1.0,
+                        "final": {"accuracy": a + 0.01 * seed * (1 + i % 2), "train_loss": 0.5}}}
+            for i, (row, a) in enumerate(acc.items()) for seed in range(3)]
+    text = "\n".join(lr_grid_sections(_Store(runs), "my_grid", "smoke", tmp_path))
+    assert "### D" in text and "| optimizer | lr 0.01 | lr 0.1 | lr 1 |" in text
+    assert "| LA / SGD − SGD, both at lr 0.01 |" in text and "| LA / SGD − SGD, both at lr 1 |" in text
+    assert "| tuned: LA / SGD at its best lr 0.1 − SGD at its best lr 0.1 |" not in text  # same lr: like-for-like
+    assert "LA / SGD − SGD, both at lr 0.1 (also each one's best lr: the tuned comparison)" in text
+    assert "LA/SGD at lr 0.01" in text  # the closing paragraph names the Lookahead side by its variant
+    assert not any(f"r{i}" in line for line in text.splitlines() for i in range(6) if line.startswith("| "))
+    assert (tmp_path / "my_grid_smoke_D.png").exists()
+    assert budget_text(runs, "my_grid", "smoke") == ""
+
+
+def test_epoch_curves_average_the_runs_that_trained_in_the_declared_order(monkeypatch):
+    import pandas as pd
+
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results.runs import epoch_curves
+    exp, _ = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed,
+             "record": {"scale": "smoke", "dataset": "digits",
+                        "final": {"accuracy": 0.5, "train_loss": float("nan") if seed == 2 else 0.5}}}
+            for row in ("r0", "r1") for seed in range(3)]
+    epochs = pd.DataFrame([{"run_id": r["run_id"], "name": r["name"], "seed": r["seed"], "epoch": e,
+                            "accuracy": 0.1 * (e + 1) + 0.01 * r["seed"]} for r in runs for e in range(2)])
+
+    class Store(_Store):
+        def epochs_frame(self, experiment, status="finished"):
+            return epochs
+
+    curves = epoch_curves(Store(runs), "my_grid", "smoke")
+    assert list(curves) == ["r1", "r0"]  # the baseline first, then the declared order
+    steps, mean, std = curves["r0"]["accuracy"]
+    assert list(steps) == [1, 2] and "train_loss" not in curves["r0"]
+    assert list(mean) == pytest.approx([0.105, 0.205])  # seeds 0 and 1: seed 2 diverged (a NaN loss)
+    assert list(std) == pytest.approx([0.01 / 2 ** 0.5] * 2)
+
+
+def test_only_text_turns_a_number_into_a_string():
+    """No module of results/ but text.py carries a format spec (``{x:.2f}``, ``{lr:g}``, ``{t:%Y}``): the
+    report modules compose sentences from text's formatters, so a number is written one way everywhere."""
+    import ast
+    from pathlib import Path
+
+    from lookahead_fastai import results
+    found = []
+    for path in sorted(Path(results.__file__).parent.glob("*.py")):
+        if path.name != "text.py":
+            found += [(path.name, node.lineno) for node in ast.walk(ast.parse(path.read_text()))
+                      if isinstance(node, ast.FormattedValue) and node.format_spec is not None]
+    assert found == []
+    assert (text.short(1e-05), text.fixed(2.875), text.points(0.12345), text.percent(0.05)) == \
+        ("1e-05", "2.88", "12.35", "5%")

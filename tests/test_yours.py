@@ -24,7 +24,7 @@ from lookahead_fastai import cli
 from lookahead_fastai.experiments import Experiment, RunSpec, SpecError
 from lookahead_fastai.experiments.yours import load_experiment, your_experiment
 from lookahead_fastai.registry.user import load_dataset
-from lookahead_fastai.report import write_report
+from lookahead_fastai.results.report import write_report
 from lookahead_fastai.store import ResultsStore
 from lookahead_fastai.sweep import plan, run_experiment
 

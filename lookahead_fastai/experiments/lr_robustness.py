@@ -20,7 +20,7 @@ layers and a linear head), batch size 128. CIFAR-10 rows train 5 epochs, Fashion
 Scale ``full`` runs the same grid at a GPU budget: the CIFAR ResNet-18 on the full CIFAR-10 (30
 epochs, pad-crop-flip) and ``small_cnn`` on Fashion-MNIST (20 epochs).
 
-Comparisons (``compare`` in report.py, Holm-adjusted together within the report's scale):
+Comparisons (``compare`` in results/compare.py, Holm-adjusted together within the report's scale):
 
 * like-for-like, at each lr: each Lookahead row minus its plain inner optimizer at the same lr
   (only the wrapper differs);
@@ -39,7 +39,7 @@ model about 50% at its best measured lr -- below the 60% asked for: the budget f
 """
 from ..registry.datasets import dataset_info
 from .deviations import Deviation
-from .spec import Experiment, grid
+from .spec import ComputeBudget, Experiment, SweepCell, grid
 
 NAME = "lr_robustness"
 INNERS = {  # label -> (registry name, hyper-parameters, lr grid: 5 values spanning 100x)
@@ -167,9 +167,10 @@ def sweeps(scale):
     return out
 
 
-def lookahead_pairs():
-    """(Lookahead label, plain label) for every variant and inner optimizer, in declared order."""
-    return [(optimizer_label(inner, v), optimizer_label(inner, "")) for inner in INNERS for v in VARIANTS if v]
+def sweep_cells(scale):
+    """The declared lr grid as the report reads it (``Experiment.lr_sweep``): one SweepCell per row, in order."""
+    return [SweepCell(c["row"]["name"], c["data"], c["inner"], c["variant"], c["label"], c["row"]["lr"])
+            for c in cells(scale)]
 
 
 def _comparisons():
@@ -234,5 +235,7 @@ EXPERIMENT = Experiment(
     baseline=row_name("SGD", "", 0.1, "cifar10"), build=build, comparisons=_comparisons(),
     default_seeds=dict(SEEDS), protocol=PROTOCOL, deviations=DEVIATIONS,
     questions={"lookahead_vs_inner": "tuned"},
+    lr_sweep=sweep_cells,
+    budget=ComputeBudget("cpu", BUDGET_HOURS, WORKERS, machine_hours, projected_hours),
 )
 

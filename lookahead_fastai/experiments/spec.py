@@ -14,7 +14,7 @@ from ..registry.optimizers import make_opt_func, parse_optimizer_name
 from ..registry.schedules import SCHEDULES, lr_schedule_function
 from ..registry.user import UserCodeError, check_import_path, is_import_path
 
-__all__ = ["RunSpec", "Experiment", "SCALES", "SpecError", "grid"]
+__all__ = ["RunSpec", "Experiment", "SweepCell", "ComputeBudget", "SCALES", "SpecError", "grid"]
 
 SCALES = ("smoke", "cpu", "full")
 STATE_RESETS = ("off", "epoch")
@@ -200,6 +200,30 @@ class RunSpec:
 
 
 @dataclass(frozen=True)
+class SweepCell:
+    """One row of a declared lr sweep, with the values its name stands for (a report reads these fields,
+    never the row name). One sweep per (``data``, ``label``): its rows over the lr grid."""
+    row: str                           # the row's name (RunSpec.name)
+    data: str                          # the dataset's label, e.g. "C10-5k"
+    inner: str                         # the inner optimizer's label, e.g. "SGD"
+    variant: str                       # the Lookahead variant's label, e.g. "LA k5 α0.5"; "" for the plain optimizer
+    label: str                         # the row family's label, e.g. "LA k5 α0.5 / SGD"
+    lr: float
+
+
+@dataclass(frozen=True)
+class ComputeBudget:
+    """What a study may cost at one scale, and how its runs' recorded times turn into hours of the
+    machine: ``machine_hours(core_seconds)`` (single-threaded runs spread over ``workers`` sweeps) and
+    ``projected_hours(scale)`` (the study projected from measured single runs)."""
+    scale: str
+    hours: float
+    workers: int
+    machine_hours: Callable
+    projected_hours: Callable
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     description: str
@@ -218,6 +242,10 @@ class Experiment:
                                        # ("tuned": each family at the best lr of its declared sweep)
     same_algorithm: tuple = ()         # (row, row) pairs: one algorithm through two float paths (the noise floor)
     scales: tuple = SCALES             # the scales it declares (a user's experiment: often one, its own settings)
+    lr_sweep: Callable | None = None   # scale -> [SweepCell]: every row of a declared lr grid, in order; its report
+                                       # shows accuracy against lr per dataset, and each Lookahead family at its
+                                       # best lr meets its plain inner optimizer (variant "") at that one's best
+    budget: ComputeBudget | None = None  # the compute the study may take, stated in its report
 
     def specs(self, scale):
         if scale not in self.scales:

@@ -4,6 +4,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .text import scientific
+
 
 def _pyplot():
     import matplotlib
@@ -45,12 +47,31 @@ def forest_plot(lines, path, title, xlabel):
     return save_figure(fig, path)
 
 
+def plot_curves(curves, path, title):
+    """Valid accuracy (left) and train loss (right, log axis) per epoch, mean ± 1 std band over seeds:
+    ``curves`` maps each row, in order, to {"accuracy" / "train_loss": (epochs, mean, std)}."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    for name, by_metric in curves.items():
+        for ax, col in zip(axes, ("accuracy", "train_loss")):
+            if col not in by_metric:
+                continue
+            epochs, mean, std = by_metric[col]
+            ax.plot(epochs, mean, label=name)
+            ax.fill_between(epochs, mean - std, mean + std, alpha=0.2)
+    axes[0].set(title="valid accuracy (mean ± std over seeds)", xlabel="epoch", ylabel="accuracy")
+    axes[1].set(title="train loss, epoch mean (mean ± std)", xlabel="epoch", ylabel="loss", yscale="log")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(title)
+    return save_figure(fig, path)
+
+
 def plot_lr_find(curve, path):
     """fastai's lr_find curve (``curve``: lrs, losses, valley, row) with its valley suggestion."""
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     ax.plot(curve["lrs"], curve["losses"])
-    ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {curve['valley']:.2e}")
+    ax.axvline(curve["valley"], color="red", linestyle="--", label=f"valley {scientific(curve['valley'])}")
     ax.set(xscale="log", xlabel="learning rate", ylabel="smoothed train loss", title=f"lr_find: {curve['row']}")
     ax.legend()
     return save_figure(fig, path)

@@ -1,4 +1,5 @@
-"""Words: the one place in :mod:`lookahead_fastai.results` where numbers become strings."""
+"""Words: the one place in :mod:`lookahead_fastai.results` where a number becomes a string (the report
+modules compose sentences from these; none formats a number itself)."""
 import math
 
 
@@ -13,6 +14,36 @@ def stat(s, pct=False, digits=4):
     if not math.isnan(s.std):
         text += f" ± {s.std * scale:.{digits}f}"
     return text + unit
+
+
+def short(value):
+    """A number in its shortest form (``:g``): an lr (0.001, 1e-05), a count of points, a budget."""
+    return f"{value:g}"
+
+
+def fixed(value, digits=2):
+    """A number with ``digits`` decimals: hours, seconds, a ratio."""
+    return f"{value:.{digits}f}"
+
+
+def percent(fraction, digits=0):
+    """A fraction as a percentage with ``digits`` decimals: 0.05 -> "5%"."""
+    return f"{fraction:.{digits}%}"
+
+
+def scientific(value):
+    """A number in scientific notation, 3 significant digits: 0.00123 -> "1.23e-03" (an lr_find valley)."""
+    return f"{value:.2e}"
+
+
+def utc_minute(moment):
+    """A datetime to the minute, as the reports date themselves: "2026-12-06 17:40"."""
+    return f"{moment:%Y-%m-%d %H:%M}"
+
+
+def points(value):
+    """A fraction as unsigned percentage points, 2 decimals (a range, a half-width, a spread)."""
+    return f"{value * 100:.2f}"
 
 
 def pp(value):

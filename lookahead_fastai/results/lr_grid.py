@@ -1,0 +1,109 @@
+"""The numbers of a declared lr grid (``Experiment.lr_sweep``): one cell per row over its seeds, per
+family the robustness over the grid, and the grid's comparisons split by dataset. Nothing formatted
+(the words are in :mod:`.lr_report`); every value comes from the sweep's cells, never from a row name."""
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..experiments import get_experiment
+from .compare import compare, lr_sweep_pairs, n_tested
+from .runs import diverged, finished_runs
+from .stats import Stat
+
+__all__ = ["NEAR_BEST_PP", "LrCell", "lr_grid_cells", "by_label", "robustness_rows", "plain_at_same_lr",
+           "study_by_dataset"]
+
+NEAR_BEST_PP = 1.0  # an lr is "near the best" when its mean is within this many points of the best
+
+
+@dataclass(frozen=True)
+class LrCell:
+    """One row of the lr grid: a (dataset, optimizer family) at one lr, over its seeds."""
+    row: str
+    data: str
+    inner: str
+    variant: str                 # "" for the plain inner optimizer
+    label: str                   # the optimizer family, e.g. "LA k5 α0.5 / SGD"
+    lr: float
+    final: Stat                  # final accuracy
+    by_seed: dict                # seed -> final accuracy
+    by_epoch: dict               # epoch (0-based) -> Stat of the accuracy after it
+    diverged: int = 0            # runs left out of final/by_seed (see diverged)
+
+
+def lr_grid_cells(store, experiment_name, scale):
+    """The lr grid of ``scale`` with its finished runs: one :class:`LrCell` per row that has runs,
+    in the declared order."""
+    runs = finished_runs(store, experiment_name, scale)
+    frame = store.epochs_frame(experiment_name)
+    if len(frame):
+        frame = frame[frame["run_id"].isin({r["run_id"] for r in runs if not diverged(r["record"])})]
+    out = []
+    for cell in get_experiment(experiment_name).lr_sweep(scale):
+        name = cell.row
+        recs = {r["seed"]: r["record"] for r in runs if r["name"] == name}
+        if not recs:
+            continue
+        by_epoch = {}
+        if len(frame) and "accuracy" in frame:
+            for epoch, values in frame[frame["name"] == name].groupby("epoch")["accuracy"]:
+                by_epoch[int(epoch)] = Stat.of(values)
+        by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items()) if not diverged(rec)}
+        out.append(LrCell(name, cell.data, cell.inner, cell.variant, cell.label, cell.lr,
+                          Stat.of(by_seed.values()), by_seed, by_epoch, len(recs) - len(by_seed)))
+    return out
+
+
+def by_label(cells):
+    out = {}
+    for c in cells:
+        out.setdefault(c.label, []).append(c)
+    return out
+
+
+def robustness_rows(cells):
+    """Per optimizer family: best and worst lr (by mean), the range between them, the grid mean, the
+    lrs near the best, the worst single run and the per-seed range over the grid, all over the runs that
+    trained; and ``diverged``: (lr, runs diverged, runs) at each lr where some did."""
+    rows = []
+    for label, group in by_label(cells).items():
+        ok = [c for c in group if not math.isnan(c.final.mean)]
+        if not ok:
+            continue
+        best = max(ok, key=lambda c: c.final.mean)
+        worst = min(ok, key=lambda c: c.final.mean)
+        seeds = set.intersection(*(set(c.by_seed) for c in ok))
+        seed_ranges = [max(c.by_seed[s] for c in ok) - min(c.by_seed[s] for c in ok) for s in sorted(seeds)
+                       if all(c.by_seed[s] is not None for c in ok)]
+        rows.append(dict(label=label, inner=group[0].inner, variant=group[0].variant, lrs=len(ok),
+                         lowest_lr=min(c.lr for c in ok), highest_lr=max(c.lr for c in ok),
+                         best_lr=best.lr, best=best.final.mean, worst_lr=worst.lr, worst=worst.final.mean,
+                         range=best.final.mean - worst.final.mean,
+                         grid_mean=float(np.mean([c.final.mean for c in ok])),
+                         near=[c.lr for c in ok if best.final.mean - c.final.mean <= NEAR_BEST_PP / 100],
+                         worst_run=min(v for c in ok for v in c.by_seed.values() if v is not None),
+                         seed_range=Stat.of(seed_ranges),
+                         diverged=[(c.lr, c.diverged, c.diverged + c.final.n) for c in group if c.diverged]))
+    return rows
+
+
+def plain_at_same_lr(cells, la):
+    """The plain inner optimizer's cell at a Lookahead cell's lr (None if it has not run)."""
+    return next((b for b in cells if not b.variant and b.inner == la.inner and b.lr == la.lr), None)
+
+
+def study_by_dataset(store, experiment_name, scale):
+    """The lr grid's cells and comparisons split by dataset: ``([(data, cells, comparisons, tuned), ...],
+    n_family, picked)`` -- ``tuned`` the comparisons at each family's best lr, ``n_family`` the number of
+    tested comparisons Holm's adjustment ran over (the whole scale), ``picked`` the tuned (row, versus) pairs."""
+    cells = lr_grid_cells(store, experiment_name, scale)
+    comparisons = compare(store, experiment_name, scale)
+    picked = set(lr_sweep_pairs(store, experiment_name, scale)[0])
+    datasets = []
+    for data in dict.fromkeys(c.data for c in cells):
+        dcells = [c for c in cells if c.data == data]
+        rows = {c.row for c in dcells}
+        dcomp = [c for c in comparisons if c.row in rows and c.versus in rows]
+        datasets.append((data, dcells, dcomp, [c for c in dcomp if (c.row, c.versus) in picked]))
+    return datasets, n_tested(comparisons), picked

@@ -1,0 +1,100 @@
+"""The runs a report reads: finished runs of the current specs, which of them diverged, the rows'
+order and how much of the planned grid has finished. Numbers and records only: nothing formatted."""
+from dataclasses import dataclass
+
+from ..experiments import get_experiment
+from .stats import diverged as _diverged
+
+__all__ = ["n_classes", "diverged", "finished_runs", "Completeness", "completeness", "row_order", "run_seconds",
+           "epoch_curves"]
+
+
+def n_classes(record):
+    """The number of classes of a record's dataset, from the dataset registry (None if unknown there)."""
+    from ..registry.datasets import DATASETS
+    info = DATASETS.get(record.get("dataset"))
+    return info.n_classes if info is not None else None
+
+
+def diverged(record):
+    """Whether a finished run diverged (:func:`results.stats.diverged`): a number among its final (or
+    slow-weight) metrics is NaN or infinite, or its final train loss is at or above chance (ln C for
+    its dataset's C classes). Such a run is counted, never averaged."""
+    return _diverged(record.get("final"), record.get("slow"), n_classes(record))
+
+
+def finished_runs(store, experiment, scale=None):
+    """Finished runs of ``experiment`` (at ``scale``) whose spec is the one the experiment declares
+    now: runs of an older version of a row (say, fewer epochs) stay in the store but not in reports."""
+    runs = [r for r in store.runs(experiment, status="finished") if r["record"]]
+    if scale is not None:
+        runs = [r for r in runs if r["record"].get("scale") == scale]
+    exp = get_experiment(experiment)
+    specs = {s: exp.specs(s) for s in {r["record"].get("scale") for r in runs} if s in exp.scales}
+    current = {spec.run_id(r["seed"]) for r in runs for spec in specs.get(r["record"].get("scale"), [])
+               if spec.name == r["name"]}
+    return [r for r in runs if r["run_id"] in current]
+
+
+@dataclass(frozen=True)
+class Completeness:
+    """How much of an experiment's planned grid (its rows × seeds 0..n-1: the experiment's default
+    seeds, or more when some row ran more) has finished (in words: :func:`.wording.completeness_text`)."""
+    done: int
+    planned: int
+    rows: int
+    seeds: int
+    short: tuple  # (row, seeds finished) for each row with fewer than ``seeds``
+
+    @property
+    def complete(self):
+        return self.done >= self.planned
+
+
+def completeness(experiment_name, scale, runs):
+    """:class:`Completeness` of ``runs`` (finished, current-spec) against the default grid at ``scale``."""
+    exp = get_experiment(experiment_name)
+    names = [s.name for s in exp.specs(scale)]
+    n = max([exp.default_seeds.get(scale, 1)] + [r["seed"] + 1 for r in runs if r["name"] in names])
+    have = {name: {r["seed"] for r in runs if r["name"] == name} for name in names}
+    short = tuple((name, len(have[name])) for name in names if len(have[name]) < n)
+    return Completeness(sum(map(len, have.values())), n * len(names), len(names), n, short)
+
+
+def row_order(experiment, names):
+    """Rows in the experiment's declared order (baseline first)."""
+    declared = []
+    for scale in experiment.scales:
+        for spec in experiment.specs(scale):
+            if spec.name not in declared:
+                declared.append(spec.name)
+    ordered = [n for n in declared if n in names] + sorted(n for n in names if n not in declared)
+    if experiment.baseline in ordered:
+        ordered.remove(experiment.baseline)
+        ordered.insert(0, experiment.baseline)
+    return ordered
+
+
+def run_seconds(runs):
+    """Each finished run's training wall time in seconds (its record's ``seconds``), where recorded."""
+    return [float(r["record"]["seconds"]) for r in runs if r["record"].get("seconds") is not None]
+
+
+def epoch_curves(store, experiment_name, scale, metrics=("accuracy", "train_loss")):
+    """Per row (in the experiment's order), per metric of ``metrics`` it has: (epochs from 1, mean over
+    seeds, std over seeds with 0 where undefined), from the per-epoch records of the runs that trained
+    (a diverged run is never averaged)."""
+    experiment = get_experiment(experiment_name)
+    frame = store.epochs_frame(experiment_name)
+    runs = {r["run_id"] for r in finished_runs(store, experiment_name, scale) if not diverged(r["record"])}
+    frame = frame[frame["run_id"].isin(runs)] if len(frame) else frame
+    curves = {}
+    if len(frame):
+        for name in row_order(experiment, set(frame["name"])):
+            sub = frame[frame["name"] == name]
+            curves[name] = {}
+            for col in metrics:
+                if col in sub:
+                    stats = sub.groupby("epoch")[col].agg(["mean", "std"]).fillna(0.0)
+                    curves[name][col] = (stats.index.to_numpy() + 1, stats["mean"], stats["std"])
+    return curves
