@@ -17,7 +17,8 @@ from .runs import completeness, finished_runs, run_seconds
 from .stats import ALPHA, std_bounds
 from .wording import collapse_columns, interval_text, stats_text
 
-__all__ = ["lr_grid_sections", "budget_text", "closing_parts", "edge_text", "grid_position_text"]
+__all__ = ["lr_grid_sections", "budget_text", "closing_parts", "support_text", "tuned_text", "edge_text",
+           "grid_position_text", "detectable_text", "robustness_text", "variance_text", "early_text"]
 
 _fmt, _pp, _p, _pct, _join = words.stat, words.pp, words.p_value, words.pct, words.join
 _short, _fixed, _points = words.short, words.fixed, words.points
@@ -103,16 +104,18 @@ def grid_position_text(at_lr, cells, robust):
     return text
 
 
-def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
-    """The closing paragraphs for one dataset, from the numbers (what these seeds support, what not),
-    by name: "support", "tuned", "where", "detectable", "robustness", "variance", "early", "not supported"."""
-    lr_of = {c.row: c.lr for c in cells}
-    label_of = {c.row: c.label for c in cells}
-    short_of = {c.row: c.variant or c.label for c in cells}  # a Lookahead family by its variant alone
-    at_lr = [c for c in comparisons if lr_of[c.row] == lr_of[c.versus]]
-    text = {}
-    seeds = sorted({len(c.seeds) for c in comparisons if c.seeds})
-    seed_text = "/".join(map(str, seeds)) or "0"
+def _grid_labels(cells):
+    """``(lr_of, label_of, short_of)``: each row's lr, family label, and short name (a Lookahead family
+    by its variant alone) in the cells of the grid."""
+    return ({c.row: c.lr for c in cells}, {c.row: c.label for c in cells},
+            {c.row: c.variant or c.label for c in cells})
+
+
+def support_text(data, cells, at_lr, seed_text, n_family, alpha=ALPHA):
+    """What the like-for-like verdicts (``at_lr``: the comparisons at one lr) support: where Lookahead was
+    better, worse, or not shown to differ, and the runs that diverged."""
+    lr_of, label_of, short_of = _grid_labels(cells)
+
     def where(cs):
         return _join(f"{short_of[c.row]}/{label_of[c.versus]} at lr {_short(lr_of[c.row])} "
                      f"({_pp(c.mean)} pp)" for c in cs)
@@ -120,7 +123,7 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
     worse = [c for c in at_lr if c.lookahead_verdict == WORSE]
     other = [c for c in at_lr if c.verdict not in (BETTER, WORSE, NOT_SHOWN)]
     collapsed = [c for c in at_lr if c.collapsed[0] or c.collapsed[2]]
-    text["support"] = (
+    return (
         f"**What {seed_text} seeds on {data} support.** Like-for-like, at each lr (only the wrapper differs; "
         f"Holm-adjusted over the {n_family} comparisons of this scale, family-wise error ≤ {words.percent(alpha)}): Lookahead "
         f"better at {where(better)}; worse at {where(worse)}; no difference shown at the other lrs"
@@ -131,29 +134,41 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
             f"{short_of[c.row]}/{label_of[c.versus]} at lr {_short(lr_of[c.row])}: {c.collapsed[0]}/"
             f"{c.collapsed[1]} against {c.collapsed[2]}/{c.collapsed[3]} (Fisher p {_p(c.p_collapse)}, raw)"
             for c in collapsed) + "." if collapsed else ""))
-    tuned_text = []
-    for c in tuned:
-        tuned_text.append(f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr "
-                          f"{_short(lr_of[c.versus])}: {_pp(c.mean)} pp, {interval_text(c)}, {c.verdict}")
-    if tuned_text:
-        text["tuned"] = ("Each family at its own best lr (tuned against tuned; "
-                         + ("like-for-like where the best lrs coincide; "
-                            if any(c.kind == "like-for-like" for c in tuned) else "")
-                         + "the best lr was picked from these same seeds, which flatters every family's best by a "
-                           "similar selection effect): " + "; ".join(tuned_text) + "."
-                         + edge_text(robust))
-    where_text = grid_position_text(at_lr, cells, robust)
-    if where_text:
-        text["where"] = where_text
+
+
+def tuned_text(cells, tuned, robust):
+    """Each family at its own best lr against its inner optimizer at its own (``tuned``), with the
+    families whose best lr is at an edge of the grid; None without tuned comparisons."""
+    lr_of, label_of, _ = _grid_labels(cells)
+    parts = [f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr "
+             f"{_short(lr_of[c.versus])}: {_pp(c.mean)} pp, {interval_text(c)}, {c.verdict}" for c in tuned]
+    if not parts:
+        return None
+    return ("Each family at its own best lr (tuned against tuned; "
+            + ("like-for-like where the best lrs coincide; " if any(c.kind == "like-for-like" for c in tuned) else "")
+            + "the best lr was picked from these same seeds, which flatters every family's best by a "
+              "similar selection effect): " + "; ".join(parts) + "."
+            + edge_text(robust))
+
+
+def detectable_text(comparisons, n_family):
+    """The smallest difference these seeds could detect (:func:`.compare.detectable_over`), raw and
+    after Holm's adjustment; None when there is nothing to measure it from."""
     det = detectable_over(comparisons, n_family)
-    if det:
-        text["detectable"] = (
-            f"**The smallest difference these seeds could detect**: the raw 95% intervals' half-width is "
-            f"{_points(det['median'])} pp at the median ({_points(det['low'])}–{_points(det['high'])} pp): a "
-            "true difference smaller than that would most likely read \"no difference shown\". After Holm's "
-            f"adjustment the bar is higher: its first (strictest) step needed about {_points(det['holm_first'])} pp "
-            "at the median spread. \"No difference shown\" means these seeds cannot tell, not that Lookahead and "
-            "its inner optimizer perform the same.")
+    if not det:
+        return None
+    return (
+        f"**The smallest difference these seeds could detect**: the raw 95% intervals' half-width is "
+        f"{_points(det['median'])} pp at the median ({_points(det['low'])}–{_points(det['high'])} pp): a "
+        "true difference smaller than that would most likely read \"no difference shown\". After Holm's "
+        f"adjustment the bar is higher: its first (strictest) step needed about {_points(det['holm_first'])} pp "
+        "at the median spread. \"No difference shown\" means these seeds cannot tell, not that Lookahead and "
+        "its inner optimizer perform the same.")
+
+
+def robustness_text(robust):
+    """Each Lookahead family's range and worst case over the grid against its plain inner optimizer's
+    (rows of :func:`.lr_grid.robustness_rows`; descriptive); None without such a pair."""
     plain = {r["inner"]: r for r in robust if not r["variant"]}
     rob = []
     for r in robust:
@@ -163,52 +178,84 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
                        + (f", diverged {_diverged_text(r['diverged'])}" if r["diverged"] else "")
                        + f" (plain {r['inner']}: {_points(p['range'])} pp, worst {_pct(p['worst'])}%"
                        + (f", diverged {_diverged_text(p['diverged'])}" if p["diverged"] else "") + ")")
-    if rob:
-        narrower = sum(r["range"] < plain[r["inner"]]["range"] for r in robust if r["variant"] and r["inner"] in plain)
-        text["robustness"] = (
-            "**Robustness to the lr** (range and worst case of the mean over the grid; descriptive, not "
-            "tested; over the runs that trained, with the runs that diverged named): "
-            f"{'; '.join(rob)}. Lookahead's range was narrower in {narrower} of {len(rob)} families. "
-            "Whether a narrower range is more than seed noise rests on the per-lr comparisons above: a "
-            "robustness claim is supported only where Lookahead is *better* at the grid's poor lrs.")
+    if not rob:
+        return None
+    narrower = sum(r["range"] < plain[r["inner"]]["range"] for r in robust if r["variant"] and r["inner"] in plain)
+    return (
+        "**Robustness to the lr** (range and worst case of the mean over the grid; descriptive, not "
+        "tested; over the runs that trained, with the runs that diverged named): "
+        f"{'; '.join(rob)}. Lookahead's range was narrower in {narrower} of {len(rob)} families. "
+        "Whether a narrower range is more than seed noise rests on the per-lr comparisons above: a "
+        "robustness claim is supported only where Lookahead is *better* at the grid's poor lrs.")
+
+
+def variance_text(cells):
+    """Lookahead's seed std against its inner optimizer's at the same lr, cell by cell, with how far
+    a std is known from these seeds (F-test on the ratio); None without such a pair."""
     pairs = []
     for la in (c for c in cells if c.variant):
         base = plain_at_same_lr(cells, la)
         if base is not None and not math.isnan(la.final.std) and not math.isnan(base.final.std):
             pairs.append((la, base))
-    if pairs:
-        n = min(min(la.final.n, b.final.n) for la, b in pairs)
-        low, high, f_ratio = std_bounds(n) if n > 1 else (math.nan,) * 3
-        lower = sum(la.final.std < b.final.std for la, b in pairs)
-        beyond = [la for la, b in pairs if b.final.std > 0 and la.final.std > 0 and
-                  max(la.final.std / b.final.std, b.final.std / la.final.std) > f_ratio]
-        text["variance"] = (
-            f"**Seed variance**: Lookahead's std over seeds was lower than its inner optimizer's at "
-            f"{lower} of {len(pairs)} (family, lr) cells. With {n} seeds a std is known only within ×{_fixed(low)} to "
-            f"×{_fixed(high)} of its estimate (95%), and two stds differ at 5% (two-sided F-test, one cell alone, "
-            f"treating the two rows as independent) only "
-            f"when their ratio exceeds ×{_fixed(f_ratio)}: {len(beyond)} cell(s) did"
-            + (f" ({_join(f'{c.label} at lr {_short(c.lr)}' for c in beyond)})" if beyond else "")
-            + ". So the variance claim is "
-            + ("not supported either way by these seeds." if not beyond else
-               "open to the cells listed, uncorrected for the many cells looked at."))
+    if not pairs:
+        return None
+    n = min(min(la.final.n, b.final.n) for la, b in pairs)
+    low, high, f_ratio = std_bounds(n) if n > 1 else (math.nan,) * 3
+    lower = sum(la.final.std < b.final.std for la, b in pairs)
+    beyond = [la for la, b in pairs if b.final.std > 0 and la.final.std > 0 and
+              max(la.final.std / b.final.std, b.final.std / la.final.std) > f_ratio]
+    return (
+        f"**Seed variance**: Lookahead's std over seeds was lower than its inner optimizer's at "
+        f"{lower} of {len(pairs)} (family, lr) cells. With {n} seeds a std is known only within ×{_fixed(low)} to "
+        f"×{_fixed(high)} of its estimate (95%), and two stds differ at 5% (two-sided F-test, one cell alone, "
+        f"treating the two rows as independent) only "
+        f"when their ratio exceeds ×{_fixed(f_ratio)}: {len(beyond)} cell(s) did"
+        + (f" ({_join(f'{c.label} at lr {_short(c.lr)}' for c in beyond)})" if beyond else "")
+        + ". So the variance claim is "
+        + ("not supported either way by these seeds." if not beyond else
+           "open to the cells listed, uncorrected for the many cells looked at."))
+
+
+def early_text(cells):
+    """Accuracy after epoch 1, Lookahead minus its inner optimizer at the same lr (descriptive); None
+    without epoch records for such a pair."""
     early = []
     for la in (c for c in cells if c.variant and 0 in c.by_epoch):
         base = plain_at_same_lr(cells, la)
         if base is not None and 0 in base.by_epoch:
             early.append(la.by_epoch[0].mean - base.by_epoch[0].mean)
-    if early:
-        text["early"] = (
-            f"**Early progress** (accuracy after epoch 1, Lookahead minus its inner optimizer at the same lr, "
-            f"means over seeds; descriptive, not tested): ahead in {sum(d > 0 for d in early)} of {len(early)} "
-            f"cells, median {_pp(np.median(early))} pp (from {_pp(min(early))} to "
-            f"{_pp(max(early))} pp).")
-    text["not supported"] = (
-        "**What they do not support**: anything beyond this dataset, model, schedule and number of epochs "
-        "(the paper's setting is 200 epochs of ResNet-18 on the full CIFAR); a claim of *no* difference where "
-        "the verdict is \"no difference shown\"; and the untested descriptive figures (range, worst case, "
-        "std, early accuracy) read as established.")
-    return text
+    if not early:
+        return None
+    return (
+        f"**Early progress** (accuracy after epoch 1, Lookahead minus its inner optimizer at the same lr, "
+        f"means over seeds; descriptive, not tested): ahead in {sum(d > 0 for d in early)} of {len(early)} "
+        f"cells, median {_pp(np.median(early))} pp (from {_pp(min(early))} to "
+        f"{_pp(max(early))} pp).")
+
+
+NOT_SUPPORTED_TEXT = (
+    "**What they do not support**: anything beyond this dataset, model, schedule and number of epochs "
+    "(the paper's setting is 200 epochs of ResNet-18 on the full CIFAR); a claim of *no* difference where "
+    "the verdict is \"no difference shown\"; and the untested descriptive figures (range, worst case, "
+    "std, early accuracy) read as established.")
+
+
+def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
+    """The closing paragraphs for one dataset, from the numbers (what these seeds support, what not),
+    by name: "support", "tuned", "where", "detectable", "robustness", "variance", "early", "not supported";
+    a paragraph with nothing to say is left out."""
+    lr_of = {c.row: c.lr for c in cells}
+    at_lr = [c for c in comparisons if lr_of[c.row] == lr_of[c.versus]]
+    seed_text = "/".join(map(str, sorted({len(c.seeds) for c in comparisons if c.seeds}))) or "0"
+    text = {"support": support_text(data, cells, at_lr, seed_text, n_family, alpha),
+            "tuned": tuned_text(cells, tuned, robust),
+            "where": grid_position_text(at_lr, cells, robust) or None,
+            "detectable": detectable_text(comparisons, n_family),
+            "robustness": robustness_text(robust),
+            "variance": variance_text(cells),
+            "early": early_text(cells),
+            "not supported": NOT_SUPPORTED_TEXT}
+    return {name: paragraph for name, paragraph in text.items() if paragraph is not None}
 
 
 def budget_text(runs, experiment_name, scale):
@@ -237,6 +284,85 @@ def budget_text(runs, experiment_name, scale):
             "building the Learner) is not in them.\n")
 
 
+def _accuracy_section(data, cells, experiment_name, scale, out_dir):
+    """A dataset's heading, rows and seeds, its final accuracy against lr (tables) and the figure."""
+    seeds = sorted({s for c in cells for s in c.by_seed})
+    parts = [f"### {data}\n",
+             f"{len(cells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n",
+             "#### Final accuracy against the inner optimizer's lr (%, mean ± std over seeds, n)\n"]
+    parts += _lr_tables(cells, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n}"
+                        + (f"; {c.diverged} diverged, left out" if c.diverged else "") + ")")
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data)
+    png = plot_lr_robustness(cells, Path(out_dir) / f"{experiment_name}_{scale}_{safe}.png",
+                             f"{experiment_name} · {data} · scale {scale}")
+    parts.append(f"\n![accuracy against lr, {data}]({png.name})\n")
+    return parts
+
+
+def _robustness_section(cells):
+    """Robustness over the lr grid (:func:`.lr_grid.robustness_rows`) as a table, with how to read it."""
+    near = _short(NEAR_BEST_PP)
+    lines = ["| optimizer | lrs | best lr (acc %) | worst lr (acc %) | range (pp) | grid mean (%) | "
+             f"lrs within {near} pp of best | worst run (%) | per-seed range (pp) | diverged runs |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in robustness_rows(cells):
+        sr = r["seed_range"]
+        lines.append(f"| {r['label']} | {r['lrs']} | {_short(r['best_lr'])} ({_pct(r['best'])}) | "
+                     f"{_short(r['worst_lr'])} ({_pct(r['worst'])}) | {_points(r['range'])} | "
+                     f"{_pct(r['grid_mean'])} | {_join(_short(v) for v in r['near'])} | {_pct(r['worst_run'])} | "
+                     f"{_pct(sr.mean)} ± {_pct(sr.std)} | {_diverged_text(r['diverged'])} |")
+    return ["#### Robustness over the lr grid\n",
+            f"From the means over seeds: the best and worst lr, the range between them, the mean over the "
+            f"grid, the lrs within {near} pp of the best; the worst single run; and the range over the "
+            "grid seed by seed (mean ± std over seeds). Descriptive: none of these is tested. All of them "
+            "are over the runs that trained: a diverged run is left out and counted in the last column (an "
+            "lr where every run diverged has no mean and is not among the lrs).\n",
+            "\n".join(lines) + "\n"]
+
+
+def _std_and_early_sections(cells):
+    """The seed std at each lr (with how far a std is known from these seeds) and the accuracy after
+    the first two epochs, when the runs recorded them."""
+    parts = ["#### Seed std at each lr (pp; the variance claim)\n"]
+    parts += _lr_tables(cells, lambda c: _pct(c.final.std))
+    n = min((c.final.n for c in cells), default=0)
+    if n > 1:
+        low, high, f_ratio = std_bounds(n)
+        parts.append(f"With {n} seeds a std's 95% interval is ×{_fixed(low)} to ×{_fixed(high)} of the estimate; "
+                     f"two stds differ at 5% (F-test) only when their ratio exceeds ×{_fixed(f_ratio)}.\n")
+    epochs = sorted({e for c in cells for e in c.by_epoch})[:2]
+    if epochs:
+        parts.append("#### Accuracy after the first epochs (%, mean over seeds; the speed claim)\n")
+        parts.append(" / ".join(f"epoch {e + 1}" for e in epochs) + " in each cell.\n")
+        parts += _lr_tables(cells, lambda c: " / ".join(
+            _pct(c.by_epoch[e].mean) if e in c.by_epoch else "—" for e in epochs))
+    return parts
+
+
+def _comparisons_section(cells, comparisons, n_family, picked):
+    """The paired comparisons of a dataset (like-for-like at each lr, tuned at each family's best lr) as
+    a table, with the collapse rates when some run diverged."""
+    cell_of = {c.row: c for c in cells}
+    collapses = any(c.collapsed[0] or c.collapsed[2] for c in comparisons)
+    extra = " diverged (Lookahead / inner) | collapse p (Fisher) |" if collapses else ""
+    lines = ["| comparison | kind | seeds | mean (pp) | raw 95% interval | half-width (pp) | p | p (Holm) | "
+             "conclusion |" + extra, "|---|---|---|---|---|---|---|---|---|" + "---|" * (2 * collapses)]
+    for c in comparisons:
+        half = "—" if math.isnan(c.low) else _points((c.high - c.low) / 2)
+        lines.append(f"| {_comparison_label(c, cell_of, picked)} | {c.kind} | {len(c.seeds)} | "
+                     f"{'—' if math.isnan(c.mean) else _pp(c.mean)} | {interval_text(c)} | {half} | "
+                     f"{_p(c.p_raw)} | {_p(c.p_holm)} | {c.verdict} |"
+                     + (" " + " | ".join(collapse_columns(c).values()) + " |" if collapses else ""))
+    if collapses:
+        lines.append("\nA paired seed needs both runs to have trained: a comparison where every run of one side "
+                     "diverged has no paired seeds and is answered by the collapse rates, compared with Fisher's "
+                     "exact test (two-sided, raw: for that comparison alone).")
+    return ["#### Paired differences: Lookahead − its inner optimizer (final accuracy)\n",
+            f"Like-for-like at each lr, and tuned against tuned at each family's best lr. Holm-adjusted "
+            f"over all {n_family} comparisons of this scale (both datasets). " + stats_text(n_family) + "\n",
+            "\n".join(lines) + "\n"]
+
+
 def lr_grid_sections(store, experiment_name, scale, out_dir):
     """The body of an lr-grid report (``Experiment.lr_sweep``) for one scale: per dataset, accuracy
     against lr (table and figure), robustness over the grid, seed std at each lr, accuracy after the
@@ -245,65 +371,10 @@ def lr_grid_sections(store, experiment_name, scale, out_dir):
     datasets, n_family, picked = study_by_dataset(store, experiment_name, scale)
     parts = [t for t in [budget_text(finished_runs(store, experiment_name, scale), experiment_name, scale)] if t]
     for data, dcells, dcomp, tuned in datasets:
-        cell_of = {c.row: c for c in dcells}
-        seeds = sorted({s for c in dcells for s in c.by_seed})
-        parts.append(f"### {data}\n")
-        parts.append(f"{len(dcells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n")
-        parts.append("#### Final accuracy against the inner optimizer's lr (%, mean ± std over seeds, n)\n")
-        parts += _lr_tables(dcells, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n}"
-                            + (f"; {c.diverged} diverged, left out" if c.diverged else "") + ")")
-        safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data)
-        png = plot_lr_robustness(dcells, Path(out_dir) / f"{experiment_name}_{scale}_{safe}.png",
-                                 f"{experiment_name} · {data} · scale {scale}")
-        parts.append(f"\n![accuracy against lr, {data}]({png.name})\n")
-        parts.append("#### Robustness over the lr grid\n")
-        near = _short(NEAR_BEST_PP)
-        parts.append(f"From the means over seeds: the best and worst lr, the range between them, the mean over the "
-                     f"grid, the lrs within {near} pp of the best; the worst single run; and the range over the "
-                     "grid seed by seed (mean ± std over seeds). Descriptive: none of these is tested. All of them "
-                     "are over the runs that trained: a diverged run is left out and counted in the last column (an "
-                     "lr where every run diverged has no mean and is not among the lrs).\n")
-        lines = ["| optimizer | lrs | best lr (acc %) | worst lr (acc %) | range (pp) | grid mean (%) | "
-                 f"lrs within {near} pp of best | worst run (%) | per-seed range (pp) | diverged runs |",
-                 "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in robustness_rows(dcells):
-            sr = r["seed_range"]
-            lines.append(f"| {r['label']} | {r['lrs']} | {_short(r['best_lr'])} ({_pct(r['best'])}) | "
-                         f"{_short(r['worst_lr'])} ({_pct(r['worst'])}) | {_points(r['range'])} | "
-                         f"{_pct(r['grid_mean'])} | {_join(_short(v) for v in r['near'])} | {_pct(r['worst_run'])} | "
-                         f"{_pct(sr.mean)} ± {_pct(sr.std)} | {_diverged_text(r['diverged'])} |")
-        parts.append("\n".join(lines) + "\n")
-        parts.append("#### Seed std at each lr (pp; the variance claim)\n")
-        parts += _lr_tables(dcells, lambda c: _pct(c.final.std))
-        n = min((c.final.n for c in dcells), default=0)
-        if n > 1:
-            low, high, f_ratio = std_bounds(n)
-            parts.append(f"With {n} seeds a std's 95% interval is ×{_fixed(low)} to ×{_fixed(high)} of the estimate; "
-                         f"two stds differ at 5% (F-test) only when their ratio exceeds ×{_fixed(f_ratio)}.\n")
-        epochs = sorted({e for c in dcells for e in c.by_epoch})[:2]
-        if epochs:
-            parts.append("#### Accuracy after the first epochs (%, mean over seeds; the speed claim)\n")
-            parts.append(" / ".join(f"epoch {e + 1}" for e in epochs) + " in each cell.\n")
-            parts += _lr_tables(dcells, lambda c: " / ".join(
-                _pct(c.by_epoch[e].mean) if e in c.by_epoch else "—" for e in epochs))
-        parts.append("#### Paired differences: Lookahead − its inner optimizer (final accuracy)\n")
-        parts.append(f"Like-for-like at each lr, and tuned against tuned at each family's best lr. Holm-adjusted "
-                     f"over all {n_family} comparisons of this scale (both datasets). " + stats_text(n_family) + "\n")
-        collapses = any(c.collapsed[0] or c.collapsed[2] for c in dcomp)
-        extra = " diverged (Lookahead / inner) | collapse p (Fisher) |" if collapses else ""
-        lines = ["| comparison | kind | seeds | mean (pp) | raw 95% interval | half-width (pp) | p | p (Holm) | "
-                 "conclusion |" + extra, "|---|---|---|---|---|---|---|---|---|" + "---|" * (2 * collapses)]
-        for c in dcomp:
-            half = "—" if math.isnan(c.low) else _points((c.high - c.low) / 2)
-            lines.append(f"| {_comparison_label(c, cell_of, picked)} | {c.kind} | {len(c.seeds)} | "
-                         f"{'—' if math.isnan(c.mean) else _pp(c.mean)} | {interval_text(c)} | {half} | "
-                         f"{_p(c.p_raw)} | {_p(c.p_holm)} | {c.verdict} |"
-                         + (" " + " | ".join(collapse_columns(c).values()) + " |" if collapses else ""))
-        if collapses:
-            lines.append("\nA paired seed needs both runs to have trained: a comparison where every run of one side "
-                         "diverged has no paired seeds and is answered by the collapse rates, compared with Fisher's "
-                         "exact test (two-sided, raw: for that comparison alone).")
-        parts.append("\n".join(lines) + "\n")
+        parts += _accuracy_section(data, dcells, experiment_name, scale, out_dir)
+        parts += _robustness_section(dcells)
+        parts += _std_and_early_sections(dcells)
+        parts += _comparisons_section(dcells, dcomp, n_family, picked)
         parts.append("#### What these seeds support, and what they do not\n")
         parts.append("\n\n".join(closing_parts(data, dcells, dcomp, tuned, robustness_rows(dcells),
                                                  n_family).values()) + "\n")

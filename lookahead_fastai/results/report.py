@@ -79,6 +79,77 @@ def plot_curves(store, experiment_name, scale, path):
     return plots.plot_curves(epoch_curves(store, experiment_name, scale), path, f"{experiment_name} — scale {scale}")
 
 
+def _scale_header(experiment, experiment_name, scale, scale_runs, imported):
+    """A scale's heading and what its runs were (data, protocol, seeds, completeness, integrity, dates,
+    compute, machines), with the notes on an incomplete grid and on a scale short of ``full``."""
+    seeds = sorted({r["seed"] for r in scale_runs})
+    dates = sorted(r["finished_at"] for r in scale_runs if r.get("finished_at"))
+    envs = run_environments(scale_runs)
+    done = completeness(experiment_name, scale, scale_runs)
+    parts = [f"## Scale `{scale}`\n",
+             "- **Data**: " + "; ".join(dict.fromkeys(  # every dataset of the scale, in run order
+                 f"{r['record']['dataset']} ({r['record']['n_train']} train / {r['record']['n_valid']} valid "
+                 f"images), from {data_source(r['record']['data'])}" for r in scale_runs)) + "\n"
+             f"- **Protocol**: {experiment.protocol.get(scale, '')}\n"
+             f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
+             f"- **Runs**: {completeness_text(done)}\n"
+             + integrity_text(scale_runs, imported) +
+             f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
+             f"- **Compute**: {compute_text(scale_runs)}\n"
+             f"- **Ran on** (from the runs' records): {' | '.join(envs)}\n"]
+    if not done.complete:
+        parts.append(incomplete_note(done))
+    if scale != "full":
+        parts.append(f"> Scale `{scale}` is a small-budget run on offline data. These numbers are **not** "
+                     "a reproduction of the original GPU results; compare optimizers within this table "
+                     "only.\n")
+    return parts
+
+
+def _scale_results(store, store_path, experiment, experiment_name, scale, out_dir):
+    """A scale's results without an lr grid: the final metrics, the paired differences, the learning
+    curves and, when the experiment names a row for it and the curve was saved, fastai's ``lr_find``."""
+    parts = ["### Final metrics (mean ± std over seeds)\n", _markdown(summary_table(store, experiment_name, scale))]
+    comparisons = compare(store, experiment_name, scale)
+    n_tests = n_tested(comparisons)
+    parts.append("\n### Paired differences in final accuracy\n")
+    parts.append(KINDS_TEXT + " Here: " + kind_counts(comparisons) + ".\n\n" + stats_text(n_tests) + "\n\n")
+    parts.append(_markdown(paired_differences(store, experiment_name, scale)))
+    png = plot_curves(store, experiment_name, scale, out_dir / f"{experiment_name}_{scale}.png")
+    parts.append(f"\n![curves]({png.name})\n")
+    from ..sweep import lr_find_path  # the training stack's module: loaded only for a report being written
+    curve_file = lr_find_path(store_path, experiment_name, scale)
+    if experiment.lr_find_row and curve_file.exists():
+        curve = json.loads(curve_file.read_text())
+        lr_png = plot_lr_find(curve, out_dir / f"{experiment_name}_{scale}_lr_find.png")
+        parts.append(f"\nfastai `lr_find` on `{curve['row']}` (seed 0): valley suggestion "
+                     f"{words.scientific(curve['valley'])}; the row was trained at its protocol lr.\n\n"
+                     f"![lr_find]({lr_png.name})\n")
+    return parts
+
+
+def _declared_sections(experiment):
+    """What the experiment declares, after the results: its swept rows, the sources of its ``full``
+    protocol, its deviations from the original and the original's reference numbers."""
+    parts = []
+    tuned = {scale: rows for scale, rows in experiment.tuned.items() if rows}
+    if tuned:
+        parts.append("## Declared sweeps (rows whose settings a sweep picked)\n")
+        for scale, rows in tuned.items():
+            parts += [f"- `{scale}` · {row}: {sweep}" for row, sweep in rows.items()]
+        parts.append("")
+    if experiment.sources:
+        parts.append("## Sources of the `full` protocol, setting by setting\n")
+        parts.append(SOURCES_TEXT + "\n")
+        parts.append(sources_markdown(experiment))
+    parts.append("## Deviations from the original\n")
+    parts.append(deviations_markdown(experiment.deviations))
+    if experiment.reference:
+        parts.append("## Reference numbers from the original work\n")
+        parts.append(experiment.reference.strip() + "\n")
+    return parts
+
+
 def write_report(store_path, experiment_name, out_dir="reports", scales=None, source=None):
     """Write ``out_dir/EXP.md`` (+ ``EXP_<scale>.png``) from the finished runs in the store; ``source``
     names where they came from in the report's first line (default: the store). ``experiment_name``:
@@ -100,63 +171,12 @@ def write_report(store_path, experiment_name, out_dir="reports", scales=None, so
                          f"`lookahead-fastai run {experiment_name}` first._\n")
         for scale in scales:
             scale_runs = [r for r in runs if r["record"]["scale"] == scale]
-            seeds = sorted({r["seed"] for r in scale_runs})
-            dates = sorted(r["finished_at"] for r in scale_runs if r.get("finished_at"))
-            envs = run_environments(scale_runs)
-            done = completeness(experiment_name, scale, scale_runs)
-            parts.append(f"## Scale `{scale}`\n")
-            parts.append(
-                "- **Data**: " + "; ".join(dict.fromkeys(  # every dataset of the scale, in run order
-                    f"{r['record']['dataset']} ({r['record']['n_train']} train / {r['record']['n_valid']} valid "
-                    f"images), from {data_source(r['record']['data'])}" for r in scale_runs)) + "\n"
-                f"- **Protocol**: {experiment.protocol.get(scale, '')}\n"
-                f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
-                f"- **Runs**: {completeness_text(done)}\n"
-                + integrity_text(scale_runs, imported if source is None else {}) +
-                f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
-                f"- **Compute**: {compute_text(scale_runs)}\n"
-                f"- **Ran on** (from the runs' records): {' | '.join(envs)}\n")
-            if not done.complete:
-                parts.append(incomplete_note(done))
-            if scale != "full":
-                parts.append(f"> Scale `{scale}` is a small-budget run on offline data. These numbers are **not** "
-                             "a reproduction of the original GPU results; compare optimizers within this table "
-                             "only.\n")
+            parts += _scale_header(experiment, experiment_name, scale, scale_runs, imported if source is None else {})
             if experiment.lr_sweep is not None:  # a declared lr grid: its own sections, per dataset and lr
                 parts += lr_grid_sections(store, experiment_name, scale, out_dir)
-                continue
-            parts.append("### Final metrics (mean ± std over seeds)\n")
-            parts.append(_markdown(summary_table(store, experiment_name, scale)))
-            comparisons = compare(store, experiment_name, scale)
-            n_tests = n_tested(comparisons)
-            parts.append("\n### Paired differences in final accuracy\n")
-            parts.append(KINDS_TEXT + " Here: " + kind_counts(comparisons) + ".\n\n" + stats_text(n_tests) + "\n\n")
-            parts.append(_markdown(paired_differences(store, experiment_name, scale)))
-            png = plot_curves(store, experiment_name, scale, out_dir / f"{experiment_name}_{scale}.png")
-            parts.append(f"\n![curves]({png.name})\n")
-            from ..sweep import lr_find_path  # the training stack's module: loaded only for a report being written
-            curve_file = lr_find_path(store_path, experiment_name, scale)
-            if experiment.lr_find_row and curve_file.exists():
-                curve = json.loads(curve_file.read_text())
-                lr_png = plot_lr_find(curve, out_dir / f"{experiment_name}_{scale}_lr_find.png")
-                parts.append(f"\nfastai `lr_find` on `{curve['row']}` (seed 0): valley suggestion "
-                             f"{words.scientific(curve['valley'])}; the row was trained at its protocol lr.\n\n"
-                             f"![lr_find]({lr_png.name})\n")
-    tuned = {scale: rows for scale, rows in experiment.tuned.items() if rows}
-    if tuned:
-        parts.append("## Declared sweeps (rows whose settings a sweep picked)\n")
-        for scale, rows in tuned.items():
-            parts += [f"- `{scale}` · {row}: {sweep}" for row, sweep in rows.items()]
-        parts.append("")
-    if experiment.sources:
-        parts.append("## Sources of the `full` protocol, setting by setting\n")
-        parts.append(SOURCES_TEXT + "\n")
-        parts.append(sources_markdown(experiment))
-    parts.append("## Deviations from the original\n")
-    parts.append(deviations_markdown(experiment.deviations))
-    if experiment.reference:
-        parts.append("## Reference numbers from the original work\n")
-        parts.append(experiment.reference.strip() + "\n")
+            else:
+                parts += _scale_results(store, store_path, experiment, experiment_name, scale, out_dir)
+    parts += _declared_sections(experiment)
     report = out_dir / f"{experiment_name}.md"
     report.write_text("\n".join(parts))
     return report
