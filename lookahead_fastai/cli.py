@@ -244,12 +244,12 @@ def _cmd_run(args):
 
     skipped = []
 
-    def skip_line(i, job, reason):
+    def skip_line(i, job, held):  # held: a RunHeld, who holds the run in its fields
         done[0] += 1
         skipped.append(job)
         if talk:
             print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: skipped, another process is training "
-                  f"it ({reason.rsplit(' by ', 1)[-1]})", flush=True)
+                  f"it ({held.holder})", flush=True)
             next(bar_iter, None)
 
     try:
