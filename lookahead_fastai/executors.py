@@ -22,11 +22,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from contextlib import ExitStack, nullcontext
+from contextlib import ExitStack
 
 from .lifecycle import RunHeld, claimed_run, wandb_session
 from .runner import fit_and_record, train
-from .store import ResultsStore
+from .store import opened
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "RunsFailed", "Failure", "ExecutorUnavailable", "make_executor",
            "RAY_INSTALL_HINT"]
@@ -77,7 +77,7 @@ class LocalExecutor:
     def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
             on_record=None, on_error=None, on_skip=None, distributed=False, num_workers=None):
         records = []
-        with _opened(store) as db:
+        with opened(store) as db:
             for i, job in enumerate(jobs):
                 def claimed(state, job=job):
                     if state == "finished":  # e.g. by another process sharing the store, since the plan
@@ -197,7 +197,7 @@ class RayExecutor:
                 num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
                 retry_exceptions=self.retry_exceptions, name="lookahead_fastai.fit_and_record")
             # the claims of runs that never come back are released at the end: stale for the next sweep
-            with _opened(store) as db, ExitStack() as claims:
+            with opened(store) as db, ExitStack() as claims:
                 for i, job in enumerate(jobs):
                     lease = _claim(claims, db, i, job, finished, on_skip)
                     if lease is not None:
@@ -262,14 +262,6 @@ def _claim(claims, db, i, job, finished, on_skip):
         finished(i, job, lease.record)
         return None
     return lease
-
-
-def _opened(store):
-    """``store`` as an open ResultsStore for a ``with`` block: one given open stays open (the sweep's,
-    opened once for its plan and its runs); a path is opened here and closed at the end."""
-    if isinstance(store, ResultsStore):
-        return nullcontext(store)
-    return ResultsStore(Path(store))
 
 
 def make_executor(executor="local", **options):

@@ -25,7 +25,7 @@ from .registry.losses import make_loss
 from .registry.optimizers import make_opt_func
 from .registry.schedules import fit_with_schedule
 from .lifecycle import RunHeld, claimed_run, recording_failure, wandb_session
-from .store import DEFAULT_STORE, ResultsStore
+from .store import DEFAULT_STORE, opened
 
 __all__ = ["fit_and_record", "train", "RunHeld", "default_device", "run_environment", "DEFAULT_STORE",
            "mixed_precision_mode"]
@@ -195,9 +195,7 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
     killed with one number resumes exactly with another.
     """
     spec = _as_spec(spec)
-    own_store = store is None or isinstance(store, (str, os.PathLike))
-    store = ResultsStore(store or DEFAULT_STORE) if own_store else store
-    try:
+    with opened(store) as store:  # a path: opened here, for this run
         writer = is_rank_zero()
         if distributed:
             require_accelerate()
@@ -217,9 +215,6 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
                                   extra_cbs=extra_cbs, distributed=distributed, num_workers=num_workers)
             lease.finish(wb.record)
             return wb.record
-    finally:
-        if own_store:
-            store.close()
 
 
 def _as_spec(spec):

@@ -4,13 +4,12 @@ notebooks share. Finished runs are skipped, so a sweep can be stopped and starte
 A sweep opens its store once, for its plan and its runs. The training stack (runner, fastai) is
 imported where a run trains, not here; ``DEFAULT_STORE`` and ``lr_find_path`` come from
 ``store.paths`` (stdlib only) and stay importable from here."""
-from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
 from .registry.user import check_user_code
-from .store import ResultsStore
+from .store import ResultsStore, opened
 from .store.paths import DEFAULT_STORE, lr_find_path
 
 __all__ = ["Job", "plan", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
@@ -29,7 +28,7 @@ def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
     seed (seeds 0..N-1); ``scale`` None: the experiment's first (smoke for the built-in ones).
     ``store``: a path (opened and closed here) or an open :class:`ResultsStore` (left open)."""
     grid = _grid(experiment, scale, seeds, only)
-    with _opened(store) as db:
+    with opened(store) as db:
         return _jobs(db, *grid)
 
 
@@ -86,7 +85,7 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     scale = get_experiment(experiment).scales[0] if scale is None else scale
     grid = _grid(experiment, scale, seeds, only)
     failed = None
-    with _opened(store) as db:  # one store for the plan and the runs
+    with opened(store) as db:  # one store for the plan and the runs
         jobs = _jobs(db, *grid)
         try:
             records = runner.run(jobs, db, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
@@ -105,11 +104,6 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     if failed is not None:
         raise failed
     return records
-
-
-def _opened(store):
-    """``store`` for a ``with`` block: an open ResultsStore stays open; a path is opened and closed."""
-    return nullcontext(store) if isinstance(store, ResultsStore) else ResultsStore(store)
 
 
 def save_lr_find(spec, path, data_dir=None, device=None, seed=0, num_workers=None):

@@ -46,6 +46,9 @@ one. Other artefacts of a store (lr_find curves, W&B files) live under the same 
 """
 from __future__ import annotations
 
+import os
+from contextlib import nullcontext
+
 from .checkpoints import Checkpoints
 from .codec import canonical_json, run_identity
 from .jsonl import JsonLines
@@ -56,7 +59,7 @@ from .reads import STATUSES, Reads
 
 __all__ = ["ResultsStore", "RunLease", "LeaseLost", "run_identity", "canonical_json", "SCHEMA_VERSION", "STATUSES",
            "LEASE_S", "HEARTBEAT_S", "store_files_dir", "StoreBusy", "DEFAULT_STORE", "checkpoint_path",
-           "lr_find_path"]
+           "lr_find_path", "opened"]
 
 
 class ResultsStore(StoreBase, Leases, Reads, Checkpoints, JsonLines):
@@ -74,3 +77,12 @@ class ResultsStore(StoreBase, Leases, Reads, Checkpoints, JsonLines):
     (claims and the writes of a claimed run), :class:`~.reads.Reads`, :class:`~.checkpoints.Checkpoints`
     and :class:`~.jsonl.JsonLines` (export / import).
     """
+
+
+def opened(store=None):
+    """A store for a ``with`` block, opened once along a sweep: a path (None: :data:`DEFAULT_STORE`)
+    is opened here and closed at the block's end; an open store is used as it is and left open (its
+    opener closes it)."""
+    if store is None or isinstance(store, (str, os.PathLike)):
+        return ResultsStore(store or DEFAULT_STORE)
+    return nullcontext(store)

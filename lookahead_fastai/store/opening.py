@@ -68,7 +68,6 @@ _COLUMNS = {
 }
 
 
-
 class StoreBusy(sqlite3.OperationalError):
     """Another process held the store for longer than the busy timeout."""
 
