@@ -136,3 +136,40 @@ def test_the_store_and_the_run_lifecycle_stay_small():
                 if not any("# long:" in line for line in lines[node.lineno - 1:node.end_lineno]):
                     too_long.append(f"{path.name}: {node.name}, {size} lines")
     assert too_long == []
+
+
+def test_a_sweep_opens_its_store_once_and_imports_no_runner(tmp_path, monkeypatch):
+    """run_experiment opens the store once, for its plan and its executor (one open store handed to
+    it); and sweep itself does not import the runner (DEFAULT_STORE comes from store.paths)."""
+    import json
+    import subprocess
+    import sys
+
+    code = "import json, sys, lookahead_fastai.sweep; print(json.dumps(sorted(sys.modules)))"
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert "lookahead_fastai.runner" not in loaded and "lookahead_fastai.executors" not in loaded
+
+    from lookahead_fastai import store as store_module
+    from lookahead_fastai.sweep import run_experiment
+    opens = []
+    real_init = store_module.ResultsStore.__init__
+
+    def counting_init(self, *args, **kwargs):
+        opens.append(args[0])
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(store_module.ResultsStore, "__init__", counting_init)
+
+    class Executor:
+        name = "fake"
+
+        def run(self, jobs, store, **options):
+            assert isinstance(store, store_module.ResultsStore) and repr(store).endswith("open)")
+            self.store = store
+            return [None] * len(jobs)
+
+    executor = Executor()
+    records = run_experiment("demo", "smoke", 1, store=tmp_path / "results.sqlite", executor=executor)
+    assert records == [None] * len(records) and len(records) > 0
+    assert opens == [tmp_path / "results.sqlite"] and repr(executor.store).endswith("closed)")
