@@ -243,8 +243,8 @@ class _RunLines:
             rows = len({j.spec.name for j in jobs})
             print(f"{self.args.experiment} at scale {self.args.scale}: {len(jobs)} runs ({rows} rows x "
                   f"{len(jobs) // rows} seeds), {sum(j.finished for j in jobs)} already finished"
-                  f"{_imported_text(jobs)}; store {self.store}{'; executor ray' if self.args.executor == 'ray' else ''}",
-                  flush=True)
+                  f"{_imported_text(jobs)}; store {self.store}"
+                  f"{'; executor ray' if self.args.executor == 'ray' else ''}", flush=True)
         from fastprogress.fastprogress import progress_bar
         # the grid's bar only on a terminal: piped or logged output gets the lines alone, no glyphs
         bar = progress_bar(range(len(jobs))) if self.talk and sys.stdout.isatty() and not self.args.progress else ()

@@ -2,8 +2,8 @@
 on a cluster (``ray``, optional: ``pip install 'lookahead-fastai[ray]'``).
 
 Both are thin loops over the one run lifecycle (``lifecycle.claimed_run``: the store's claim -> a
-``RunLease``: resume point, epoch rows, finish or fail; ``lifecycle.wandb_session``), and in both the process that runs the sweep
-(the *driver*) is the only writer of the results store:
+``RunLease``: resume point, epoch rows, finish or fail; ``lifecycle.wandb_session``), and in both
+the process that runs the sweep (the *driver*) is the only writer of the results store:
 
 * ``LocalExecutor`` runs :func:`~lookahead_fastai.runner.fit_and_record` for every run in this
   process (claim, resume from the epoch checkpoint, epoch rows as they end, finish); a run another

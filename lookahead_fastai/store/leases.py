@@ -141,7 +141,8 @@ class Leases:
 class RunLease:
     """What :meth:`ResultsStore.claim` returns: the outcome (``state``) and, when ``"claimed"``, the
     one handle through which the run's life is written: epoch rows, checkpoint location, finish or
-    fail. From :meth:`ResultsStore.observe` (state ``"observed"``) the same handle writes nothing. A heartbeat thread renews the claim until the lease ends. Also a context manager (the
+    fail. From :meth:`ResultsStore.observe` (state ``"observed"``) the same handle writes nothing.
+    A heartbeat thread renews the claim until the lease ends. Also a context manager (the
     heartbeat stops on exit; a run neither finished nor failed then stays ``running``, and is taken
     over by the next process that claims it)."""
 
