@@ -194,6 +194,7 @@ def _os_reason(e):
 
 def _cmd_run(args):
     from .experiments import SpecError
+    from .store.paths import DEFAULT_STORE
     from .sweep import plan, run_experiment
 
     if args.data_dir is not None:
@@ -203,7 +204,7 @@ def _cmd_run(args):
         import torch
         if not torch.cuda.is_available():
             raise CliError("--device cuda: no CUDA device is available here")
-    store = args.store or Path("runs") / "results.sqlite"
+    store = args.store or DEFAULT_STORE
     _check_store_path(store)
     args.experiment, args.scale = _experiment_and_scale(args.experiment, args.scale, "smoke")
     try:
@@ -211,61 +212,63 @@ def _cmd_run(args):
     except SpecError as e:
         raise CliError(str(e)) from None
     from fastai.torch_core import rank_distrib
+
     from .executors import RunsFailed
-    talk = rank_distrib() == 0  # in a distributed run only rank 0 reports
-    rows = len({j.spec.name for j in jobs})
-    if talk:
-        print(f"{args.experiment} at scale {args.scale}: {len(jobs)} runs ({rows} rows x {len(jobs) // rows} seeds), "
-              f"{sum(j.finished for j in jobs)} already finished{_imported_text(jobs)}; store {store}"
-              f"{'; executor ray' if args.executor == 'ray' else ''}", flush=True)
-
-    from fastprogress.fastprogress import progress_bar
-    # the grid's bar only on a terminal: piped or logged output gets the lines alone, no glyphs
-    bar = progress_bar(range(len(jobs))) if talk and sys.stdout.isatty() and not args.progress else ()
-    bar_iter = iter(bar)
-    next(bar_iter, None)
-    done = [0]  # runs reported so far (with ray they finish in any order)
-
-    def report_line(i, job, record):
-        done[0] += 1
-        if not talk:
-            return
-        final = record["final"]
-        slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
-        print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: accuracy {final.get('accuracy', float('nan')):.4f}"
-              f"{slow}, {record['seconds']:.1f}s{_finished_text(job)}", flush=True)
-        next(bar_iter, None)
-
-    def error_line(i, job, error):
-        done[0] += 1
-        if talk:
-            print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: FAILED ({error})", flush=True)
-            next(bar_iter, None)
-
-    skipped = []
-
-    def skip_line(i, job, reason):
-        done[0] += 1
-        skipped.append(job)
-        if talk:
-            print(f"[{done[0]}/{len(jobs)}] {job.spec.name} seed {job.seed}: skipped, another process is training "
-                  f"it ({reason.rsplit(' by ', 1)[-1]})", flush=True)
-            next(bar_iter, None)
-
+    lines = _RunLines(args, store, jobs, talk=rank_distrib() == 0)  # in a distributed run only rank 0 reports
     try:
         run_experiment(args.experiment, args.scale, args.seeds, args.only, store, data_dir=args.data_dir,
-                       device=args.device, wandb=args.wandb, progress=args.progress, on_record=report_line,
+                       device=args.device, wandb=args.wandb, progress=args.progress, on_record=lines.record,
                        executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
-                       cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=error_line,
-                       on_skip=skip_line, num_workers=args.workers)
+                       cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=lines.error,
+                       on_skip=lines.skip, num_workers=args.workers)
     except RunsFailed as e:
         print(f"lookahead-fastai: {' '.join(str(e).split())}; they are marked failed in the store, "
               f"a rerun retries them", file=sys.stderr)
         return EXIT_RUNS_FAILED
-    if skipped and talk:
-        print(f"{len(skipped)} runs were being trained by another process sharing the store; they are theirs "
+    if lines.skipped and lines.talk:
+        print(f"{len(lines.skipped)} runs were being trained by another process sharing the store; they are theirs "
               f"to finish", flush=True)
     return 0
+
+
+class _RunLines:
+    """What ``run`` prints while its sweep goes (``talk``: this process reports): the grid first,
+    then one numbered line per run (trained, failed, skipped) and, on a terminal, a bar."""
+
+    def __init__(self, args, store, jobs, talk):
+        self.args, self.store, self.jobs, self.talk = args, store, jobs, talk
+        self.done = 0  # runs reported so far (with ray they finish in any order)
+        self.skipped = []
+        if self.talk:
+            rows = len({j.spec.name for j in jobs})
+            print(f"{self.args.experiment} at scale {self.args.scale}: {len(jobs)} runs ({rows} rows x "
+                  f"{len(jobs) // rows} seeds), {sum(j.finished for j in jobs)} already finished"
+                  f"{_imported_text(jobs)}; store {self.store}"
+                  f"{'; executor ray' if self.args.executor == 'ray' else ''}", flush=True)
+        from fastprogress.fastprogress import progress_bar
+        # the grid's bar only on a terminal: piped or logged output gets the lines alone, no glyphs
+        bar = progress_bar(range(len(jobs))) if self.talk and sys.stdout.isatty() and not self.args.progress else ()
+        self._bar = iter(bar)
+        next(self._bar, None)
+
+    def _line(self, job, text):
+        self.done += 1
+        if self.talk:
+            print(f"[{self.done}/{len(self.jobs)}] {job.spec.name} seed {job.seed}: {text}", flush=True)
+            next(self._bar, None)
+
+    def record(self, i, job, record):
+        final = record["final"]
+        slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
+        self._line(job, f"accuracy {final.get('accuracy', float('nan')):.4f}{slow}, {record['seconds']:.1f}s"
+                        f"{_finished_text(job)}")
+
+    def error(self, i, job, error):
+        self._line(job, f"FAILED ({error})")
+
+    def skip(self, i, job, held):  # held: a RunHeld, who holds the run in its fields
+        self.skipped.append(job)
+        self._line(job, f"skipped, another process is training it ({held.holder})")
 
 
 def _imported_text(jobs):
@@ -323,8 +326,8 @@ def _cmd_plan(args):
 
 
 def _cmd_store(args):
-    from .store import ResultsStore
-    store_path = args.store or Path("runs") / "results.sqlite"
+    from .store import DEFAULT_STORE, ResultsStore
+    store_path = args.store or DEFAULT_STORE
     _check_store_path(store_path)
     if args.action == "export":
         args.target, _ = _experiment_and_scale(args.target)  # a TOML file is read, its code never imported

@@ -1,9 +1,9 @@
 """Where the runs of a grid train: here, one after another (``local``, the default), or as Ray tasks
 on a cluster (``ray``, optional: ``pip install 'lookahead-fastai[ray]'``).
 
-Both are thin loops over the one run lifecycle of the store (``ResultsStore.claim`` -> a
-``RunLease``: resume point, epoch rows, finish or fail), and in both the process that runs the sweep
-(the *driver*) is the only writer of the results store:
+Both are thin loops over the one run lifecycle (``lifecycle.claimed_run``: the store's claim -> a
+``RunLease``: resume point, epoch rows, finish or fail; ``lifecycle.wandb_session``), and in both
+the process that runs the sweep (the *driver*) is the only writer of the results store:
 
 * ``LocalExecutor`` runs :func:`~lookahead_fastai.runner.fit_and_record` for every run in this
   process (claim, resume from the epoch checkpoint, epoch rows as they end, finish); a run another
@@ -22,8 +22,11 @@ import socket
 from dataclasses import dataclass
 from pathlib import Path
 
-from .runner import RunHeld, fit_and_record, train
-from .store import ResultsStore
+from contextlib import ExitStack
+
+from .lifecycle import RunHeld, claimed_run, wandb_session
+from .runner import fit_and_record, train
+from .store import opened
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "RunsFailed", "Failure", "ExecutorUnavailable", "make_executor",
            "RAY_INSTALL_HINT"]
@@ -68,13 +71,13 @@ def _callbacks_for(extra_cbs, spec, seed):
 class LocalExecutor:
     """Every run in this process, one after another; an exception stops the sweep (the run is
     marked failed in the store first). A run that another live process is training is skipped
-    (``on_skip(i, job, reason)``; its record is None here)."""
+    (``on_skip(i, job, reason)``, ``reason`` a :class:`~.lifecycle.RunHeld`; its record is None here)."""
     name = "local"
 
     def run(self, jobs, store, *, data_dir=None, device=None, wandb="disabled", progress=False, extra_cbs=(),
             on_record=None, on_error=None, on_skip=None, distributed=False, num_workers=None):
         records = []
-        with ResultsStore(Path(store)) as db:
+        with opened(store) as db:
             for i, job in enumerate(jobs):
                 def claimed(state, job=job):
                     if state == "finished":  # e.g. by another process sharing the store, since the plan
@@ -84,10 +87,10 @@ class LocalExecutor:
                                             wandb=wandb, progress=progress, distributed=distributed,
                                             extra_cbs=_callbacks_for(extra_cbs, job.spec, job.seed),
                                             on_claim=claimed, num_workers=num_workers)
-                except RunHeld as e:
+                except RunHeld as held:
                     records.append(None)
                     if on_skip is not None:
-                        on_skip(i, job, str(e))
+                        on_skip(i, job, held)
                     continue
                 records.append(record)
                 if on_record is not None:
@@ -114,21 +117,11 @@ def _train_on_worker(spec, seed, data_dir, device, wandb, wandb_dir, progress, e
     if threads:
         torch.set_num_threads(threads)
     epochs = []
-    wandb_run = None
-    if wandb != "disabled":
-        from .callbacks.wandb import open_wandb_run
-        wandb_run = open_wandb_run(wandb, spec, seed, spec.run_id(seed), Path(wandb_dir))
-    try:
-        record = train(spec, seed, data_dir=data_dir, device=device, progress=progress,
-                       on_epoch=lambda epoch, metrics: epochs.append((epoch, metrics)), wandb_run=wandb_run,
-                       extra_cbs=_callbacks_for(extra_cbs, spec, seed), num_workers=num_workers)
-    except BaseException:
-        if wandb_run is not None:
-            wandb_run.finish(None)
-        raise
-    if wandb_run is not None:
-        wandb_run.finish(record)
-    return {"record": record, "epochs": epochs, "node": socket.gethostname(), "pid": os.getpid()}
+    with wandb_session(wandb, spec, seed, wandb_dir) as wb:
+        wb.record = train(spec, seed, data_dir=data_dir, device=device, progress=progress,
+                          on_epoch=lambda epoch, metrics: epochs.append((epoch, metrics)), wandb_run=wb.run,
+                          extra_cbs=_callbacks_for(extra_cbs, spec, seed), num_workers=num_workers)
+    return {"record": wb.record, "epochs": epochs, "node": socket.gethostname(), "pid": os.getpid()}
 
 
 def _describe_error(ray, exc):
@@ -192,51 +185,35 @@ class RayExecutor:
             num_workers = int(self.cpus_per_run)
         data_dir = None if data_dir is None else str(Path(data_dir).resolve())
         started_here = self._init()
-        records, failures, pending, leases = [None] * len(jobs), [], {}, {}
+        records, failures, pending = [None] * len(jobs), [], {}  # pending: task -> (grid index, lease)
+
+        def finished(i, job, record):
+            records[i] = record
+            if on_record is not None:
+                on_record(i, job, record)
+
         try:
             task = ray.remote(_train_on_worker).options(
                 num_cpus=self.cpus_per_run, num_gpus=self.gpus_per_run, max_retries=self.max_retries,
                 retry_exceptions=self.retry_exceptions, name="lookahead_fastai.fit_and_record")
-            with ResultsStore(Path(store)) as db:
+            # the claims of runs that never come back are released at the end: stale for the next sweep
+            with opened(store) as db, ExitStack() as claims:
                 for i, job in enumerate(jobs):
-                    spec, run_id = job.spec, job.spec.run_id(job.seed)
-                    lease = db.claim(run_id, spec.experiment, spec.name, job.seed, spec.to_dict())
-                    if lease.state == "finished":
-                        job.finished = True  # e.g. by another process sharing the store, since the plan
-                        records[i] = lease.record
-                        if on_record is not None:
-                            on_record(i, job, records[i])
-                        continue
-                    if lease.state == "held":
-                        if on_skip is not None:
-                            on_skip(i, job, f"{spec.experiment}/{spec.name} seed {job.seed} is being trained "
-                                            f"by {lease.holder}")
-                        continue
-                    lease.resume_point(resumable=False)  # a worker trains from the start: drop old rows
-                    leases[i] = lease
-                    ref = task.remote(spec, job.seed, data_dir, device, wandb, str(db.path.parent), progress,
-                                      extra_cbs, threads, num_workers)
-                    pending[ref] = i
+                    lease = _claim(claims, db, i, job, finished, on_skip)
+                    if lease is not None:
+                        lease.resume_point(resumable=False)  # a worker trains from the start: drop old rows
+                        ref = task.remote(job.spec, job.seed, data_dir, device, wandb, str(db.path.parent),
+                                          progress, extra_cbs, threads, num_workers)
+                        pending[ref] = (i, lease)
                 while pending:
                     done, _ = ray.wait(list(pending), num_returns=1)
                     for ref in done:
-                        i = pending.pop(ref)
-                        job, lease = jobs[i], leases.pop(i)
-                        try:
-                            result = ray.get(ref)
-                        except ray.exceptions.RayError as e:
-                            failure = Failure(i, job, _describe_error(ray, e))
-                            lease.fail(failure.error)
+                        i, lease = pending.pop(ref)
+                        failure = self._settle(ref, i, jobs[i], lease, finished)
+                        if failure is not None:
                             failures.append(failure)
                             if on_error is not None:
-                                on_error(i, job, failure.error)
-                            continue
-                        for epoch, metrics in result["epochs"]:
-                            lease.log_epoch(epoch, metrics)
-                        lease.finish(result["record"])  # drops a local sweep's leftover checkpoint too
-                        records[i] = result["record"]
-                        if on_record is not None:
-                            on_record(i, job, records[i])
+                                on_error(i, jobs[i], failure.error)
         except BaseException:
             for ref in pending:  # on a cluster the tasks would go on without us
                 try:
@@ -245,13 +222,46 @@ class RayExecutor:
                     pass
             raise
         finally:
-            for lease in leases.values():  # claims of runs that never came back: stale for the next sweep
-                lease.release()
             if started_here:
                 ray.shutdown()
         if failures:
             raise RunsFailed(sorted(failures, key=lambda f: f.index), records)
         return records
+
+    def _settle(self, ref, i, job, lease, finished):
+        """A task that came back: its epoch rows and record written through the run's lease, or the
+        run marked failed with the task's error (returned as a :class:`Failure`)."""
+        ray = self.ray
+        try:
+            result = ray.get(ref)
+        except ray.exceptions.RayError as e:
+            failure = Failure(i, job, _describe_error(ray, e))
+            lease.fail(failure.error)
+            return failure
+        for epoch, metrics in result["epochs"]:
+            lease.log_epoch(epoch, metrics)
+        lease.finish(result["record"])  # drops a local sweep's leftover checkpoint too
+        finished(i, job, result["record"])
+        return None
+
+
+def _claim(claims, db, i, job, finished, on_skip):
+    """The driver's claim of a run (``lifecycle.claimed_run``, kept open on ``claims``): its lease
+    when this sweep trains it; None when it is finished (``finished(i, job, record)``) or held by
+    another live process (``on_skip(i, job, RunHeld)``)."""
+    def answer(state):
+        if state == "finished":
+            job.finished = True  # e.g. by another process sharing the store, since the plan
+    try:
+        lease = claims.enter_context(claimed_run(db, job.spec, job.seed, on_claim=answer))
+    except RunHeld as held:
+        if on_skip is not None:
+            on_skip(i, job, held)
+        return None
+    if lease.state == "finished":
+        finished(i, job, lease.record)
+        return None
+    return lease
 
 
 def make_executor(executor="local", **options):

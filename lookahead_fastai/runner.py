@@ -5,7 +5,6 @@ This is the only training loop of the suite (fastai's ``Learner``); notebooks, t
 executors all come through here.
 """
 import os
-import sqlite3
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -25,12 +24,11 @@ from .registry.architectures import build_learner
 from .registry.losses import make_loss
 from .registry.optimizers import make_opt_func
 from .registry.schedules import fit_with_schedule
-from .store import LeaseLost, ResultsStore
+from .lifecycle import RunHeld, claimed_run, recording_failure, wandb_session
+from .store import DEFAULT_STORE, opened
 
 __all__ = ["fit_and_record", "train", "RunHeld", "default_device", "run_environment", "DEFAULT_STORE",
            "mixed_precision_mode"]
-
-DEFAULT_STORE = Path("runs") / "results.sqlite"
 
 
 def default_device():
@@ -170,16 +168,12 @@ def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir
     return _make_record(spec, seed, spec.run_id(seed), history, slow, seconds, bundle)
 
 
-class RunHeld(RuntimeError):
-    """Another live process is training this run (it holds the claim); this one skips it."""
-
-
 def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="disabled", checkpoint=True,
                    progress=False, extra_cbs=(), distributed=False, on_claim=None, num_workers=None):
     """Train ``spec`` with ``seed`` unless the store already holds that run finished; returns the
     run's record (also written to the store).
 
-    The run's life is the store's (:meth:`ResultsStore.claim`): claimed by this process (another
+    The run's life is the store's (:meth:`ResultsStore.claim`, through ``lifecycle``): claimed by this process (another
     process holding it live: :class:`RunHeld`), resumed from its last epoch checkpoint when an
     earlier attempt was killed or failed, each epoch's metrics written as it ends, then finished
     (checkpoint dropped) or failed (checkpoint kept for the next attempt).
@@ -201,51 +195,26 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
     killed with one number resumes exactly with another.
     """
     spec = _as_spec(spec)
-    own_store = store is None or isinstance(store, (str, os.PathLike))
-    store = ResultsStore(store or DEFAULT_STORE) if own_store else store
-    try:
+    with opened(store) as store:  # a path: opened here, for this run
         writer = is_rank_zero()
         if distributed:
             require_accelerate()
             device = setup_device(device)
-        run_id = spec.run_id(seed)
-        lease = (store.claim(run_id, spec.experiment, spec.name, seed, spec.to_dict()) if writer
-                 else store.observe(run_id))
-        with lease:
-            if on_claim is not None:
-                on_claim(lease.state)
+        with claimed_run(store, spec, seed, writer=writer, on_claim=on_claim) as lease:  # held: RunHeld
             if lease.state == "finished":
                 return lease.record
-            if lease.state == "held":
-                raise RunHeld(f"{spec.experiment}/{spec.name} seed {seed} is being trained by {lease.holder}")
             resumable = checkpoint and not spec.sessions
             resume = lease.resume_point(resumable, epochs=spec.epochs)
-            wandb_run = None
-            if wandb != "disabled" and writer:
-                from .callbacks.wandb import open_wandb_run  # imports wandb only when asked for
-                wandb_run = open_wandb_run(wandb, spec, seed, run_id, Path(store.path).parent)
-            try:
-                record = train(spec, seed, data_dir=data_dir, device=device, resume=resume,
-                               checkpoint_dir=lease.checkpoint_dir if resumable and writer else None,
-                               checkpoint_owner=lease if resumable and writer else None,
-                               on_epoch=lease.log_epoch, wandb_run=wandb_run, progress=progress,
-                               extra_cbs=extra_cbs, distributed=distributed, num_workers=num_workers)
-            except BaseException as e:  # a failed run is recorded (checkpoint kept), then the error goes on
-                if not isinstance(e, LeaseLost):
-                    try:
-                        lease.fail(f"{type(e).__name__}: {e}")
-                    except (sqlite3.Error, OSError):  # best effort (a full disk): the claim ends with this
-                        pass                          # process, and the next attempt takes the run over
-                if wandb_run is not None:
-                    wandb_run.finish(None)
-                raise
-            if wandb_run is not None:
-                wandb_run.finish(record)
-            lease.finish(record)
-            return record
-    finally:
-        if own_store:
-            store.close()
+            # the failure is recorded first, then W&B finished as failed; a run that trained: W&B, then the store
+            with wandb_session(wandb if writer else "disabled", spec, seed, Path(store.path).parent) as wb, \
+                    recording_failure(lease):
+                wb.record = train(spec, seed, data_dir=data_dir, device=device, resume=resume,
+                                  checkpoint_dir=lease.checkpoint_dir if resumable and writer else None,
+                                  checkpoint_owner=lease if resumable and writer else None,
+                                  on_epoch=lease.log_epoch, wandb_run=wb.run, progress=progress,
+                                  extra_cbs=extra_cbs, distributed=distributed, num_workers=num_workers)
+            lease.finish(wb.record)
+            return wb.record
 
 
 def _as_spec(spec):

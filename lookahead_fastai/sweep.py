@@ -1,16 +1,18 @@
 """Run an experiment's grid (specs x seeds) through ``fit_and_record``: the one loop the CLI and the
-notebooks share. Finished runs are skipped, so a sweep can be stopped and started again."""
+notebooks share. Finished runs are skipped, so a sweep can be stopped and started again.
+
+A sweep opens its store once, for its plan and its runs. The training stack (runner, fastai) is
+imported where a run trains, not here; ``DEFAULT_STORE`` and ``lr_find_path`` come from
+``store.paths`` (stdlib only) and stay importable from here."""
 from dataclasses import dataclass
 from pathlib import Path
 
-from fastai.torch_core import rank_distrib
-
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
 from .registry.user import check_user_code
-from .runner import DEFAULT_STORE
-from .store import ResultsStore, store_files_dir
+from .store import ResultsStore, opened
+from .store.paths import DEFAULT_STORE, lr_find_path
 
-__all__ = ["Job", "plan", "run_experiment"]
+__all__ = ["Job", "plan", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
 
 
 @dataclass
@@ -23,7 +25,16 @@ class Job:
 
 def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
     """The runs of ``experiment`` (a name or an :class:`Experiment`) at ``scale``: one Job per row x
-    seed (seeds 0..N-1); ``scale`` None: the experiment's first (smoke for the built-in ones)."""
+    seed (seeds 0..N-1); ``scale`` None: the experiment's first (smoke for the built-in ones).
+    ``store``: a path (opened and closed here) or an open :class:`ResultsStore` (left open)."""
+    grid = _grid(experiment, scale, seeds, only)
+    with opened(store) as db:
+        return _jobs(db, *grid)
+
+
+def _grid(experiment, scale, seeds, only):
+    """The experiment's name, its specs (``only`` those rows) and its number of seeds, the user's own
+    callables checked: all before the store is opened."""
     exp = get_experiment(experiment)
     scale = exp.scales[0] if scale is None else scale  # a user's experiment of one scale needs none named
     if scale not in SCALES:
@@ -39,10 +50,13 @@ def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
     n_seeds = seeds or exp.default_seeds.get(scale, 1)
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
-    with ResultsStore(store) as db:
-        imported = db.imported(exp.name)
-        return [Job(spec, seed, db.is_finished(spec.run_id(seed)), spec.run_id(seed) in imported)
-                for seed in range(n_seeds) for spec in specs]
+    return exp.name, specs, n_seeds
+
+
+def _jobs(db, name, specs, n_seeds):
+    imported = db.imported(name)
+    return [Job(spec, seed, db.is_finished(spec.run_id(seed)), spec.run_id(seed) in imported)
+            for seed in range(n_seeds) for spec in specs]
 
 
 def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
@@ -60,21 +74,27 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     at the end. ``extra_cbs``: fastai callbacks for every run, or ``f(spec, seed) -> callbacks``.
     ``distributed``: local executor in a torchrun / accelerate launch, every run DDP over its
     processes (see distributed.py). ``on_skip(i, job, reason)``: a run another live process is
-    training (several sweeps may share one store); its record is None. ``num_workers``: loader
+    training (several sweeps may share one store), ``reason`` a :class:`~.lifecycle.RunHeld` (its text
+    says it in words, its fields say who holds the run); its record is None. ``num_workers``: loader
     worker processes of the PIL data path (None: one per core available)."""
+    from fastai.torch_core import rank_distrib
+
     from .executors import RunsFailed, make_executor
     runner = make_executor(executor, address=address, gpus_per_run=gpus_per_run, cpus_per_run=cpus_per_run)
     experiment = use_experiment(experiment)
     scale = get_experiment(experiment).scales[0] if scale is None else scale
-    jobs = plan(experiment, scale, seeds, only, store)
+    grid = _grid(experiment, scale, seeds, only)
     failed = None
-    try:
-        records = runner.run(jobs, store, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
-                             extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, on_skip=on_skip,
-                             distributed=distributed, num_workers=num_workers)
-    except RunsFailed as e:
-        records, failed = e.records, e
+    with opened(store) as db:  # one store for the plan and the runs
+        jobs = _jobs(db, *grid)
+        try:
+            records = runner.run(jobs, db, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
+                                 extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, on_skip=on_skip,
+                                 distributed=distributed, num_workers=num_workers)
+        except RunsFailed as e:
+            records, failed = e.records, e
     exp = get_experiment(experiment)
+    store = store.path if isinstance(store, ResultsStore) else store
     if rank_distrib() == 0 and exp.lr_find_row and not lr_find_path(store, experiment, scale).exists():
         spec = next((j.spec for j in jobs if j.spec.name == exp.lr_find_row), None)
         if spec is not None:
@@ -84,11 +104,6 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     if failed is not None:
         raise failed
     return records
-
-
-def lr_find_path(store, experiment, scale):
-    """Where a sweep keeps the lr_find curve of an experiment: in its store's own folder."""
-    return store_files_dir(store) / "lr_find" / f"{experiment}_{scale}.json"
 
 
 def save_lr_find(spec, path, data_dir=None, device=None, seed=0, num_workers=None):

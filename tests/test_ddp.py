@@ -223,7 +223,7 @@ def test_observed_run_reads_and_never_writes(tmp_path):
     # what a non-zero rank gets: ResultsStore.observe, a lease that reads and writes nothing
     path = tmp_path / "results.sqlite"
     with ResultsStore(path) as db:
-        db.start_run("r1", "demo", "SGD", 0, {"a": 1})
+        db.claim("r1", "demo", "SGD", 0, {"a": 1}, heartbeat_s=0)
         db.log_epoch("r1", 0, {"accuracy": 0.5})
         ro = db.observe("r1")
         assert ro.state == "observed" and not ro.writes

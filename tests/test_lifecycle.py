@@ -368,13 +368,13 @@ def _fill(store):
         for seed in range(3):
             spec = {"experiment": "exp", "name": "LA/SGD", "lr": 0.1, "k": 5}
             rid = run_identity(spec, seed)  # an import recomputes it
-            db.start_run(rid, "exp", "LA/SGD", seed, spec)
+            db.claim(rid, "exp", "LA/SGD", seed, spec, heartbeat_s=0)
             for epoch in range(3):
                 db.log_epoch(rid, epoch, {"accuracy": 0.5 + 0.1 * epoch + seed / 100, "lr": 1e-3, "nested": {"a": 1}})
             if seed < 2:
                 db.finish_run(rid, {"final": {"accuracy": 0.7 + seed / 100}, "slow": None, "seconds": 1.5})
         other = run_identity({"x": 1}, 0)
-        db.start_run(other, "other_exp", "SGD", 0, {"x": 1})
+        db.claim(other, "other_exp", "SGD", 0, {"x": 1}, heartbeat_s=0)
         db.log_epoch(other, 0, {"accuracy": 0.1})
         db.finish_run(other, {"final": {}})
 
@@ -439,7 +439,7 @@ def test_opening_a_store_keeps_the_locks_of_another_open_connection(tmp_path):
     path = tmp_path / "results.sqlite"
     held = ResultsStore(path)
     try:
-        held.start_run("r", "exp", "SGD", 0, {"a": 1})
+        held.claim("r", "exp", "SGD", 0, {"a": 1}, heartbeat_s=0)
         held.log_epoch("r", 0, {"accuracy": 0.5})
         ResultsStore(path, readonly=True).close()  # e.g. a report, while the sweep's store is open
         ResultsStore(path).close()

@@ -1,10 +1,12 @@
-"""Tests of the crash-safe SQLite results store (lookahead_fastai/store.py)."""
+"""Tests of the crash-safe SQLite results store (lookahead_fastai/store/)."""
+import json
 import signal
 import sqlite3
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import pytest
 
@@ -22,7 +24,7 @@ def store(tmp_path):
 
 def _start(store, spec=SPEC, seed=0, experiment="exp", name="la"):
     rid = run_identity(spec, seed)
-    store.start_run(rid, experiment, name, seed, spec)
+    store.claim(rid, experiment, name, seed, spec, heartbeat_s=0)
     return rid
 
 
@@ -158,8 +160,8 @@ def test_finished_run_refuses_restart_and_writes(store):
     rid = _start(store)
     store.log_epoch(rid, 0, {"loss": 1.0})
     store.finish_run(rid, {"acc": 0.9})
-    with pytest.raises(ValueError, match="already finished"):
-        store.start_run(rid, "exp", "la", 0, SPEC)
+    again = store.claim(rid, "exp", "la", 0, SPEC, heartbeat_s=0)  # a finished run is not claimed again
+    assert again.state == "finished" and again.record == {"acc": 0.9}
     with pytest.raises(ValueError):
         store.log_epoch(rid, 1, {"loss": 0.5})
     with pytest.raises(ValueError):
@@ -186,7 +188,9 @@ def test_running_run_is_restarted_and_stale_epochs_removed(tmp_path):
     # "process killed": reopen and redo the run
     with ResultsStore(path) as s:
         assert s.status(rid) == "running"
-        s.start_run(rid, "exp", "la", 0, SPEC)
+        lease = s.claim(rid, "exp", "la", 0, SPEC, heartbeat_s=0)  # our own leftover claim: stale
+        assert lease.state == "claimed" and len(s.epochs(rid)) == 3  # kept for a resume ...
+        lease.resume_from(0)  # ... which starts over here
         assert s.status(rid) == "running" and s.epochs(rid) == []
         s.log_epoch(rid, 0, {"loss": 1.0})
         s.finish_run(rid, {"acc": 1.0})
@@ -201,7 +205,7 @@ def test_failed_run_recorded_and_redone(store):
     (run,) = store.runs(status="failed")
     assert run["error"] == "RuntimeError: loss is NaN" and run["record"] is None
     assert not store.is_finished(rid)
-    store.start_run(rid, "exp", "la", 0, SPEC)  # redo
+    store.claim(rid, "exp", "la", 0, SPEC, heartbeat_s=0).resume_from(0)  # redo from the start
     (run,) = store.runs()
     assert run["status"] == "running" and run["error"] is None and store.epochs(rid) == []
 
@@ -227,15 +231,8 @@ def test_frames(store):
     assert len(store.epochs_frame("exp", status=None)) == 9
     assert len(store.epochs_frame("exp", status="running")) == 1
 
-    rf = store.runs_frame("exp")
-    assert list(rf.columns[:3]) == ["run_id", "name", "seed"]
-    assert len(rf) == 4 and {"final_acc", "valid.loss"} <= set(rf.columns)
-    assert sorted(rf["final_acc"]) == pytest.approx([0.5, 0.5, 0.6, 0.6])
-    assert len(store.runs_frame("exp", status=None)) == 5
-
     empty = store.epochs_frame("missing")
     assert len(empty) == 0 and list(empty.columns) == ["run_id", "name", "seed", "epoch"]
-    assert list(store.runs_frame("missing").columns) == ["run_id", "name", "seed"]
 
 
 # -- checkpoints ---------------------------------------------------------------------------------
@@ -256,17 +253,16 @@ def test_checkpoint_dir_and_drop(store):
 
 # -- crash safety --------------------------------------------------------------------------------
 _WRITER = textwrap.dedent("""
-    import importlib.util, sys
-    spec = importlib.util.spec_from_file_location("store_under_test", sys.argv[1])
-    m = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(m)
+    import sys
+    sys.path.insert(0, sys.argv[1])  # the checkout under test
+    import lookahead_fastai.store as m
     s = m.ResultsStore(sys.argv[2])
     i = 0
     while True:  # an endless sweep that, like the runner, skips runs already finished
         run_spec = {"model": "m", "i": i}
         rid = m.run_identity(run_spec, 0)
         if not s.is_finished(rid):
-            s.start_run(rid, "crash", f"run{i:05d}", 0, run_spec)
+            s.claim(rid, "crash", f"run{i:05d}", 0, run_spec, heartbeat_s=0).resume_from(0)
             for e in range(3):
                 s.log_epoch(rid, e, {"loss": 1.0 / (e + 1), "i": i})
             s.finish_run(rid, {"i": i, "acc": i / 1000, "blob": "x" * 500})
@@ -277,7 +273,7 @@ _WRITER = textwrap.dedent("""
 
 def _run_and_kill(store_path, n_reported, delay_s):
     """Start the writer, wait until it reported n_reported finished runs, sleep, SIGKILL it."""
-    proc = subprocess.Popen([sys.executable, "-c", _WRITER, store_mod.__file__, str(store_path)],
+    proc = subprocess.Popen([sys.executable, "-c", _WRITER, str(Path(store_mod.__file__).parents[2]), str(store_path)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     reported = []
     try:
@@ -326,7 +322,31 @@ def test_sigkill_midway_keeps_db_consistent(tmp_path):
         assert len(runs) in (len(idx), len(idx) + 1)
         # a resumed sweep redoes the interrupted run
         for r in others:
-            s.start_run(r["run_id"], "crash", r["name"], 0, r["spec"])
+            lease = s.claim(r["run_id"], "crash", r["name"], 0, r["spec"], heartbeat_s=0)  # the killed writer's
+            assert lease.state == "claimed"
+            lease.resume_from(0)
             assert s.epochs(r["run_id"]) == []
             s.finish_run(r["run_id"], {"i": r["spec"]["i"]})
         assert all(r["status"] == "finished" for r in s.runs("crash"))
+
+
+# -- paths: importable without the training stack ------------------------------------------------
+def test_store_paths_import_without_torch_or_fastai():
+    """In a fresh interpreter, importing lookahead_fastai.store.paths (the default store, its files
+    folder, checkpoint and lr_find paths) loads neither torch nor fastai."""
+    code = ("import json, sys; from lookahead_fastai.store.paths import DEFAULT_STORE, lr_find_path; "
+            "print(json.dumps(sorted(sys.modules)))")
+    loaded = json.loads(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                                       check=True).stdout)
+    assert [m for m in loaded if m.split(".")[0] in ("torch", "fastai", "pandas", "numpy")] == []
+
+
+def test_store_paths():
+    from lookahead_fastai.store.paths import DEFAULT_STORE, checkpoint_path, lr_find_path, store_files_dir
+    assert DEFAULT_STORE == Path("runs") / "results.sqlite"
+    assert store_files_dir("runs/results.sqlite") == Path("runs") / "results.files"
+    assert checkpoint_path("a/r.db", "abc") == Path("a") / "r.files" / "checkpoints" / "abc"
+    assert lr_find_path("a/r.db", "exp", "smoke") == Path("a") / "r.files" / "lr_find" / "exp_smoke.json"
+    for bad in ("../evil", "a/b", "..", ""):
+        with pytest.raises(ValueError):
+            checkpoint_path("a/r.db", bad)

@@ -13,6 +13,7 @@ from ..experiments import SCALES, get_experiment, use_experiment
 from ..experiments.deviations import deviations_markdown
 from ..experiments.sources import sources_markdown
 from ..store import ResultsStore
+from ..store.paths import lr_find_path
 from . import plots, text as words
 from .compare import compare, n_tested, summarize
 from .lr_report import lr_grid_sections
@@ -117,7 +118,6 @@ def _scale_results(store, store_path, experiment, experiment_name, scale, out_di
     parts.append(_markdown(paired_differences(store, experiment_name, scale)))
     png = plot_curves(store, experiment_name, scale, out_dir / f"{experiment_name}_{scale}.png")
     parts.append(f"\n![curves]({png.name})\n")
-    from ..sweep import lr_find_path  # the training stack's module: loaded only for a report being written
     curve_file = lr_find_path(store_path, experiment_name, scale)
     if experiment.lr_find_row and curve_file.exists():
         curve = json.loads(curve_file.read_text())

@@ -155,8 +155,8 @@ def _check_record(run):
 def _check_identity(run):
     """The run id is the one the spec and the seed give; a spec of the suite's form (``RunSpec``'s
     fields) agrees with the line and the record, and the record holds what reports read."""
-    from .experiments.spec import RunSpec
-    from .store import run_identity
+    from ..experiments.spec import RunSpec
+    from .codec import run_identity
     spec = run["spec"]
     identity = RunSpec.identity_of(spec)
     expected = run_identity(spec if identity is None else identity, run["seed"])
