@@ -8,14 +8,13 @@ traceback (:func:`register_one_line_errors`)."""
 import dataclasses
 import json
 import math
-import re
 from contextlib import contextmanager
 from pathlib import Path
 
 from .experiments import SpecError, get_experiment, use_experiment
 from .registry.datasets import DatasetUnavailable
 from .results.lr_report import lr_grid_sections
-from .results.plots import plot_lr_find
+from .results.plots import FigureLink, plot_lr_find
 from .results.compare import summarize
 from .results.report import paired_differences, plot_curves, summary_frame
 from .results.runs import completeness, finished_runs
@@ -208,20 +207,15 @@ def show_deviations(experiment):
     return frame
 
 
-_FIGURE = re.compile(r"!\[[^\]]*\]\(([^)\s]+\.png)\)")
-
-
 def _show_markdown_with_figures(parts, figures_dir):
-    """Display a report's markdown parts; each ``![...](name.png)`` becomes the figure itself (a
-    markdown link would resolve against the notebook's folder, not ``figures_dir``)."""
+    """Display a report's markdown parts; a figure part (:class:`.results.plots.FigureLink`) becomes the
+    figure itself (its markdown link would resolve against the notebook's folder, not ``figures_dir``)."""
     from IPython.display import Image, Markdown, display
     for part in parts:
-        pieces = _FIGURE.split(part)  # text, figure name, text, ...
-        for i, piece in enumerate(pieces):
-            if i % 2:
-                display(Image(filename=str(Path(figures_dir) / piece)))
-            elif piece.strip():
-                display(Markdown(piece))
+        if isinstance(part, FigureLink):
+            display(Image(filename=str(Path(figures_dir) / part.name)))
+        elif part.strip():
+            display(Markdown(part))
 
 
 def show_results(experiment, scale=None, store=DEFAULT_STORE, figures_dir=None):

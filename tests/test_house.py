@@ -1,7 +1,9 @@
 """House rules of the package's code, read with ``ast`` from lookahead_fastai/**.py (nothing imported):
 
 * the import graph between the package's modules has no cycle (module-level imports: those that run
-  when a module is imported; an import inside a function runs later and is left out);
+  when a module is imported; an import inside a function runs later and is left out), and no import
+  goes up a floor (``FLOORS``: optimizers, store, fastai glue, experiments, runner, sweeps, reports,
+  front doors);
 * no class is longer than 300 lines;
 * no function is longer than 60 lines unless a comment saying why, starting ``# long:``, stands on
   the line just above its ``def`` (or above its first decorator), or its docstring has a line
@@ -13,6 +15,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "lookahead_fastai"
 MAX_CLASS_LINES, MAX_FUNCTION_LINES = 300, 60
+
+# The floors of the package, lowest first (README's layers): a module imports, at import time, only
+# from its own floor or below. Every module must stand on one floor, so a new one is placed on purpose.
+FLOORS = [
+    ("optimizers, pure PyTorch", {"optim"}),
+    ("results store", {"store"}),
+    ("fastai glue", {"fastai_optimizers", "opt_funcs", "checkpoint", "callbacks", "distributed", "registry", "data"}),
+    ("experiments as data", {"experiments"}),
+    ("one runner", {"lifecycle", "runner", "planning"}),
+    ("sweeps", {"sweep", "executors"}),
+    ("reports", {"results"}),
+    ("front doors", {"cli", "notebook", "regenerate", ""}),  # "": the package's __init__
+]
 
 
 
@@ -131,6 +146,26 @@ def test_the_import_graph_has_no_cycle():
     assert len(graph) > 30 and "lookahead_fastai.planning" in graph
     assert "lookahead_fastai.registry.datasets" in graph["lookahead_fastai.planning"]  # edges are drawn
     assert cycles(graph) == []
+
+
+def floor_of(module):
+    """The index in FLOORS of a module's floor, from its first name below the package."""
+    first = module.split(".")[1] if "." in module else ""
+    return next(i for i, (_, names) in enumerate(FLOORS) if first in names)
+
+
+def arrows_up(graph):
+    """``[(importer, imported)]`` where a module imports from a floor above its own."""
+    return sorted((a, b) for a, targets in graph.items() for b in targets if floor_of(b) > floor_of(a))
+
+
+def test_every_module_stands_on_a_floor_and_no_import_goes_up():
+    graph = import_graph()
+    unplaced = [m for m in graph if not any((m.split(".")[1] if "." in m else "") in names for _, names in FLOORS)]
+    assert unplaced == []
+    assert arrows_up(graph) == []
+    assert arrows_up({"lookahead_fastai.optim.lookahead": {"lookahead_fastai.runner"}}) == [
+        ("lookahead_fastai.optim.lookahead", "lookahead_fastai.runner")]  # the check sees one
 
 
 def test_the_cycle_finder_finds_cycles():

@@ -260,6 +260,7 @@ def test_an_lr_grid_report_reads_its_labels_from_the_declared_cells(monkeypatch,
     lr_sweep; the comparisons are labelled by family and lr from the cells; no budget declared, none stated."""
     from lookahead_fastai import experiments
     from lookahead_fastai.results.lr_report import budget_text, lr_grid_sections
+    from lookahead_fastai.results.plots import FigureLink
     exp, cells = _grid_experiment()
     monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
     specs = {s.name: s for s in exp.specs("smoke")}
@@ -268,7 +269,8 @@ def test_an_lr_grid_report_reads_its_labels_from_the_declared_cells(monkeypatch,
              "record": {"scale": "smoke", "dataset": "digits", "seconds": 1.0,
                         "final": {"accuracy": a + 0.01 * seed * (1 + i % 2), "train_loss": 0.5}}}
             for i, (row, a) in enumerate(acc.items()) for seed in range(3)]
-    text = "\n".join(lr_grid_sections(_Store(runs), "my_grid", "smoke", tmp_path))
+    parts = lr_grid_sections(_Store(runs), "my_grid", "smoke", tmp_path)
+    text = "\n".join(parts)
     assert "### D" in text and "| optimizer | lr 0.01 | lr 0.1 | lr 1 |" in text
     assert "| LA / SGD − SGD, both at lr 0.01 |" in text and "| LA / SGD − SGD, both at lr 1 |" in text
     assert "| tuned: LA / SGD at its best lr 0.1 − SGD at its best lr 0.1 |" not in text  # same lr: like-for-like
@@ -277,6 +279,16 @@ def test_an_lr_grid_report_reads_its_labels_from_the_declared_cells(monkeypatch,
     assert not any(f"r{i}" in line for line in text.splitlines() for i in range(6) if line.startswith("| "))
     assert (tmp_path / "my_grid_smoke_D.png").exists()
     assert budget_text(runs, "my_grid", "smoke") == ""
+    # the figure travels as data beside its markdown link: the notebook shows the file, reads no link back
+    figures = [p for p in parts if isinstance(p, FigureLink)]
+    assert [f.name for f in figures] == ["my_grid_smoke_D.png"] and figures[0] == "\n![accuracy against lr, D](my_grid_smoke_D.png)\n"
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    from lookahead_fastai.notebook import _show_markdown_with_figures
+    _show_markdown_with_figures(parts, tmp_path)
+    images = [d for d in shown if type(d).__name__ == "Image"]
+    assert len(images) == 1 and len(shown) == sum(bool(p.strip()) for p in parts)
+    assert not any("![" in d.data for d in shown if type(d).__name__ == "Markdown")
 
 
 def test_epoch_curves_average_the_runs_that_trained_in_the_declared_order(monkeypatch):

@@ -12,7 +12,7 @@ from ..experiments import get_experiment
 from . import text as words
 from .compare import BETTER, NOT_SHOWN, WORSE, detectable_over
 from .lr_grid import NEAR_BEST_PP, by_label, plain_at_same_lr, robustness_rows, study_by_dataset
-from .plots import plot_lr_robustness
+from .plots import FigureLink, plot_lr_robustness
 from .runs import completeness, finished_runs, run_seconds
 from .stats import ALPHA, std_bounds
 from .wording import collapse_columns, interval_text, stats_text
@@ -295,7 +295,7 @@ def _accuracy_section(data, cells, experiment_name, scale, out_dir):
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in data)
     png = plot_lr_robustness(cells, Path(out_dir) / f"{experiment_name}_{scale}_{safe}.png",
                              f"{experiment_name} · {data} · scale {scale}")
-    parts.append(f"\n![accuracy against lr, {data}]({png.name})\n")
+    parts.append(FigureLink(f"accuracy against lr, {data}", png.name))
     return parts
 
 

@@ -7,6 +7,16 @@ import numpy as np
 from .text import scientific
 
 
+class FigureLink(str):
+    """A report part that is a figure: the string is its markdown link (``![alt](name)``), and the file's
+    name travels beside it as data (``.name``), so a notebook shows the image without reading the link back."""
+
+    def __new__(cls, alt, name):
+        link = super().__new__(cls, f"\n![{alt}]({name})\n")
+        link.name = name
+        return link
+
+
 def _pyplot():
     import matplotlib
     matplotlib.use("Agg")
