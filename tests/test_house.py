@@ -175,3 +175,14 @@ def test_the_cycle_finder_finds_cycles():
 
 def test_no_long_class_and_no_long_function_without_a_reason():
     assert too_long() == []
+
+
+def test_the_optimizer_floor_imports_no_fastai():
+    """optim/ is pure PyTorch (usable without fastai): no import of fastai anywhere in it, lazy ones included."""
+    found = []
+    for path in sorted((PACKAGE / "optim").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            found += [(path.name, n) for n in names if n.split(".")[0] == "fastai"]
+    assert found == []
