@@ -138,6 +138,22 @@ def test_full_sizes_come_from_the_dataset_registry():
     assert f"{fmnist[0].n_train}" in text.splitlines()[[r.row for r in plan.rows].index(fmnist[0].row) + 3]
 
 
+def test_lr_robustness_full_is_priced_on_every_row_once_its_configurations_are_measured(tmp_path):
+    """With one timing per configuration lr_robustness's full grid uses (as gpu_check writes them), every
+    row has hours, the FMNIST rows included; the price is the sum over rows of runs x epochs x s/epoch."""
+    from lookahead_fastai.planning import config_key, on_pil_path
+    specs = get_experiment("lr_robustness").specs("full")
+    assert not any(on_pil_path(s) for s in specs)  # in-memory tensors: the model's time alone sets the pace
+    keys = sorted({config_key(s) for s in specs})
+    _gpu_json(tmp_path / "gpu.json", {str(i): _model(*k, status="ok", train_s_per_image=1e-4, valid_s_per_image=2e-5)
+                                      for i, k in enumerate(keys)})
+    plan = cost_plan("lr_robustness", "full", results_dir=tmp_path)
+    assert len(plan.measured_rows) == len(plan.rows) == len(specs) and all(r.hours is not None for r in plan.rows)
+    assert {get_experiment("lr_robustness").specs("full")[0].dataset, "fashion_mnist"} <= {s.dataset for s in specs}
+    assert plan.hours == pytest.approx(sum(r.hours for r in plan.rows))
+    assert "—" not in format_plan(plan).split("\n", 3)[3]
+
+
 def test_gpu_check_reads_dataset_facts_and_planning_helpers():
     """benchmarks/gpu/gpu_check.py keeps no copy of a dataset fact (full sizes, CIFAR statistics)
     and no copy of planning's helpers: it imports planning's public functions and the registry."""
