@@ -231,16 +231,55 @@ def _grid_experiment():
 
 
 class _Store:
-    """The two methods a report reads, over records made up here (no training, no database)."""
-    def __init__(self, runs):
-        self._runs = runs
+    """The two methods a report reads, over records made up here (no training, no database); ``epochs``:
+    rows of the epochs frame (run_id, name, seed, epoch, accuracy)."""
+    def __init__(self, runs, epochs=()):
+        self._runs, self._epochs = runs, list(epochs)
 
     def runs(self, experiment=None, status=None):
         return self._runs
 
     def epochs_frame(self, experiment, status="finished"):
         import pandas as pd
-        return pd.DataFrame()
+        return pd.DataFrame(self._epochs)
+
+
+def test_epochs_to_target_and_the_sign_test():
+    assert stats.epochs_to_target([0.2, 0.5, 0.9], 0.5) == 2
+    assert stats.epochs_to_target([0.2, float("nan"), 0.4], 0.5) is None  # never: counted, not dropped
+    assert stats.sign_test(5, 0) == pytest.approx(2 / 32) and stats.sign_test(1, 1) == 1.0
+    assert math.isnan(stats.sign_test(0, 0))
+    t = stats.TimeToTarget(0.5, {0: 2, 1: None, 2: 3, 3: None}, {0: 3, 1: 4, 2: 3, 3: None})
+    assert (t.a_first, t.same, t.b_first) == (1, 1, 1)  # seed 1: b alone got there; seed 3: neither (left out)
+    assert t.never == (2, 4, 1, 4) and t.p == 1.0
+
+
+def test_time_to_target_pairs_each_family_at_its_best_lr_and_counts_the_runs_that_never_got_there(monkeypatch):
+    """The target is target_share of the tuned inner optimizer's mean final accuracy (over its runs that
+    trained); a diverged Lookahead run is kept, as never reaching it."""
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results.lr_grid import times_to_target
+    exp, _ = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    curves = {("r1", 0): [0.5, 0.7, 0.8], ("r1", 1): [0.6, 0.8, 0.8],        # SGD at its best lr: final 0.8
+              ("r5", 0): [0.78, 0.8, 0.8], ("r5", 1): [0.1, float("nan"), float("nan")]}  # LA: seed 1 diverged
+    runs, epochs = [], []
+    for (row, seed), curve in curves.items():
+        run_id = specs[row].run_id(seed)
+        loss = float("nan") if math.isnan(curve[-1]) else 0.5
+        runs.append({"run_id": run_id, "name": row, "seed": seed, "record": {
+            "scale": "smoke", "dataset": "digits", "final": {"accuracy": curve[-1], "train_loss": loss}}})
+        epochs += [{"run_id": run_id, "name": row, "seed": seed, "epoch": e, "accuracy": a} for e, a in enumerate(curve)]
+    times = times_to_target(_Store(runs, epochs), "my_grid", "smoke", {("r5", "r1")})
+    t = times[("r5", "r1")]
+    assert t.target == pytest.approx(0.95 * 0.8)
+    assert t.a == {0: 1, 1: None} and t.b == {0: 3, 1: 2}
+    assert (t.a_first, t.same, t.b_first) == (1, 0, 1) and t.never == (1, 2, 0, 2)
+    import dataclasses
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", dataclasses.replace(exp, target_share=0.5))
+    assert times_to_target(_Store(runs, epochs), "my_grid", "smoke", {("r5", "r1")})[("r5", "r1")].b == {0: 1, 1: 1}
+    assert times_to_target(_Store(runs), "my_grid", "smoke", {("r5", "r1")}) == {}  # no epoch records: nothing told
 
 
 def test_selection_picks_each_familys_best_lr_and_pairs_the_families_from_the_cells():

@@ -246,6 +246,7 @@ class Experiment:
                                        # shows accuracy against lr per dataset, and each Lookahead family at its
                                        # best lr meets its plain inner optimizer (variant "") at that one's best
     budget: ComputeBudget | None = None  # the compute the study may take, stated in its report
+    target_share: float = 0.95         # time to target: a share of the tuned inner optimizer's mean final accuracy
 
     def specs(self, scale):
         if scale not in self.scales:

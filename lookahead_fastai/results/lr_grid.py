@@ -9,10 +9,10 @@ import numpy as np
 from ..experiments import get_experiment
 from .compare import compare, lr_sweep_pairs, n_tested
 from .runs import diverged, finished_runs
-from .stats import Stat
+from .stats import Stat, TimeToTarget, epochs_to_target
 
 __all__ = ["NEAR_BEST_PP", "LrCell", "lr_grid_cells", "by_label", "robustness_rows", "plain_at_same_lr",
-           "study_by_dataset"]
+           "study_by_dataset", "times_to_target"]
 
 NEAR_BEST_PP = 1.0  # an lr is "near the best" when its mean is within this many points of the best
 
@@ -107,3 +107,29 @@ def study_by_dataset(store, experiment_name, scale):
         dcomp = [c for c in comparisons if c.row in rows and c.versus in rows]
         datasets.append((data, dcells, dcomp, [c for c in dcomp if (c.row, c.versus) in picked]))
     return datasets, n_tested(comparisons), picked
+
+
+def times_to_target(store, experiment_name, scale, picked):
+    """``{(row, versus): TimeToTarget}`` for each tuned pair in ``picked`` (each family at its best lr): the
+    epochs each seed took to reach ``Experiment.target_share`` of the inner optimizer's mean final accuracy
+    over its runs that trained; every finished run is counted, a diverged one as never reaching it."""
+    runs = finished_runs(store, experiment_name, scale)
+    final = {(r["name"], r["seed"]): r["record"]["final"].get("accuracy") for r in runs if not diverged(r["record"])}
+    frame = store.epochs_frame(experiment_name)
+    curves = {}
+    if len(frame) and "accuracy" in frame:
+        frame = frame[frame["run_id"].isin({r["run_id"] for r in runs})]
+        for (name, seed), group in frame.groupby(["name", "seed"]):
+            curves[(name, int(seed))] = [float(v) for v in group.sort_values("epoch")["accuracy"]]
+    share = get_experiment(experiment_name).target_share
+    out = {}
+    for row, versus in sorted(picked):
+        reached = [v for (name, _), v in final.items() if name == versus and v is not None]
+        if not reached:
+            continue
+        target = share * float(np.mean(reached))
+        side = {name: {seed: epochs_to_target(curve, target) for (n, seed), curve in curves.items() if n == name}
+                for name in (row, versus)}
+        if side[row] and side[versus]:  # no epoch records: no time to tell
+            out[(row, versus)] = TimeToTarget(target, side[row], side[versus])
+    return out

@@ -11,7 +11,7 @@ import numpy as np
 from ..experiments import get_experiment
 from . import text as words
 from .compare import BETTER, NOT_SHOWN, WORSE, detectable_over
-from .lr_grid import NEAR_BEST_PP, by_label, plain_at_same_lr, robustness_rows, study_by_dataset
+from .lr_grid import NEAR_BEST_PP, by_label, plain_at_same_lr, robustness_rows, study_by_dataset, times_to_target
 from .plots import FigureLink, plot_lr_robustness
 from .runs import completeness, finished_runs, run_seconds
 from .stats import ALPHA, std_bounds
@@ -363,18 +363,47 @@ def _comparisons_section(cells, comparisons, n_family, picked):
             "\n".join(lines) + "\n"]
 
 
+def _time_to_target_section(cells, times, share):
+    """Epochs to the target, each Lookahead family at its best lr against its inner optimizer at that one's
+    best, paired by seed, the runs that never got there counted (AlgoPerf's time-to-result)."""
+    cell_of = {c.row: c for c in cells}
+    order = list(cell_of)  # the declared order of the grid's rows
+    pairs = sorted(((row, versus, t) for (row, versus), t in times.items() if row in cell_of and versus in cell_of),
+                   key=lambda p: order.index(p[0]))
+    if not pairs:
+        return []
+    lines = ["| comparison | target (%) | epochs, Lookahead (by seed) | epochs, inner (by seed) | "
+             "Lookahead first / same / inner first | never reached (Lookahead / inner) | sign test p (raw) |",
+             "|---|---|---|---|---|---|---|"]
+    for row, versus, t in pairs:
+        a_never, a_n, b_never, b_n = t.never
+        lines.append(f"| {cell_of[row].label} at lr {_short(cell_of[row].lr)} − {cell_of[versus].label} at lr "
+                     f"{_short(cell_of[versus].lr)} | {_pct(t.target)} | {words.epochs_list(t.a[s] for s in sorted(t.a))} | "
+                     f"{words.epochs_list(t.b[s] for s in sorted(t.b))} | {t.a_first} / {t.same} / {t.b_first} | "
+                     f"{a_never}/{a_n} / {b_never}/{b_n} | {_p(t.p)} |")
+    return ["#### Time to target: epochs until the validation accuracy first reaches it\n",
+            f"The target is {words.percent(share)} of the inner optimizer's mean final accuracy at its best lr "
+            "(over its runs that trained); each family at its own best lr, paired by seed (AlgoPerf's "
+            "time-to-result; the paper's \"faster early progress\"). A run that never reaches the target is "
+            "counted as such, never dropped. Descriptive, with an exact two-sided sign test over the seeds where "
+            "one side got there first (raw: for that comparison alone; ties and seeds where neither did left out).\n",
+            "\n".join(lines) + "\n"]
+
+
 def lr_grid_sections(store, experiment_name, scale, out_dir):
     """The body of an lr-grid report (``Experiment.lr_sweep``) for one scale: per dataset, accuracy
     against lr (table and figure), robustness over the grid, seed std at each lr, accuracy after the
     first epochs, the paired comparisons (like-for-like at each lr, tuned at each family's best lr; Holm-adjusted over
     the scale) and a closing paragraph written from those numbers."""
     datasets, n_family, picked = study_by_dataset(store, experiment_name, scale)
+    times = times_to_target(store, experiment_name, scale, picked)
     parts = [t for t in [budget_text(finished_runs(store, experiment_name, scale), experiment_name, scale)] if t]
     for data, dcells, dcomp, tuned in datasets:
         parts += _accuracy_section(data, dcells, experiment_name, scale, out_dir)
         parts += _robustness_section(dcells)
         parts += _std_and_early_sections(dcells)
         parts += _comparisons_section(dcells, dcomp, n_family, picked)
+        parts += _time_to_target_section(dcells, times, get_experiment(experiment_name).target_share)
         parts.append("#### What these seeds support, and what they do not\n")
         parts.append("\n\n".join(closing_parts(data, dcells, dcomp, tuned, robustness_rows(dcells),
                                                  n_family).values()) + "\n")

@@ -183,3 +183,61 @@ def noise_floor(differences):
     if len(d) < 2:
         return None
     return NoiseFloor(len(d), float(np.mean(d)), float(np.std(d, ddof=1)), min(d), max(d))
+
+
+# --- time to target (AlgoPerf's time-to-result; the paper's "faster early progress") ----------------------
+def epochs_to_target(curve, target):
+    """How many epochs ``curve`` (the validation accuracy after each epoch, in order) took to first reach
+    ``target``; None if it never did (a diverged run's NaN never reaches it)."""
+    return next((i + 1 for i, v in enumerate(curve) if v is not None and math.isfinite(v) and v >= target), None)
+
+
+def sign_test(wins, losses):
+    """Exact two-sided sign test of ``wins`` against ``losses`` (ties already left out); NaN with none."""
+    n = wins + losses
+    if n == 0:
+        return math.nan
+    tail = sum(math.comb(n, i) for i in range(min(wins, losses) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+@dataclass(frozen=True)
+class TimeToTarget:
+    """Epochs to a target accuracy, side ``a`` against side ``b``, paired by seed: ``a``/``b`` map each
+    seed to its epochs (None: never reached, counted, never dropped)."""
+    target: float
+    a: dict
+    b: dict
+
+    @property
+    def seeds(self):
+        return sorted(set(self.a) & set(self.b))
+
+    def _first(self, x, y):
+        """+1 where x got there first (or alone), -1 where y did, 0 for the same epoch, None where neither did."""
+        if x is None and y is None:
+            return None
+        return 1 if y is None or (x is not None and x < y) else -1 if x is None or y < x else 0
+
+    @property
+    def a_first(self):
+        return sum(self._first(self.a[s], self.b[s]) == 1 for s in self.seeds)
+
+    @property
+    def b_first(self):
+        return sum(self._first(self.a[s], self.b[s]) == -1 for s in self.seeds)
+
+    @property
+    def same(self):
+        return sum(self._first(self.a[s], self.b[s]) == 0 for s in self.seeds)
+
+    @property
+    def never(self):
+        """``(a never reached, a runs, b never reached, b runs)``."""
+        return (sum(v is None for v in self.a.values()), len(self.a),
+                sum(v is None for v in self.b.values()), len(self.b))
+
+    @property
+    def p(self):
+        """Exact two-sided sign test over the paired seeds where one side got there first (raw)."""
+        return sign_test(self.a_first, self.b_first)

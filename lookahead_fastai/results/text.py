@@ -90,3 +90,8 @@ def noise_floor(floor):
         return "not measured"
     return (f"{floor.sd * 100:.2f} pp per seed (SD of {floor.n} per-seed differences, from {pp(floor.smallest)} "
             f"to {pp(floor.largest)} pp)")
+
+
+def epochs_list(values):
+    """Epochs to a target, seed by seed: "3, 4, never" (None: never reached)."""
+    return ", ".join("never" if v is None else str(v) for v in values)
