@@ -15,6 +15,12 @@ lr_robustness's Fashion-MNIST Adam comparisons sit at scale cpu (the best lr of 
 Lookahead variants there), so the floor is measured where the comparisons beside it were made.
 Both rows are validated on the model's (fast) weights: fastai's ranger keeps its slow weights in its
 own state, out of reach of the slow-weight evaluation.
+
+Cost at scale cpu, measured 2026-12-06 on this project's machine (2 CPU cores, shared with other jobs,
+load average 2.1-4.1): the 10 runs (2 rows x 5 seeds) took 3 min 49 s of wall time and 242 CPU seconds
+(user + sys, both processes' starts included), as two single-threaded sweeps sharing one store:
+``OMP_NUM_THREADS=1 lookahead-fastai run float_paths --scale cpu --store S --data-dir ../shared/data``
+started twice, then ``lookahead-fastai store export float_paths --store S``.
 """
 from .deviations import Deviation
 from .lr_robustness import DATASETS, SCALES as LR_SCALES, SCHEDULE, SEEDS
@@ -33,7 +39,8 @@ def row_name(label, scale="cpu"):
 
 
 def build(scale):
-    rows = [dict(name=row_name(label, scale), optimizer=opt, hyper={**RADAM, **LOOKAHEAD}) for label, opt in ROWS.items()]
+    rows = [dict(name=row_name(label, scale), optimizer=opt, hyper={**RADAM, **LOOKAHEAD})
+            for label, opt in ROWS.items()]
     return grid(NAME, scale, rows, dataset=DATASET, lr=LR, schedule=SCHEDULE, **LR_SCALES[scale][DATASET])
 
 
