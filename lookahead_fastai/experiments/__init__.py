@@ -8,7 +8,8 @@ from .spec import SCALES, Experiment, RunSpec, SpecError
 __all__ = ["EXPERIMENTS", "get_experiment", "use_experiment", "Experiment", "RunSpec", "SpecError", "SCALES"]
 
 _MODULES = ["demo", "start_off", "imagenette", "nested_lookahead", "optimizer_state", "optimizer_tour",
-            "optimizers_from_scratch", "data_paths", "paper_cifar", "imagenette_leaderboard", "lr_robustness"]
+            "optimizers_from_scratch", "data_paths", "paper_cifar", "imagenette_leaderboard", "lr_robustness",
+            "float_paths"]
 EXPERIMENTS = {m: import_module(f".{m}", __name__).EXPERIMENT for m in _MODULES}
 _USERS = {}  # name -> a user's Experiment declared in this process (the latest one of that name)
 
