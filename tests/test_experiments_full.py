@@ -11,8 +11,11 @@ laid out as the real one (``cifar100/train/<100 classes>/``, ``imagenette2-320/t
 MNIST-style IDX files ...), one or two images per class. Only the batch size (2, so
 that a handful of images make a batch), the subset sizes (the whole stand-in for training, 10
 validation images) and the image size of folder datasets (at most 32 px, so that a ResNet-50 batch
-takes a fraction of a second on 2 cores) change; the architecture, optimizer, hyper-parameters, schedule, loss, augmentation, mixup, state
-reset and sessions are the full spec's.
+takes a fraction of a second on 2 cores) change, and the batches are loaded in the test process
+(``num_workers=0``: forking this process, ResNet-50s and all, for loader workers at every fit cost
+more CPU than the batches themselves; the loader workers are tested in tests/test_workers.py and
+the GPU script's loader section); the architecture, optimizer, hyper-parameters, schedule, loss,
+augmentation, mixup, state reset and sessions are the full spec's.
 """
 import dataclasses
 import math
@@ -134,7 +137,7 @@ def _out_features(model):
 def test_every_full_spec_trains_one_batch(experiment, stand_in):
     for spec in distinct(EXPERIMENTS[experiment].specs("full")):
         probe = StopAfterFirstBatch()
-        train(tiny(spec), 0, data_dir=stand_in, device="cpu", extra_cbs=[probe])
+        train(tiny(spec), 0, data_dir=stand_in, device="cpu", extra_cbs=[probe], num_workers=0)
         learn = probe.learn_seen
         label = f"{experiment} / {spec.name}"
         sessions = max(1, len(spec.sessions))
@@ -154,7 +157,7 @@ def test_runner_uses_the_spec_loss_and_augmentation(stand_in):
     from lookahead_fastai.registry.losses import make_loss
     spec = next(s for s in EXPERIMENTS["imagenette_leaderboard"].specs("full") if s.optimizer == "radam")
     probe = StopAfterFirstBatch()
-    train(tiny(spec), 0, data_dir=stand_in, device="cpu", extra_cbs=[probe])
+    train(tiny(spec), 0, data_dir=stand_in, device="cpu", extra_cbs=[probe], num_workers=0)
     learn = probe.learn_seen
     assert type(learn.loss_func) is type(make_loss(spec.loss))
     names = [type(t).__name__ for t in learn.dls.train.after_item.fs]
