@@ -11,8 +11,11 @@ laid out as the real one (``cifar100/train/<100 classes>/``, ``imagenette2-320/t
 MNIST-style IDX files ...), one or two images per class. Only the batch size (2, so
 that a handful of images make a batch), the subset sizes (the whole stand-in for training, 10
 validation images) and the image size of folder datasets (at most 32 px, so that a ResNet-50 batch
-takes a fraction of a second on 2 cores) change; the architecture, optimizer, hyper-parameters, schedule, loss, augmentation, mixup, state
-reset and sessions are the full spec's.
+takes a fraction of a second on 2 cores) change, and the batches are loaded in the test process
+(``num_workers=0``: forking this process, ResNet-50s and all, for loader workers at every fit cost
+more CPU than the batches themselves; the loader workers are tested in tests/test_workers.py and
+the GPU script's loader section); the architecture, optimizer, hyper-parameters, schedule, loss,
+augmentation, mixup, state reset and sessions are the full spec's.
 """
 import dataclasses
 import math
@@ -130,11 +133,27 @@ def _out_features(model):
     return [m for m in model.modules() if isinstance(m, torch.nn.Linear)][-1].out_features
 
 
+def one_batch(spec, stand_in):
+    """The probe of ``spec``'s tiny run, stopped after its first batch."""
+    probe = StopAfterFirstBatch()
+    train(tiny(spec), 0, data_dir=stand_in, device="cpu", extra_cbs=[probe], num_workers=0)
+    return probe
+
+
+def _radam_leaderboard_spec():
+    return next(s for s in EXPERIMENTS["imagenette_leaderboard"].specs("full") if s.optimizer == "radam")
+
+
+_KEPT = {}  # the radam leaderboard spec's probe, trained by the parametrized test, read again below
+
+
 @pytest.mark.parametrize("experiment", sorted(EXPERIMENTS))
 def test_every_full_spec_trains_one_batch(experiment, stand_in):
+    keep = _radam_leaderboard_spec().run_id(0)
     for spec in distinct(EXPERIMENTS[experiment].specs("full")):
-        probe = StopAfterFirstBatch()
-        train(tiny(spec), 0, data_dir=stand_in, device="cpu", extra_cbs=[probe])
+        probe = one_batch(spec, stand_in)
+        if spec.run_id(0) == keep:
+            _KEPT[keep] = probe
         learn = probe.learn_seen
         label = f"{experiment} / {spec.name}"
         sessions = max(1, len(spec.sessions))
@@ -152,9 +171,9 @@ def test_every_full_spec_trains_one_batch(experiment, stand_in):
 
 def test_runner_uses_the_spec_loss_and_augmentation(stand_in):
     from lookahead_fastai.registry.losses import make_loss
-    spec = next(s for s in EXPERIMENTS["imagenette_leaderboard"].specs("full") if s.optimizer == "radam")
-    probe = StopAfterFirstBatch()
-    train(tiny(spec), 0, data_dir=stand_in, device="cpu", extra_cbs=[probe])
+    spec = _radam_leaderboard_spec()
+    # the same tiny run as in the test above (which keeps its probe): trained again only when run alone
+    probe = _KEPT.pop(spec.run_id(0), None) or one_batch(spec, stand_in)
     learn = probe.learn_seen
     assert type(learn.loss_func) is type(make_loss(spec.loss))
     names = [type(t).__name__ for t in learn.dls.train.after_item.fs]
