@@ -55,6 +55,9 @@ class DataBundle:
     n_train: int
     n_valid: int
     path: str
+    test: object = None          # three splits (a holdout): the test split's loader, scored once at the end
+    n_test: int | None = None
+    holdout: dict | None = None  # three splits: {"size", "seed", "of"} of the held-out validation split
 
 
 class BatchAugment:
@@ -126,10 +129,10 @@ def _augmentation(info, augment):
     return info.augment if augment == "default" else augment
 
 
-def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment):
+def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment, holdout=None):
     if augment not in ("pad_crop_flip", "none"):
         raise ValueError(f"augmentation {augment!r} needs the PIL path; the tensor path does pad_crop_flip or none")
-    data = load_arrays(info.name, data_dir=data_dir, n_train=n_train, n_valid=n_valid, seed=0)
+    data = load_arrays(info.name, data_dir=data_dir, n_train=n_train, n_valid=n_valid, seed=0, holdout=holdout)
     x_train = data.x_train.to(device)
     x_valid = data.x_valid.to(device)
     mean = x_train.float().mean(dim=(0, 2, 3)) / 255
@@ -140,8 +143,13 @@ def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment):
     valid = TensorDataLoader(x_valid, data.y_valid.to(device), BatchAugment(mean, std),
                              bs=bs * 2, shuffle=False, drop_last=False)
     dls = DataLoaders(train, valid, device=torch.device(device))
+    test = {}
+    if data.x_test is not None:  # normalised with the training images' statistics, as valid
+        test = dict(test=TensorDataLoader(data.x_test.to(device), data.y_test.to(device), BatchAugment(mean, std),
+                                          bs=bs * 2, shuffle=False, drop_last=False, device=torch.device(device)),
+                    n_test=len(data.x_test), holdout=data.holdout)
     return DataBundle(dls, data.channels, data.n_classes, data.image_size, len(x_train), len(x_valid),
-                      str(data.source))
+                      str(data.source), **test)
 
 
 _MASK64 = (1 << 64) - 1
@@ -272,13 +280,19 @@ def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment
 
 
 def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None, size=None, path="auto",
-                      device="cpu", augment="default", num_workers=None):
+                      device="cpu", augment="default", num_workers=None, holdout=None):
     """DataLoaders for dataset ``name``; ``path`` is ``tensor``, ``pil`` or ``auto`` (tensor for
     small-image datasets, PIL for folder datasets); ``augment`` a ``RunSpec.augment`` name
     ("default": the dataset entry's own augmentation). ``num_workers``: worker processes of the PIL
     path (None: :func:`default_workers`; 0: none); the tensor path has none (its batches are one
-    gather on the device). The batches are the same whatever the number of workers."""
+    gather on the device). The batches are the same whatever the number of workers.
+
+    ``holdout`` (three splits, tensor path only): valid is a fixed class-stratified part of the
+    training split, and the bundle's ``test`` the dataset's test split (``load_arrays``)."""
     num_workers = check_workers(num_workers)
+    if holdout is not None and (is_import_path(name) or path == "pil" or not dataset_info(name).small):
+        raise ValueError(f"a holdout (three splits) needs the tensor path of a built-in small-image dataset, "
+                         f"not {name!r} on path {path!r}")
     if is_import_path(name):
         return user_dataloaders(name, bs=bs, n_train=n_train, n_valid=n_valid, device=device)
     info = dataset_info(name)
@@ -288,7 +302,7 @@ def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None,
     if path == "tensor":
         if not info.small:
             raise ValueError(f"dataset {name!r} has no in-memory tensor path; use data_path 'pil'")
-        return _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment)
+        return _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment, holdout)
     if path == "pil":
         return _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment, num_workers)
     raise ValueError(f"data path must be 'tensor', 'pil' or 'auto', got {path!r}")
