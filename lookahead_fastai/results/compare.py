@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..experiments import get_experiment
 from ..registry.optimizers import optimizer_parts
 from .runs import diverged, finished_runs, row_order
-from .selection import best_lr_pairs
+from .selection import best_lr_pairs, validation_finals
 from .stats import ALPHA, Paired, Stat, collapse_test, detectable, holm
 
 __all__ = ["KINDS", "BETTER", "WORSE", "NOT_SHOWN", "IDENTICAL", "CONSTANT", "ONE_SEED", "NO_SEEDS", "RowSummary",
@@ -190,10 +190,7 @@ def lr_sweep_pairs(store, experiment_name, scale):
     experiment = get_experiment(experiment_name)
     if experiment.lr_sweep is None:
         return [], set()
-    finals = {}
-    for r in finished_runs(store, experiment_name, scale):
-        if r["record"]["final"].get("accuracy") is not None:
-            finals.setdefault(r["name"], []).append(r["record"]["final"]["accuracy"])
+    finals = validation_finals(finished_runs(store, experiment_name, scale))  # validation only, never test
     return best_lr_pairs(experiment.lr_sweep(scale), finals)
 
 
