@@ -362,3 +362,27 @@ def test_the_best_lr_is_chosen_on_validation_even_where_test_would_choose_anothe
     assert selection.validation_finals(runs)["r1"] == [0.80, 0.81]
     with pytest.raises(ValueError, match="validation only"):
         selection.validation_finals(runs, "test_accuracy")
+
+
+def test_a_report_of_three_splits_labels_validation_and_test_and_states_the_split(monkeypatch):
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results.compare import summarize
+    from lookahead_fastai.results.report import _data_text, summary_frame
+    exp, _ = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed,
+             "record": {"scale": "smoke", "dataset": "digits", "seconds": 1.0, "best_accuracy": 0.7,
+                        "final": {"accuracy": 0.7, "valid_loss": 1.0, "train_loss": 0.5,
+                                  **({"test_accuracy": 0.6, "test_loss": 1.1} if row == "r0" else {})}}}
+            for row in ("r0", "r1") for seed in range(2)]
+    table = summary_frame(summarize(_Store(runs), "my_grid", "smoke"))
+    assert list(table.columns[:4]) == ["optimizer", "seeds", "final accuracy (validation)", "test accuracy"]
+    assert dict(zip(table["optimizer"], table["test accuracy"])) == {"r0": "60.00 ± 0.00%", "r1": "—"}
+    two = summary_frame(summarize(_Store([r for r in runs if r["name"] == "r1"]), "my_grid", "smoke"))
+    assert "final accuracy" in two.columns and "test accuracy" not in two.columns  # two splits: as before
+    record = {"dataset": "digits", "n_train": 160, "n_valid": 144, "n_test": 80, "data": "sklearn",
+              "holdout": {"size": 144, "seed": 20261206, "of": 1438}}
+    text = _data_text(record)
+    assert "144 validation, held out of the 1438 training images" in text and "seed 20261206" in text
+    assert "80 test images" in text and "never used to choose" in text
