@@ -281,10 +281,30 @@ def test_a_bad_holdout_is_named(value):
 def test_holdout_is_opt_in_and_leaves_the_identity_of_other_specs_alone():
     assert "holdout" not in tiny_spec().identity() and tiny_spec(holdout=None).run_id(0) == tiny_spec().run_id(0)
     assert tiny_spec(holdout=0.1).identity()["holdout"] == 0.1 and tiny_spec(holdout=0.1).run_id(0) != tiny_spec().run_id(0)
-    with pytest.raises(ValueError, match="spec field 'holdout'.*tensor path"):
-        tiny_spec(dataset="cifar10", data_path="pil", holdout=100)
-    with pytest.raises(ValueError, match="spec field 'holdout'.*tensor path"):
-        tiny_spec(dataset="imagenette", arch="resnet18", holdout=100)
+    with pytest.raises(ValueError, match="spec field 'holdout'.*built-in dataset"):
+        tiny_spec(dataset="tests.mine:load", holdout=100)
+
+
+def test_a_holdout_on_the_pil_path_holds_out_the_same_kind_of_split(tmp_path, shared_data):
+    """CIFAR-10 from its folders (fastai's DataBlock): validation is a fixed stratified part of train/,
+    the test split is test/ (n_valid: a sample), scored once at the end."""
+    from lookahead_fastai.data import build_dataloaders
+    kw = dict(data_dir=shared_data, bs=50, n_train=200, n_valid=100, path="pil", num_workers=0, holdout=300)
+    a, b = build_dataloaders("cifar10", **kw), build_dataloaders("cifar10", **{**kw, "n_train": 100})
+    held = [str(f) for f in a.dls.valid.items]
+    assert held == [str(f) for f in b.dls.valid.items] and len(held) == 300  # fixed, whatever n_train
+    assert all("/train/" in f for f in held) and not set(held) & {str(f) for f in a.dls.train.items}
+    assert all("/test/" in str(f) for f in a.test.items) and a.n_test == 100 and a.holdout["size"] == 300
+    from collections import Counter
+    counts = Counter(f.split("/")[-2] for f in held)
+    full = Counter(f.parent.name for f in (shared_data / "cifar10_subset" / "train").rglob("*.png"))
+    assert sum(full.values()) == 5085
+    assert all(abs(counts[c] - 300 * n / 5085) <= 1 for c, n in full.items()), counts  # stratified
+    spec = tiny_spec(dataset="cifar10", arch="small_cnn", n_train=200, n_valid=100, epochs=1, data_path="pil",
+                     bs=50, holdout=300)
+    record = fit_and_record(spec, 0, store=tmp_path / "c.sqlite", data_dir=shared_data, num_workers=0)
+    assert record["n_valid"] == 300 and record["n_test"] == 100 and record["n_train"] == 200
+    assert {"test_accuracy", "test_loss"} <= set(record["final"]) and record["holdout"]["of"] == 5085
 
 
 def _no_time(final):

@@ -156,9 +156,9 @@ class RunSpec:
         if isinstance(value, bool) or not isinstance(value, (int, float)) or \
                 not (value >= 1 if isinstance(value, int) else 0 < value < 1):
             _fail("holdout", f"must be a count >= 1, a fraction in (0, 1) or null, got {value!r}")
-        if is_import_path(self.dataset) or not DATASETS[self.dataset].small or self.data_path == "pil":
-            _fail("holdout", f"three splits need the tensor path of a built-in small-image dataset "
-                             f"(dataset {self.dataset!r}, data_path {self.data_path!r})")
+        if is_import_path(self.dataset):
+            _fail("holdout", f"three splits need a built-in dataset; your own ({self.dataset}) "
+                             f"brings its own splits")
 
     @property
     def total_epochs(self):
