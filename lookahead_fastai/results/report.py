@@ -133,6 +133,12 @@ def _scale_results(store, store_path, experiment, experiment_name, scale, out_di
     parts.append("\n### Paired differences in final accuracy\n")
     parts.append(KINDS_TEXT + " Here: " + kind_counts(comparisons) + ".\n\n" + stats_text(n_tests) + "\n\n")
     parts.append(_markdown(paired_differences(store, experiment_name, scale)))
+    if any("test_accuracy" in r["record"]["final"] for r in finished_runs(store, experiment_name, scale)):
+        parts.append("\n### Paired differences in test accuracy\n")
+        parts.append("Three splits: the accuracies above are on the validation split held out of the training "
+                     "images, which every choice reads; these are the same comparisons on the test split, scored "
+                     "once after training and never used to choose.\n\n")
+        parts.append(_markdown(paired_differences(store, experiment_name, scale, metric="test_accuracy")))
     png = plot_curves(store, experiment_name, scale, out_dir / f"{experiment_name}_{scale}.png")
     parts.append(f"\n![curves]({png.name})\n")
     curve_file = lr_find_path(store_path, experiment_name, scale)
