@@ -260,8 +260,10 @@ class _RunLines:
     def record(self, i, job, record):
         final = record["final"]
         slow = f", slow weights {record['slow']['accuracy']:.4f}" if record.get("slow") else ""
-        self._line(job, f"accuracy {final.get('accuracy', float('nan')):.4f}{slow}, {record['seconds']:.1f}s"
-                        f"{_finished_text(job)}")
+        test = f", test accuracy {final['test_accuracy']:.4f}" if "test_accuracy" in final else ""
+        which = " (validation)" if test else ""
+        self._line(job, f"accuracy{which} {final.get('accuracy', float('nan')):.4f}{slow}{test}, "
+                        f"{record['seconds']:.1f}s{_finished_text(job)}")
 
     def error(self, i, job, error):
         self._line(job, f"FAILED ({error})")

@@ -30,7 +30,8 @@ from fastai.data.load import DataLoader, _loaders
 from fastai.torch_core import to_device
 from fastcore.basics import num_cpus
 
-from .registry.datasets import dataset_info, folder_path, load_arrays, stratified_subset
+from .registry.datasets import (HOLDOUT_SEED, dataset_info, folder_path, holdout_split, load_arrays,
+                                stratified_subset)
 from .registry.user import is_import_path, load_dataset
 
 __all__ = ["DataBundle", "build_dataloaders", "BatchAugment", "user_dataloaders", "SeededTfmdDL",
@@ -55,6 +56,9 @@ class DataBundle:
     n_train: int
     n_valid: int
     path: str
+    test: object = None          # three splits (a holdout): the test split's loader, scored once at the end
+    n_test: int | None = None
+    holdout: dict | None = None  # three splits: {"size", "seed", "of"} of the held-out validation split
 
 
 class BatchAugment:
@@ -126,10 +130,10 @@ def _augmentation(info, augment):
     return info.augment if augment == "default" else augment
 
 
-def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment):
+def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment, holdout=None):
     if augment not in ("pad_crop_flip", "none"):
         raise ValueError(f"augmentation {augment!r} needs the PIL path; the tensor path does pad_crop_flip or none")
-    data = load_arrays(info.name, data_dir=data_dir, n_train=n_train, n_valid=n_valid, seed=0)
+    data = load_arrays(info.name, data_dir=data_dir, n_train=n_train, n_valid=n_valid, seed=0, holdout=holdout)
     x_train = data.x_train.to(device)
     x_valid = data.x_valid.to(device)
     mean = x_train.float().mean(dim=(0, 2, 3)) / 255
@@ -140,8 +144,13 @@ def _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment):
     valid = TensorDataLoader(x_valid, data.y_valid.to(device), BatchAugment(mean, std),
                              bs=bs * 2, shuffle=False, drop_last=False)
     dls = DataLoaders(train, valid, device=torch.device(device))
+    test = {}
+    if data.x_test is not None:  # normalised with the training images' statistics, as valid
+        test = dict(test=TensorDataLoader(data.x_test.to(device), data.y_test.to(device), BatchAugment(mean, std),
+                                          bs=bs * 2, shuffle=False, drop_last=False, device=torch.device(device)),
+                    n_test=len(data.x_test), holdout=data.holdout)
     return DataBundle(dls, data.channels, data.n_classes, data.image_size, len(x_train), len(x_valid),
-                      str(data.source))
+                      str(data.source), **test)
 
 
 _MASK64 = (1 << 64) - 1
@@ -229,18 +238,27 @@ class SeededTfmdDL(TfmdDL):
             del self.it
 
 
-def _folder_items(root, folder, n, seed):
+def _folder_items(root, folder, n, seed, holdout=None):
+    """The image files of ``root/folder``, a class-stratified sample of ``n`` of them (None: all).
+    With ``holdout`` (three splits): (that sample taken from what the held-out split leaves, the held-out
+    files, how many files the folder has); the files are then sorted first, so the held-out split is the
+    same on every filesystem (without a holdout they keep fastai's order, as runs stored before had them)."""
     from fastai.data.transforms import get_image_files
     files = get_image_files(root / folder)
+    held, total = [], len(files)
+    if holdout is not None:
+        files = sorted(files)
+        keep, out = holdout_split(np.array([f.parent.name for f in files]), holdout)
+        files, held = [files[i] for i in keep], [files[i] for i in out]
     if n is not None and n < len(files):
         labels = np.array([f.parent.name for f in files])
         files = [files[i] for i in stratified_subset(labels, n, seed=seed)]
-    return list(files)
+    return (list(files), held, total) if holdout is not None else list(files)
 
 
-def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment, num_workers):
+def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment, num_workers, holdout=None):
     from fastai.data.block import CategoryBlock, DataBlock
-    from fastai.data.transforms import GrandparentSplitter, Normalize, parent_label
+    from fastai.data.transforms import GrandparentSplitter, IndexSplitter, Normalize, parent_label
     from fastai.vision.augment import CropPad, FlipItem, RandomCrop
     from fastai.vision.data import ImageBlock
 
@@ -248,7 +266,12 @@ def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment
 
     root = folder_path(info.name, data_dir)
     train_folder, valid_folder = info.train_folder, info.valid_folder
-    items = _folder_items(root, train_folder, n_train, (0, 1)) + _folder_items(root, valid_folder, n_valid, (0, 2))
+    test_items = held = None
+    if holdout is None:
+        items = _folder_items(root, train_folder, n_train, (0, 1)) + _folder_items(root, valid_folder, n_valid, (0, 2))
+    else:  # three splits: validate on files held out of the train folder; the valid folder is the test split
+        train_items, held, total = _folder_items(root, train_folder, n_train, (0, 1), holdout)
+        items, test_items = train_items + held, _folder_items(root, valid_folder, n_valid, (0, 2))
     size = size or info.image_size
     batch_tfms = []
     if augment == "pad_crop_flip":  # the same as the tensor path: zero-pad 4, random crop, horizontal flip
@@ -261,24 +284,35 @@ def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment
     channels = 3  # fastai's ImageBlock opens images as RGB
     batch_tfms = [*batch_tfms, Normalize.from_stats(tuple(mean) * (channels // len(mean)),
                                                     tuple(std) * (channels // len(std)))]
-    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: items,
-                      splitter=GrandparentSplitter(train_name=train_folder, valid_name=valid_folder),
+    splitter = GrandparentSplitter(train_name=train_folder, valid_name=valid_folder) if holdout is None else \
+        IndexSplitter(range(len(items) - len(held), len(items)))
+    block = DataBlock(blocks=(ImageBlock, CategoryBlock), get_items=lambda _: items, splitter=splitter,
                       get_y=parent_label, item_tfms=item_tfms, batch_tfms=batch_tfms)
     device = torch.device(device)
     dls = block.dataloaders(root, bs=bs, device=device, num_workers=num_workers, dl_type=SeededTfmdDL,
                             pin_memory=device.type == "cuda" and num_workers > 0)
+    if holdout is not None:
+        test = dls.test_dl(test_items, with_labels=True)  # the valid loader's transforms, unshuffled
+        split = {"size": len(held), "seed": HOLDOUT_SEED, "of": total}
+        return DataBundle(dls, 3, len(dls.vocab), size, len(items) - len(held), len(held), str(root),
+                          test=test, n_test=len(test_items), holdout=split)
     n_train_items = sum(1 for f in items if f.parent.parent.name == train_folder)
     return DataBundle(dls, 3, len(dls.vocab), size, n_train_items, len(items) - n_train_items, str(root))
 
 
 def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None, size=None, path="auto",
-                      device="cpu", augment="default", num_workers=None):
+                      device="cpu", augment="default", num_workers=None, holdout=None):
     """DataLoaders for dataset ``name``; ``path`` is ``tensor``, ``pil`` or ``auto`` (tensor for
     small-image datasets, PIL for folder datasets); ``augment`` a ``RunSpec.augment`` name
     ("default": the dataset entry's own augmentation). ``num_workers``: worker processes of the PIL
     path (None: :func:`default_workers`; 0: none); the tensor path has none (its batches are one
-    gather on the device). The batches are the same whatever the number of workers."""
+    gather on the device). The batches are the same whatever the number of workers.
+
+    ``holdout`` (three splits, tensor path only): valid is a fixed class-stratified part of the
+    training split, and the bundle's ``test`` the dataset's test split (``load_arrays``)."""
     num_workers = check_workers(num_workers)
+    if holdout is not None and is_import_path(name):
+        raise ValueError(f"a holdout (three splits) needs a built-in dataset, not {name!r}")
     if is_import_path(name):
         return user_dataloaders(name, bs=bs, n_train=n_train, n_valid=n_valid, device=device)
     info = dataset_info(name)
@@ -288,9 +322,9 @@ def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None,
     if path == "tensor":
         if not info.small:
             raise ValueError(f"dataset {name!r} has no in-memory tensor path; use data_path 'pil'")
-        return _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment)
+        return _tensor_dataloaders(info, data_dir, bs, n_train, n_valid, device, augment, holdout)
     if path == "pil":
-        return _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment, num_workers)
+        return _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment, num_workers, holdout)
     raise ValueError(f"data path must be 'tensor', 'pil' or 'auto', got {path!r}")
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
-from .registry.datasets import dataset_info
+from .registry.datasets import dataset_info, holdout_size
 from .registry.user import is_import_path
 
 __all__ = ["RowCost", "Plan", "Measurement", "LoaderMeasurement", "cost_plan", "format_plan",
@@ -41,7 +41,9 @@ LOADER_FIELDS = ("dataset", "size", "augment")         # the loader section: the
 def spec_sizes(spec):
     """``(n_train, n_valid)`` one epoch of ``spec`` sees: its own, at most the dataset's full sizes
     (``DatasetInfo.full_train`` / ``full_valid``), the full sizes where it takes the whole dataset
-    (None); a user's own dataset: as declared."""
+    (None); a user's own dataset: as declared. Three splits (``holdout``): the held-out validation split
+    is validated every epoch and leaves the training split smaller (the test split, scored once, is
+    not counted)."""
     if is_import_path(spec.dataset):
         return spec.n_train, spec.n_valid
     full_train, full_valid = dataset_info(spec.dataset).full_sizes
@@ -50,6 +52,9 @@ def spec_sizes(spec):
         if n is None:
             return full
         return min(n, full) if full is not None else n
+    if spec.holdout is not None and full_train is not None:
+        held = holdout_size(spec.holdout, full_train)
+        return pick(spec.n_train, full_train - held), held
     return pick(spec.n_train, full_train), pick(spec.n_valid, full_valid)
 
 

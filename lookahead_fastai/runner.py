@@ -67,7 +67,7 @@ def build_learner_for(spec, seed, data_dir=None, device=None, num_workers=None):
     set_seed(seed, reproducible=True)
     bundle = build_dataloaders(spec.dataset, data_dir=data_dir, bs=spec.bs, n_train=spec.n_train,
                                n_valid=spec.n_valid, size=spec.size, path=spec.data_path, device=device,
-                               augment=spec.augment, num_workers=num_workers)
+                               augment=spec.augment, num_workers=num_workers, holdout=spec.holdout)
     learn = build_learner(spec.arch, bundle.dls, bundle.n_in, bundle.n_out, bundle.size,
                           opt_func=make_opt_func(spec.optimizer, **spec.hyper), loss_func=make_loss(spec.loss),
                           metrics=_metrics(bundle.n_out))
@@ -157,15 +157,13 @@ def train(spec, seed, *, data_dir=None, device=None, resume=None, checkpoint_dir
                 run_cbs.append(RunCheckpoint(checkpoint_dir, history, resume, owner=checkpoint_owner))
             fit_with_schedule(learn, spec.epochs, _lr(spec, spec.lr), spec.schedule, spec.schedule_params,
                               cbs=[*run_cbs, *cbs], start_epoch=start_epoch)
-        slow = None
-        la = lookahead_of(learn)
-        if la is not None:
-            bn = dict(model=learn.model, bn_loader=learn.dls.train, bn_batches=spec.slow_bn_batches) \
-                if spec.slow_bn_batches else {}
-            with la.use_slow_weights(**bn):
-                slow = _validate(learn)
+        slow, final_test = _final_scores(learn, spec, bundle.test)
     seconds = time.perf_counter() - started + (resume or {}).get("seconds", 0.0)
-    return _make_record(spec, seed, spec.run_id(seed), history, slow, seconds, bundle)
+    record = _make_record(spec, seed, spec.run_id(seed), history, slow, seconds, bundle)
+    if final_test is not None:  # three splits: the test numbers beside the validation ones, never read to choose
+        record["final"].update(final_test)
+        record["n_test"], record["holdout"] = bundle.n_test, dict(bundle.holdout)
+    return record
 
 
 def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="disabled", checkpoint=True,
@@ -225,10 +223,39 @@ def _lr(spec, lr):
     return slice(lr / spec.lr_mult, lr) if spec.lr_mult != 1 else lr
 
 
-def _validate(learn):
-    values = learn.validate()
+def _validate(learn, dl=None):
+    values = learn.validate(dl=dl)
     names = ["valid_loss"] + [m.name for m in learn.metrics]
     return _rename({n: float(v) for n, v in zip(names, values)})
+
+
+def _test_scores(learn, test):
+    """The test split scored once on the weights the model holds now: ``test_loss``, ``test_accuracy``
+    (``test_top5``), named apart from the validation metrics so that no choice reads them by mistake."""
+    scores = _validate(learn, test)
+    return {"test_loss" if k == "valid_loss" else f"test_{k}": v for k, v in scores.items()}
+
+
+def _final_scores(learn, spec, test):
+    """After training: (the validation metrics on Lookahead's slow weights, None for other optimizers;
+    with three splits (``test`` a loader) the test metrics on the weights ``record["final"]`` was
+    validated on, else None). The slow metrics then hold their own test metrics too. Those weights are
+    the slow ones (BatchNorm recomputed as ``slow_bn_batches`` says) when the spec validates on slow
+    weights every epoch (``eval_slow_weights``), else the fast ones."""
+    slow = final_test = None
+    la = lookahead_of(learn)
+    if la is not None:
+        bn = dict(model=learn.model, bn_loader=learn.dls.train, bn_batches=spec.slow_bn_batches) \
+            if spec.slow_bn_batches else {}
+        with la.use_slow_weights(**bn):
+            slow = _validate(learn)
+            if test is not None:
+                slow.update(_test_scores(learn, test))
+        if test is not None and spec.eval_slow_weights:
+            final_test = {k: v for k, v in slow.items() if k.startswith("test_")}
+    if test is not None and final_test is None:
+        final_test = _test_scores(learn, test)
+    return slow, final_test
 
 
 def _make_record(spec, seed, run_id, history, slow, seconds, bundle):

@@ -237,6 +237,46 @@ def test_mnist_png_layout_loads(tmp_path, untar_spy, decode_spy):
     assert len(list((tmp_path / "cache").glob("mnist-*.npz"))) == 2   # $LOOKAHEAD_FASTAI_CACHE
 
 
+# --------------------------------------------------------------------------- three splits (holdout)
+def test_holdout_split_is_stratified_fixed_and_disjoint_from_train_and_test():
+    """Validation is carved from the training split: class-stratified, the same whatever the run seed or
+    n_train, disjoint from the images that train and from the test split (digits' own 20%)."""
+    full = D.load_arrays("digits")
+    a = D.load_arrays("digits", seed=0, holdout=0.1)
+    b = D.load_arrays("digits", seed=7, holdout=0.1, n_train=300, n_valid=50)
+    assert a.holdout == {"size": 144, "seed": D.HOLDOUT_SEED, "of": 1438}
+    assert a.x_valid.shape[0] == 144 and a.x_train.shape[0] == 1438 - 144
+    _assert_stratified(a.y_valid.numpy(), full.y_train.numpy(), 144)
+    # fixed: the run seed and the sizes of the other splits do not move it
+    assert torch.equal(a.x_valid, b.x_valid) and torch.equal(a.y_valid, b.y_valid)
+    # the test split is the dataset's own (here all of it; n_valid samples it, as without a holdout)
+    assert torch.equal(a.x_test, full.x_valid) and torch.equal(a.y_test, full.y_valid)
+    assert b.x_test.shape[0] == 50 and b.x_train.shape[0] == 300
+    keep, held = D.holdout_split(full.y_train.numpy(), 0.1)
+    assert len(np.intersect1d(keep, held)) == 0 and len(keep) + len(held) == 1438
+    assert torch.equal(a.x_valid, full.x_train[held]) and torch.equal(a.x_train, full.x_train[keep])
+    # b's training images come from the rest only
+    rest = {bytes(x.numpy()) for x in full.x_train[keep]}
+    assert all(bytes(x.numpy()) in rest for x in b.x_train)
+    assert D.holdout_split(full.y_train.numpy(), 144)[1].tolist() == held.tolist()  # a count: the same split
+    with pytest.raises(ValueError, match="holds out"):
+        D.holdout_size(1438, 1438)
+    none = D.load_arrays("digits")
+    assert none.x_test is None and none.holdout is None  # two splits, as before
+
+
+def test_holdout_split_of_the_real_mnist_subset(shared_data, untar_spy):
+    m = D.load_arrays("mnist", shared_data)
+    h = D.load_arrays("mnist", shared_data, holdout=1000, n_train=2000, n_valid=500, seed=3)
+    again = D.load_arrays("mnist", shared_data, holdout=1000, n_train=500, seed=0)
+    assert h.x_valid.shape == (1000, 1, 28, 28) and h.x_train.shape[0] == 2000 and h.x_test.shape[0] == 500
+    _assert_stratified(h.y_valid.numpy(), m.y_train.numpy(), 1000)
+    assert torch.equal(h.x_valid, again.x_valid)
+    keep, held = D.holdout_split(m.y_train.numpy(), 1000)
+    assert torch.equal(h.x_valid, m.x_train[held])
+    _assert_stratified(h.y_test.numpy(), m.y_valid.numpy(), 500)
+
+
 # --------------------------------------------------------------------------- fashion-mnist
 def test_fashion_mnist_complete_through_the_tensor_path(shared_data, untar_spy):
     f = D.load_arrays("fashion_mnist", shared_data)

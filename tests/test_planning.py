@@ -180,3 +180,13 @@ def test_every_registry_dataset_declares_its_full_sizes():
     from lookahead_fastai.registry.datasets import DATASETS
     missing = [name for name, info in DATASETS.items() if not (info.full_train and info.full_valid)]
     assert missing == []
+
+
+def test_a_holdout_is_priced_as_validated_every_epoch_out_of_the_training_split():
+    from lookahead_fastai.experiments import RunSpec
+    from lookahead_fastai.planning import spec_sizes
+    spec = dict(experiment="t", name="a", dataset="fashion_mnist", arch="mlp", optimizer="sgd", lr=0.1, epochs=1,
+                bs=32, scale="smoke")
+    assert spec_sizes(RunSpec(**spec)) == (60000, 10000)
+    assert spec_sizes(RunSpec(**spec, holdout=5000)) == (55000, 5000)
+    assert spec_sizes(RunSpec(**spec, holdout=0.1, n_train=2000)) == (2000, 6000)

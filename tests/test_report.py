@@ -274,3 +274,27 @@ def test_the_notebooks_best_row_comes_from_the_numbers_not_the_formatted_cells()
     styled = style_summary(table, scores=[0.93101, 0.93104]).to_html().split("</style>")[0]  # the CSS rules
     assert "row1_col0" in styled and "row0_col0" not in styled and "font-weight: bold" in styled
     assert "font-weight" not in style_summary(table, scores=[math.nan, None]).to_html()
+
+
+def test_a_three_split_report_shows_validation_and_test_apart(monkeypatch, tmp_path):
+    """Runs with a holdout: the summary labels its accuracy validation beside the test accuracy, the Data
+    line states the held-out split (size, seed), and the paired differences come again on the test split."""
+    def three(scale):
+        return grid("tiny3", scale, ROWS[:2], dataset="digits", arch="mlp", epochs=1, bs=32, n_train=160,
+                    n_valid=80, holdout=0.1)
+    exp = Experiment("tiny3", "three splits", "SGD", three, scales=("smoke",))
+    monkeypatch.setitem(experiments.EXPERIMENTS, "tiny3", exp)
+    store = tmp_path / "t.sqlite"
+    for seed in range(2):
+        for spec in exp.specs("smoke"):
+            fit_and_record(spec, seed, store=store)
+    text = write_report(store, "tiny3", out_dir=tmp_path).read_text()
+    assert "| final accuracy (validation) | test accuracy |" in text
+    assert "144 validation, held out of the 1438 training images (class-stratified, seed 20261206" in text
+    assert "80 test images" in text
+    assert "### Paired differences in test accuracy" in text
+    with ResultsStore(store) as s:
+        tests = [r["record"]["final"]["test_accuracy"] for r in s.runs("tiny3") if r["name"] == "LA/SGD"]
+        valids = [r["record"]["final"]["accuracy"] for r in s.runs("tiny3") if r["name"] == "LA/SGD"]
+    assert f"{100 * np.mean(tests):.2f} ± {100 * np.std(tests, ddof=1):.2f}%" in text
+    assert f"{100 * np.mean(valids):.2f} ± {100 * np.std(valids, ddof=1):.2f}%" in text

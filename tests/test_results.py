@@ -372,3 +372,56 @@ def test_only_text_turns_a_number_into_a_string():
     assert found == []
     assert (text.short(1e-05), text.fixed(2.875), text.points(0.12345), text.percent(0.05)) == \
         ("1e-05", "2.88", "12.35", "5%")
+
+
+def test_the_best_lr_is_chosen_on_validation_even_where_test_would_choose_another(monkeypatch):
+    """Three splits: a synthetic store whose validation accuracy (record["final"]["accuracy"]) makes lr 0.1
+    best for both families while its test accuracy would make lr 0.01 best: every choice reads validation."""
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results import selection
+    from lookahead_fastai.results.compare import lr_sweep_pairs
+    from lookahead_fastai.results.lr_grid import lr_grid_cells, robustness_rows
+    exp, cells = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    valid = {"r0": 0.60, "r1": 0.80, "r2": 0.30, "r3": 0.55, "r4": 0.78, "r5": 0.40}
+    test = {"r0": 0.90, "r1": 0.50, "r2": 0.20, "r3": 0.95, "r4": 0.45, "r5": 0.30}
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed,
+             "record": {"scale": "smoke", "dataset": "digits", "seconds": 1.0, "n_test": 80,
+                        "holdout": {"size": 144, "seed": 20261206, "of": 1438},
+                        "final": {"accuracy": valid[row] + 0.01 * seed, "valid_loss": 1.0, "train_loss": 0.5,
+                                  "test_accuracy": test[row] + 0.01 * seed, "test_loss": 1.0}}}
+            for row in valid for seed in range(2)]
+    store = _Store(runs)
+    on_test = selection.best_lr_pairs(cells, {row: [acc] for row, acc in test.items()})[0]
+    assert on_test == [("r3", "r0")]  # what a choice on test images would pick
+    assert lr_sweep_pairs(store, "my_grid", "smoke") == ([("r4", "r1")], {"r1", "r4"})
+    best = {row["label"]: row["best_lr"] for row in robustness_rows(lr_grid_cells(store, "my_grid", "smoke"))}
+    assert best == {"SGD": 0.1, "LA / SGD": 0.1}
+    assert selection.validation_finals(runs)["r1"] == [0.80, 0.81]
+    with pytest.raises(ValueError, match="validation only"):
+        selection.validation_finals(runs, "test_accuracy")
+
+
+def test_a_report_of_three_splits_labels_validation_and_test_and_states_the_split(monkeypatch):
+    from lookahead_fastai import experiments
+    from lookahead_fastai.results.compare import summarize
+    from lookahead_fastai.results.report import _data_text, summary_frame
+    exp, _ = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed,
+             "record": {"scale": "smoke", "dataset": "digits", "seconds": 1.0, "best_accuracy": 0.7,
+                        "final": {"accuracy": 0.7, "valid_loss": 1.0, "train_loss": 0.5,
+                                  **({"test_accuracy": 0.6, "test_loss": 1.1} if row == "r0" else {})}}}
+            for row in ("r0", "r1") for seed in range(2)]
+    table = summary_frame(summarize(_Store(runs), "my_grid", "smoke"))
+    assert list(table.columns[:4]) == ["optimizer", "seeds", "final accuracy (validation)", "test accuracy"]
+    assert dict(zip(table["optimizer"], table["test accuracy"])) == {"r0": "60.00 ± 0.00%", "r1": "—"}
+    two = summary_frame(summarize(_Store([r for r in runs if r["name"] == "r1"]), "my_grid", "smoke"))
+    assert "final accuracy" in two.columns and "test accuracy" not in two.columns  # two splits: as before
+    record = {"dataset": "digits", "n_train": 160, "n_valid": 144, "n_test": 80, "data": "sklearn",
+              "holdout": {"size": 144, "seed": 20261206, "of": 1438}}
+    text = _data_text(record)
+    assert "144 validation, held out of the 1438 training images" in text and "seed 20261206" in text
+    assert "80 test images" in text and "never used to choose" in text

@@ -269,3 +269,77 @@ def test_data_paths_experiment_runs_both_paths(tmp_path, shared_data):
     records = run_experiment("data_paths", "smoke", 1, store=tmp_path / "d.sqlite", data_dir=shared_data)
     assert [r["name"] for r in records] == ["tensor path", "PIL path"]
     assert all(r["n_train"] == 256 for r in records)
+
+
+# --- three splits (RunSpec.holdout) ------------------------------------------------------------------
+@pytest.mark.parametrize("value", [0, 1.0, 1.5, -0.1, True, "10%"])
+def test_a_bad_holdout_is_named(value):
+    with pytest.raises(ValueError, match="spec field 'holdout'"):
+        tiny_spec(holdout=value)
+
+
+def test_holdout_is_opt_in_and_leaves_the_identity_of_other_specs_alone():
+    assert "holdout" not in tiny_spec().identity() and tiny_spec(holdout=None).run_id(0) == tiny_spec().run_id(0)
+    assert tiny_spec(holdout=0.1).identity()["holdout"] == 0.1 and tiny_spec(holdout=0.1).run_id(0) != tiny_spec().run_id(0)
+    with pytest.raises(ValueError, match="spec field 'holdout'.*built-in dataset"):
+        tiny_spec(dataset="tests.mine:load", holdout=100)
+
+
+def test_a_holdout_on_the_pil_path_holds_out_the_same_kind_of_split(tmp_path, shared_data):
+    """CIFAR-10 from its folders (fastai's DataBlock): validation is a fixed stratified part of train/,
+    the test split is test/ (n_valid: a sample), scored once at the end."""
+    from lookahead_fastai.data import build_dataloaders
+    kw = dict(data_dir=shared_data, bs=50, n_train=200, n_valid=100, path="pil", num_workers=0, holdout=300)
+    a, b = build_dataloaders("cifar10", **kw), build_dataloaders("cifar10", **{**kw, "n_train": 100})
+    held = [str(f) for f in a.dls.valid.items]
+    assert held == [str(f) for f in b.dls.valid.items] and len(held) == 300  # fixed, whatever n_train
+    assert all("/train/" in f for f in held) and not set(held) & {str(f) for f in a.dls.train.items}
+    assert all("/test/" in str(f) for f in a.test.items) and a.n_test == 100 and a.holdout["size"] == 300
+    from collections import Counter
+    counts = Counter(f.split("/")[-2] for f in held)
+    full = Counter(f.parent.name for f in (shared_data / "cifar10_subset" / "train").rglob("*.png"))
+    assert sum(full.values()) == 5085
+    assert all(abs(counts[c] - 300 * n / 5085) <= 1 for c, n in full.items()), counts  # stratified
+    spec = tiny_spec(dataset="cifar10", arch="small_cnn", n_train=200, n_valid=100, epochs=1, data_path="pil",
+                     bs=50, holdout=300)
+    record = fit_and_record(spec, 0, store=tmp_path / "c.sqlite", data_dir=shared_data, num_workers=0)
+    assert record["n_valid"] == 300 and record["n_test"] == 100 and record["n_train"] == 200
+    assert {"test_accuracy", "test_loss"} <= set(record["final"]) and record["holdout"]["of"] == 5085
+
+
+def _no_time(final):
+    return {k: v for k, v in final.items() if k != "time"}
+
+
+@pytest.mark.parametrize("eval_slow", [False, True])
+def test_a_run_with_a_holdout_validates_on_it_and_scores_the_test_split_once_at_the_end(tmp_path, eval_slow):
+    """Every epoch and ``final`` read the held-out validation split; the test split is scored once, after
+    training, on the weights ``final`` was validated on (Lookahead's slow ones with eval_slow_weights), and
+    the record states the split. A failed run resumed from its checkpoint gives the same numbers."""
+    spec = tiny_spec(holdout=0.1, eval_slow_weights=eval_slow, epochs=2)
+    record = fit_and_record(spec, 0, store=tmp_path / "h.sqlite")
+    assert record["n_valid"] == 144 and record["n_test"] == 80 and record["n_train"] == 160
+    assert record["holdout"] == {"size": 144, "seed": 20261206, "of": 1438}
+    for key in ("accuracy", "valid_loss", "top5", "test_accuracy", "test_loss", "test_top5"):
+        assert key in record["final"] and key in record["slow"], key
+    with ResultsStore(tmp_path / "h.sqlite") as store:
+        epochs = store.epochs(record["run_id"])
+    assert not any(k.startswith("test_") for e in epochs for k in e)  # per epoch: validation only
+    assert record["best_accuracy"] == max(e["accuracy"] for e in epochs)
+    if eval_slow:  # final validated on the slow weights: its test numbers are the slow weights' too
+        assert _no_time(record["slow"]) == {k: v for k, v in record["final"].items()
+                                            if k in record["slow"]}
+    # without a holdout the same spec validates on the test split: its valid numbers are the test numbers
+    plain = fit_and_record(tiny_spec(eval_slow_weights=eval_slow, epochs=2, n_valid=None), 0, store=tmp_path / "p.sqlite")
+    assert "test_accuracy" not in plain["final"] and "holdout" not in plain and plain["n_valid"] == 359
+
+    class Boom(Callback):
+        order = 99
+
+        def after_epoch(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError, match="boom"):
+        fit_and_record(spec, 0, store=tmp_path / "r.sqlite", extra_cbs=[Boom()])
+    resumed = fit_and_record(spec, 0, store=tmp_path / "r.sqlite")
+    assert _no_time(resumed["final"]) == _no_time(record["final"]) and resumed["slow"] == record["slow"]

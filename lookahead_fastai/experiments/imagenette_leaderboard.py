@@ -154,7 +154,7 @@ SOURCES = (
            "one Learner and one fit per run; fastai's Lookahead keeps its slow weights inside the optimizer, so "
            "validation sees the weights as trained",
            f"{SCRIPT} lines 66-76; {FASTAI} optimizer.py lines 381-390"),
-    Source("evaluation", {"evaluation": "accuracy after the last epoch, on the 'val' split"},
+    Source("evaluation", {"evaluation": "accuracy after the last epoch, on the 'val' split", "holdout": None},
            "metrics accuracy and top-5 on val/; the leaderboard's Accuracy column",
            f"{SCRIPT} lines 20, 69; {README} line 76"),
 )

@@ -169,8 +169,9 @@ SOURCES = (
            "'evaluation performance is typically better using the slow weights': swap them in for evaluation "
            "(_backup_and_load_cache), BatchNorm statistics as they are",
            f"{AUTHORS} README.md lines 24-31", when={"eval_slow_weights": True}),
-    Source("evaluation", {"evaluation": "accuracy after the last epoch, on the 'test' split"},
-           "test accuracy after every epoch on the test set; Table 1 reports the final test accuracy",
+    Source("evaluation", {"evaluation": "accuracy after the last epoch, on the 'test' split", "holdout": None},
+           "test accuracy after every epoch on the test set (no validation split held out of train); "
+           "Table 1 reports the final test accuracy",
            f"{CUTOUT} train.py lines 168-185 and 220; paper Table 1"),
 )
 

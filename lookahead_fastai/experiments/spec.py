@@ -65,6 +65,10 @@ class RunSpec:
     loss: str = "cross_entropy"    # registry.losses: cross_entropy | label_smoothing
     augment: str = "default"       # registry.augmentations: default | rrc_flip | none
     slow_bn_batches: int | None = None  # slow-weight eval: recompute BatchNorm stats over N train batches
+    holdout: int | float | None = None  # three splits: training images held out as validation (a count, or a
+                                        # fraction in (0, 1)); fixed and class-stratified per dataset, never the
+                                        # run seed. Validation then picks; the test split is scored once, at the end.
+                                        # None: two splits (valid = the dataset's test split), as before
 
     # long: every field's check in one place, in field order, each failing with the field's name (_fail)
     def __post_init__(self):
@@ -136,6 +140,7 @@ class RunSpec:
         if self.slow_bn_batches is not None and (isinstance(self.slow_bn_batches, bool) or
                                                  not isinstance(self.slow_bn_batches, int) or self.slow_bn_batches < 1):
             _fail("slow_bn_batches", f"must be a positive int or null, got {self.slow_bn_batches!r}")
+        self._check_holdout()
         object.__setattr__(self, "sessions", tuple(dict(s) for s in self.sessions))
         for i, session in enumerate(self.sessions):
             unknown = set(session) - {"epochs", "lr", "schedule", "schedule_params", "reset_opt"}
@@ -143,6 +148,17 @@ class RunSpec:
                 _fail(f"sessions[{i}]", f"unknown keys {sorted(unknown)}")
             if not isinstance(session.get("epochs"), int) or session["epochs"] < 1:
                 _fail(f"sessions[{i}].epochs", "must be a positive int")
+
+    def _check_holdout(self):
+        value = self.holdout
+        if value is None:
+            return
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or \
+                not (value >= 1 if isinstance(value, int) else 0 < value < 1):
+            _fail("holdout", f"must be a count >= 1, a fraction in (0, 1) or null, got {value!r}")
+        if is_import_path(self.dataset):
+            _fail("holdout", f"three splits need a built-in dataset; your own ({self.dataset}) "
+                             f"brings its own splits")
 
     @property
     def total_epochs(self):

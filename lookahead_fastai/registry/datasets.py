@@ -37,7 +37,7 @@ from fastai.data.external import URLs, fastai_cfg, untar_data
 __all__ = [
     "DATASETS", "DatasetInfo", "DatasetUnavailable", "SmallImageData", "CACHE_ENV", "OFFLINE_ENV",
     "dataset_info", "locate", "load_arrays", "folder_path", "stratified_subset", "decode_dataset",
-    "default_cache_dir",
+    "default_cache_dir", "HOLDOUT_SEED", "holdout_size", "holdout_split",
 ]
 
 OFFLINE_ENV = "LOOKAHEAD_FASTAI_OFFLINE"
@@ -478,6 +478,9 @@ class SmallImageData:
     classes: list[str] = field(repr=False)
     source: Path | None = None       # dataset root (digits: sklearn's data file)
     from_cache: bool = False         # the full arrays came from the .npz cache
+    x_test: torch.Tensor | None = field(default=None, repr=False)  # with a holdout: the dataset's test split
+    y_test: torch.Tensor | None = field(default=None, repr=False)  # (x_valid/y_valid are then the held-out part)
+    holdout: dict | None = None      # with a holdout: {"size", "seed", "of"} (see holdout_split)
 
     @property
     def n_classes(self) -> int: return len(self.classes)
@@ -538,15 +541,44 @@ def _tensor(a: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.require(a, requirements=["C", "W"]))
 
 
+HOLDOUT_SEED = 20261206  # the held-out validation split's seed: one per dataset, never the run seed
+
+
+def holdout_size(holdout: int | float, total: int) -> int:
+    """How many of ``total`` training images ``holdout`` (a count >= 1, or a fraction in (0, 1)) holds
+    out; a ValueError when that leaves no training image or holds out none."""
+    n = int(holdout) if isinstance(holdout, int) else round(float(holdout) * total)
+    if not 1 <= n < total:
+        raise ValueError(f"holdout {holdout!r} holds out {n} of {total} training images; it must hold out "
+                         f"at least 1 and leave at least 1")
+    return n
+
+
+def holdout_split(labels, holdout: int | float) -> tuple[np.ndarray, np.ndarray]:
+    """(train indices, held-out validation indices) of a training split with ``labels``: a fixed
+    class-stratified sample (:func:`stratified_subset`, seed :data:`HOLDOUT_SEED`) of
+    :func:`holdout_size` images is held out, the rest train. The same for every run of a dataset: it
+    depends on the labels and ``holdout`` only, never on the run's seed or ``n_train``."""
+    labels = np.asarray(labels)
+    valid = stratified_subset(labels, holdout_size(holdout, len(labels)), seed=(HOLDOUT_SEED, 3))
+    return np.setdiff1d(np.arange(len(labels)), valid), valid
+
+
 def load_arrays(name: str, data_dir: str | os.PathLike | None = None, n_train: int | None = None,
                 n_valid: int | None = None, seed: int = 0, *,
-                cache_dir: str | os.PathLike | None = None, use_cache: bool = True) -> SmallImageData:
+                cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
+                holdout: int | float | None = None) -> SmallImageData:
     """Decode small-image dataset ``name`` (digits, mnist, cifar10, cifar100) into uint8 tensors.
 
     The whole dataset is decoded once and cached in ``cache_dir`` (default: ``$LOOKAHEAD_FASTAI_CACHE``
     or ``~/.cache/lookahead_fastai``) under a key of the dataset name and resolved folder; later loads
     read the ``.npz``. ``n_train``/``n_valid`` take a class-stratified sample drawn with ``seed``
     (train and valid from independent streams). digits has a fixed 80/20 split independent of seed.
+
+    ``holdout`` (three splits): a fixed class-stratified part of the training split
+    (:func:`holdout_split`) becomes ``x_valid``/``y_valid``, the dataset's own test split becomes
+    ``x_test``/``y_test`` (``n_valid``: a sample of it, as without a holdout), and ``n_train`` samples
+    the rest of the training split. None: two splits, valid = the test split (as always).
     """
     info = dataset_info(name)
     if not info.small:
@@ -560,12 +592,22 @@ def load_arrays(name: str, data_dir: str | os.PathLike | None = None, n_train: i
         if cache is not None:
             _write_cache(cache, arrays)
     x_tr, y_tr, x_va, y_va = (arrays[k] for k in _KEYS[:4])
+    split = None
+    if holdout is not None:
+        keep, held = holdout_split(y_tr, holdout)
+        split = {"size": len(held), "seed": HOLDOUT_SEED, "of": len(y_tr)}
+        x_ho, y_ho = x_tr[held], y_tr[held]
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
     if n_train is not None:
         i = stratified_subset(y_tr, n_train, seed=(int(seed), 1))
         x_tr, y_tr = x_tr[i], y_tr[i]
     if n_valid is not None:
         i = stratified_subset(y_va, n_valid, seed=(int(seed), 2))
         x_va, y_va = x_va[i], y_va[i]
+    test = {}
+    if split is not None:  # valid: the held-out part of train; test: the dataset's test split
+        test = dict(x_test=_tensor(x_va), y_test=_tensor(y_va.astype(np.int64)), holdout=split)
+        x_va, y_va = x_ho, y_ho
     return SmallImageData(info.name, _tensor(x_tr), _tensor(y_tr.astype(np.int64)), _tensor(x_va),
                           _tensor(y_va.astype(np.int64)), [str(c) for c in arrays["classes"]],
-                          source=root, from_cache=from_cache)
+                          source=root, from_cache=from_cache, **test)

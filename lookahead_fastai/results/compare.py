@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from ..experiments import get_experiment
 from ..registry.optimizers import optimizer_parts
 from .runs import diverged, finished_runs, row_order
-from .selection import best_lr_pairs
+from .selection import best_lr_pairs, validation_finals
 from .stats import ALPHA, Paired, Stat, collapse_test, detectable, holm
 
 __all__ = ["KINDS", "BETTER", "WORSE", "NOT_SHOWN", "IDENTICAL", "CONSTANT", "ONE_SEED", "NO_SEEDS", "RowSummary",
@@ -46,6 +46,8 @@ class RowSummary:
     slow_accuracy: Stat | None   # None for rows without Lookahead slow weights
     seconds: Stat
     diverged: int = 0            # runs left out (see diverged): non-finite, or at chance loss; ``seeds`` counts the rest
+    test_accuracy: Stat | None = None  # three splits (RunSpec.holdout): the test split scored once at the end, on
+                                       # final's weights; shown for the report, never read to choose; None without
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,9 @@ def summarize(store, experiment_name, scale):
             valid_loss=Stat.of(r["final"].get("valid_loss") for r in recs),
             train_loss=Stat.of(r["final"].get("train_loss") for r in recs),
             slow_accuracy=Stat.of(slow) if slow else None,
-            seconds=Stat.of(r.get("seconds") for r in recs)))
+            seconds=Stat.of(r.get("seconds") for r in recs),
+            test_accuracy=Stat.of(r["final"].get("test_accuracy") for r in recs)
+            if any("test_accuracy" in r["final"] for r in recs) else None))
     return out
 
 
@@ -190,10 +194,7 @@ def lr_sweep_pairs(store, experiment_name, scale):
     experiment = get_experiment(experiment_name)
     if experiment.lr_sweep is None:
         return [], set()
-    finals = {}
-    for r in finished_runs(store, experiment_name, scale):
-        if r["record"]["final"].get("accuracy") is not None:
-            finals.setdefault(r["name"], []).append(r["record"]["final"]["accuracy"])
+    finals = validation_finals(finished_runs(store, experiment_name, scale))  # validation only, never test
     return best_lr_pairs(experiment.lr_sweep(scale), finals)
 
 

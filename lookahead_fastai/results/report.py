@@ -41,7 +41,12 @@ def summary_frame(summaries):
         row = {"optimizer": s.row, "seeds": s.seeds}
         if any(x.diverged for x in summaries):
             row["diverged"] = s.diverged
-        row["final accuracy"] = _fmt(s.final_accuracy, pct=True)
+        three_splits = any(x.test_accuracy is not None for x in summaries)
+        if three_splits:  # validation (what every choice reads) and test (scored once at the end), labelled
+            row["final accuracy (validation)"] = _fmt(s.final_accuracy, pct=True)
+            row["test accuracy"] = _fmt(s.test_accuracy, pct=True) if s.test_accuracy is not None else "—"
+        else:
+            row["final accuracy"] = _fmt(s.final_accuracy, pct=True)
         row["best accuracy"] = _fmt(s.best_accuracy, pct=True)
         if s.top5 is not None:
             row["top-5"] = _fmt(s.top5, pct=True)
@@ -89,8 +94,7 @@ def _scale_header(experiment, experiment_name, scale, scale_runs, imported):
     done = completeness(experiment_name, scale, scale_runs)
     parts = [f"## Scale `{scale}`\n",
              "- **Data**: " + "; ".join(dict.fromkeys(  # every dataset of the scale, in run order
-                 f"{r['record']['dataset']} ({r['record']['n_train']} train / {r['record']['n_valid']} valid "
-                 f"images), from {data_source(r['record']['data'])}" for r in scale_runs)) + "\n"
+                 _data_text(r["record"]) for r in scale_runs)) + "\n"
              f"- **Protocol**: {experiment.protocol.get(scale, '')}\n"
              f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
              f"- **Runs**: {completeness_text(done)}\n"
@@ -107,6 +111,19 @@ def _scale_header(experiment, experiment_name, scale, scale_runs, imported):
     return parts
 
 
+def _data_text(record):
+    """A run's data in words: its splits' sizes (three splits: the held-out validation split's size and
+    seed, and that the test split is scored once and never chooses), and where the images came from."""
+    split = record.get("holdout")
+    if split:
+        sizes = (f"{record['n_train']} train / {record['n_valid']} validation, held out of the "
+                 f"{split['of']} training images (class-stratified, seed {split['seed']}, the same in every run) / "
+                 f"{record.get('n_test')} test images, scored once at the end and never used to choose")
+    else:
+        sizes = f"{record['n_train']} train / {record['n_valid']} valid images"
+    return f"{record['dataset']} ({sizes}), from {data_source(record['data'])}"
+
+
 def _scale_results(store, store_path, experiment, experiment_name, scale, out_dir):
     """A scale's results without an lr grid: the final metrics, the paired differences, the learning
     curves and, when the experiment names a row for it and the curve was saved, fastai's ``lr_find``."""
@@ -116,6 +133,12 @@ def _scale_results(store, store_path, experiment, experiment_name, scale, out_di
     parts.append("\n### Paired differences in final accuracy\n")
     parts.append(KINDS_TEXT + " Here: " + kind_counts(comparisons) + ".\n\n" + stats_text(n_tests) + "\n\n")
     parts.append(_markdown(paired_differences(store, experiment_name, scale)))
+    if any("test_accuracy" in r["record"]["final"] for r in finished_runs(store, experiment_name, scale)):
+        parts.append("\n### Paired differences in test accuracy\n")
+        parts.append("Three splits: the accuracies above are on the validation split held out of the training "
+                     "images, which every choice reads; these are the same comparisons on the test split, scored "
+                     "once after training and never used to choose.\n\n")
+        parts.append(_markdown(paired_differences(store, experiment_name, scale, metric="test_accuracy")))
     png = plot_curves(store, experiment_name, scale, out_dir / f"{experiment_name}_{scale}.png")
     parts.append(f"\n![curves]({png.name})\n")
     curve_file = lr_find_path(store_path, experiment_name, scale)

@@ -2,14 +2,35 @@
 
 Numbers only: the caller hands in the sweep's cells (``experiments.spec.SweepCell``: each row with
 the data, inner optimizer, variant, family label and lr it stands for) and each row's final accuracies.
-The best lr is picked on the same seeds the comparison then uses; a validation split plugs in here
-(the caller passes the validation numbers instead) without touching the comparisons.
+The best lr is picked on the same seeds the comparison then uses.
+
+Choices read validation only (:func:`validation_finals`: ``record["final"]["accuracy"]``, the split
+fastai's Learner validated on). A run with three splits (``RunSpec.holdout``) validates on a part held
+out of its training split and carries its test numbers apart (``test_accuracy``, ``test_loss``, ...):
+those are for the final report and never feed a choice here. A run without a holdout validated on its
+dataset's test split (the suite's older protocol), so a choice among such runs is made on test images.
 """
 import numpy as np
 
 from .questions import at_grid_edge
 
-__all__ = ["sweeps", "family_pairs", "best_rows", "best_lr_pairs", "grid_edge"]
+__all__ = ["SELECTION_METRIC", "validation_finals", "sweeps", "family_pairs", "best_rows", "best_lr_pairs", "grid_edge"]
+
+
+SELECTION_METRIC = "accuracy"  # the final validation accuracy; never a test_* metric
+
+
+def validation_finals(runs, metric=SELECTION_METRIC):
+    """``{row: [final validation metric of each run]}`` over ``runs`` (dicts with ``name`` and
+    ``record``), leaving out runs without it. A test metric cannot be asked for: choices never read test."""
+    if metric.startswith("test_"):
+        raise ValueError(f"a choice reads validation only, not {metric!r}")
+    finals = {}
+    for r in runs:
+        value = r["record"]["final"].get(metric)
+        if value is not None:
+            finals.setdefault(r["name"], []).append(value)
+    return finals
 
 
 def sweeps(cells):

@@ -36,7 +36,7 @@ MAX_TEXT = 200                    # experiment and row names, timestamps
 
 FIELDS = ("run_id", "experiment", "name", "seed", "spec", "started_at", "finished_at", "record", "epochs")
 _SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
-_FRACTIONS = ("accuracy", "top5", "best_accuracy")
+_FRACTIONS = ("accuracy", "top5", "best_accuracy", "test_accuracy", "test_top5")
 # what a report reads from the record of a run of a declared experiment
 _REPORTED = ("scale", "dataset", "n_train", "n_valid", "data", "final")
 
