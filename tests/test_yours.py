@@ -386,3 +386,14 @@ def test_the_readme_example_is_a_complete_experiment(tmp_path, monkeypatch, caps
     finally:
         for name in [m for m in sys.modules if m == "mypkg" or m.startswith("mypkg.")]:
             del sys.modules[name]
+
+
+def test_a_file_without_compare_compares_each_row_with_the_first(user_dir, tmp_path):
+    """As the README says: without [[compare]], the baseline is the first row and each row meets it."""
+    toml = tmp_path / "no_compare.toml"
+    toml.write_text(TOML.lstrip().split("[[compare]]")[0])
+    experiment = load_experiment(toml)
+    assert experiment.baseline == "Adam" and not experiment.comparisons
+    from lookahead_fastai.results.compare import _comparison_pairs
+    names = [s.name for s in experiment.specs(experiment.scales[0])]
+    assert _comparison_pairs(experiment, names) == [("LA/Adam", "Adam"), ("LA/SignSGD", "Adam")]

@@ -106,7 +106,7 @@ def experiment_from_dict(data, source="your experiment"):
     except UserCodeError as e:
         raise SpecError(f"{source}: {e}") from None
     names = [row["name"] for row in rows]
-    comparisons = _comparisons(data.get("compare", ()), names, source)
+    comparisons = _comparisons(data.get("compare", []), names, source)  # none: each row vs the first
     baseline = data.get("baseline", comparisons[0][1] if comparisons else names[0])
     if baseline not in names:
         raise SpecError(f"{source}: baseline {baseline!r} is not a row; rows are {', '.join(names)}")
