@@ -1,5 +1,6 @@
-"""float_paths: the Fashion-MNIST noise floor is one algorithm through two float paths, declared with
-lr_robustness's Fashion-MNIST settings at every scale, and its committed runs give the floor the index states."""
+"""float_paths: the noise floors of Fashion-MNIST, digits and MNIST are one algorithm through two float paths,
+declared with the settings of the reports they stand beside (lr_robustness's Fashion-MNIST rows, demo's, the
+MNIST reports') at every scale, and its committed runs give the floors the index states."""
 import json
 from pathlib import Path
 
@@ -23,7 +24,7 @@ SHARED = ("dataset", "arch", "epochs", "bs", "n_train", "n_valid", "augment", "s
 def test_the_pair_has_lr_robustness_fashion_mnist_settings(scale):
     specs = {s.name: s for s in EXP.specs(scale)}
     ours, theirs = specs[fp.row_name("LA/RAdam (ours)", scale)], specs[fp.row_name("ranger (fastai)", scale)]
-    assert len(specs) == 2 and ours.optimizer == "lookahead(radam)" and theirs.optimizer == "fastai_ranger"
+    assert len(specs) == 2 * len(fp.DATASETS) and ours.optimizer == "lookahead(radam)" and theirs.optimizer == "fastai_ranger"
     # lr_robustness's Adam row at the same lr (the best lr of its Fashion-MNIST Adam sweeps at cpu)
     adam = next(s for s in lr.EXPERIMENT.specs(scale) if s.name == lr.row_name("Adam", "", fp.LR, "fashion_mnist",
                                                                                   scale))
@@ -42,19 +43,57 @@ def test_the_pair_has_lr_robustness_fashion_mnist_settings(scale):
     assert (ours.name, theirs.name) in EXP.same_algorithm and (ours.name, theirs.name) in EXP.comparisons
 
 
-def test_the_committed_runs_give_the_fashion_mnist_floor(tmp_path):
+# dataset -> (the experiment, its row) whose model, data, epochs, bs, schedule and lr the pair takes at each scale
+REFERENCE_ROWS = {"digits": lambda scale: [("demo", "AdamW")],
+                  "mnist": lambda scale: [("optimizer_tour", "Adam · constant")] +
+                  ([("optimizers_from_scratch", "Adam · debiased")] if scale != "full" else [])}
+
+
+@pytest.mark.parametrize("dataset", ["digits", "mnist"])
+@pytest.mark.parametrize("scale", ["smoke", "cpu", "full"])
+def test_the_pairs_have_their_reports_settings(scale, dataset):
+    specs = {s.name: s for s in EXP.specs(scale)}
+    ours = specs[fp.row_name("LA/RAdam (ours)", scale, dataset)]
+    theirs = specs[fp.row_name("ranger (fastai)", scale, dataset)]
+    assert (ours.optimizer, theirs.optimizer) == ("lookahead(radam)", "fastai_ranger")
+    for experiment, row in REFERENCE_ROWS[dataset](scale):
+        ref = next(s for s in get_experiment(experiment).specs(scale) if s.name == row)
+        for spec in (ours, theirs):
+            assert {f: getattr(spec, f) for f in SHARED} == {f: getattr(ref, f) for f in SHARED}, (experiment, row)
+    for spec in (ours, theirs):
+        assert not spec.eval_slow_weights and spec.slow_bn_batches is None
+        assert spec.hyper == {**fp.RADAM, **fp.LOOKAHEAD}  # the same settings on every dataset and both paths
+    assert ours.to_dict() | {"name": "", "optimizer": ""} == theirs.to_dict() | {"name": "", "optimizer": ""}
+    assert (ours.name, theirs.name) in EXP.same_algorithm and (ours.name, theirs.name) in EXP.comparisons
+
+
+def test_the_fashion_mnist_runs_keep_their_ids():
+    """The digits and MNIST pairs were added beside the Fashion-MNIST one: its committed runs stay valid."""
+    data = ROOT / "reports" / "data" / "float_paths.jsonl"
+    committed = {r["run_id"] for r in map(json.loads, data.read_text().splitlines())}
+    fmnist = [s for s in EXP.specs("cpu") if s.dataset == "fashion_mnist"]
+    assert len(fmnist) == 2 and {s.run_id(seed) for s in fmnist for seed in range(lr.SEEDS["cpu"])} <= committed
+
+
+def test_the_committed_runs_give_the_floors(tmp_path):
     data = ROOT / "reports" / "data" / "float_paths.jsonl"
     lines = [json.loads(x) for x in data.read_text().splitlines()]
     acc = {(r["name"], r["seed"]): r["record"]["final"]["accuracy"] for r in lines}
-    assert {r["record"]["scale"] for r in lines} == {"cpu"} and len(acc) == 2 * lr.SEEDS["cpu"]
-    ours, theirs = fp.row_name("LA/RAdam (ours)"), fp.row_name("ranger (fastai)")
-    expected = stats.noise_floor([acc[(ours, s)] - acc[(theirs, s)] for s in range(lr.SEEDS["cpu"])])
+    assert {r["record"]["scale"] for r in lines} == {"cpu"} and len(acc) == 2 * len(fp.DATASETS) * lr.SEEDS["cpu"]
+    expected = {}
+    for dataset in fp.DATASETS:
+        ours, theirs = fp.row_name("LA/RAdam (ours)", "cpu", dataset), fp.row_name("ranger (fastai)", "cpu", dataset)
+        expected[dataset] = stats.noise_floor([acc[(ours, s)] - acc[(theirs, s)] for s in range(lr.SEEDS["cpu"])])
     with ResultsStore(tmp_path / "results.sqlite") as store:
         store.import_jsonl(data)
-        assert noise_floors(store, "cpu") == {"fashion_mnist": expected}
+        assert noise_floors(store, "cpu") == expected
     index = (ROOT / "reports" / "README.md").read_text()
     fmnist = [row for row in index.splitlines() if row.startswith("| FMNIST |")]
-    assert fmnist and all(row.endswith(f"| {stats_text(expected)} |") for row in fmnist)
+    assert fmnist and all(row.endswith(f"| {stats_text(expected['fashion_mnist'])} |") for row in fmnist)
+    # the table of reports states the floor beside demo's (digits) and the MNIST reports' detectable difference
+    for report, dataset in (("demo", "digits"), ("optimizer_tour", "mnist"), ("optimizers_from_scratch", "mnist")):
+        row = next(r for r in index.splitlines() if r.startswith(f"| [{report}]({report}.md) | `cpu` |"))
+        assert f"| {dataset}: {stats_text(expected[dataset])} |" in row and "not measured" not in row
 
 
 def stats_text(floor):
