@@ -263,6 +263,8 @@ class Experiment:
                                        # best lr meets its plain inner optimizer (variant "") at that one's best
     budget: ComputeBudget | None = None  # the compute the study may take, stated in its report
     target_share: float = 0.95         # time to target: a share of the tuned inner optimizer's mean final accuracy
+    lr_extension: object = None        # extension.LrExtension: a family whose best lr is at an edge of its grid gets
+                                       # the next point that way, up to a limit (None: the grid as declared)
 
     def specs(self, scale):
         if scale not in self.scales:
