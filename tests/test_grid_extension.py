@@ -74,3 +74,49 @@ def test_an_edge_best_gets_the_next_point_that_way_up_to_the_limit():
     assert len(extension_steps(_experiment(max_steps=1), "smoke", finals_of)) == 2
     no_ext = Experiment(NAME, "x", "r", exp.build, scales=("smoke",), lr_sweep=exp.lr_sweep)
     assert extension_steps(no_ext, "smoke", finals_of) == []
+
+
+@pytest.fixture
+def bracket(monkeypatch):
+    exp = _experiment(max_steps=1)
+    monkeypatch.setitem(experiments.EXPERIMENTS, NAME, exp)  # findable by the reports (question_lines reads these)
+    return exp
+
+
+def test_a_smoke_sweep_runs_the_added_point_and_the_reports_read_it_and_flag_a_best_at_the_limit(
+        bracket, tmp_path, shared_data):
+    import torch
+
+    from lookahead_fastai.results.families import question_lines
+    from lookahead_fastai.results.lr_grid import lr_grid_cells
+    from lookahead_fastai.store import ResultsStore
+    from lookahead_fastai.sweep import plan, run_experiment
+    store = tmp_path / "results.sqlite"
+    assert [j.spec.name for j in plan(NAME, store=store)] == [c.row for c in bracket.lr_sweep("smoke")] * 2  # declared
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        records = run_experiment(NAME, store=store, data_dir=shared_data, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    rows = [c.row for c in bracket.lr_sweep("smoke")]
+    finals = {}
+    db = ResultsStore(store)
+    for r in db.runs(NAME, status="finished"):
+        finals.setdefault(r["name"], []).append(r["record"]["final"]["accuracy"])
+    added = [name for name in finals if name not in rows]
+    assert added == ["Adam @ 0.001", "LA / Adam @ 0.001"], finals  # each family's best was at the top: one step up
+    assert len(records) == 2 * 6 and all(r is not None for r in records)
+    again = plan(NAME, store=store)  # started again: the same runs, all finished, nothing more to run
+    assert len(again) == 12 and all(j.finished for j in again)
+    assert {j.spec.name for j in again[8:]} == set(added)
+    cells = lr_grid_cells(db, NAME, "smoke")
+    assert [(c.label, c.lr) for c in cells][-2:] == [("Adam", pytest.approx(1e-3)), ("LA / Adam", pytest.approx(1e-3))]
+    (line,) = question_lines(db, "smoke")
+    # the reports pick each family's best where the sweep did: at the added point, the limit (1 step up)
+    assert (line.lr, line.versus_lr) == (pytest.approx(1e-3), pytest.approx(1e-3))
+    assert set(line.edges) == {("LA / Adam", line.lr, "top"), ("Adam", line.versus_lr, "top")}  # still at the limit: flagged
+    assert not line.in_family  # and kept out of the headline family
+    from lookahead_fastai.results.lr_report import lr_grid_sections
+    text = "\n".join(lr_grid_sections(db, NAME, "smoke", tmp_path))
+    assert "| optimizer | lr 1e-05 | lr 0.0001 | lr 0.001 |" in text  # the report's grid has the added column
