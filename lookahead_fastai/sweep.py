@@ -50,7 +50,8 @@ def _grid(experiment, scale, seeds, only):
         if unknown:
             raise SpecError(f"--only: {', '.join(unknown)} not in {exp.name}; rows are {', '.join(names)}")
         specs = [s for s in specs if s.name in only]
-    n_seeds = seeds or exp.default_seeds.get(scale, 1)
+    stages = exp.stages.get(scale)  # declared stages: every seed of both, unless a number is asked for
+    n_seeds = seeds or (max(stages.seeds) + 1 if stages else exp.default_seeds.get(scale, 1))
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
     return exp.name, specs, n_seeds
