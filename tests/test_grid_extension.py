@@ -120,3 +120,15 @@ def test_a_smoke_sweep_runs_the_added_point_and_the_reports_read_it_and_flag_a_b
     from lookahead_fastai.results.lr_report import lr_grid_sections
     text = "\n".join(lr_grid_sections(db, NAME, "smoke", tmp_path))
     assert "| optimizer | lr 1e-05 | lr 0.0001 | lr 0.001 |" in text  # the report's grid has the added column
+
+
+def test_the_cli_runs_the_added_points_and_numbers_them_apart(bracket, tmp_path, shared_data, capsys):
+    from lookahead_fastai import cli
+    store = str(tmp_path / "results.sqlite")
+    assert cli.main(["run", NAME, "--scale", "smoke", "--store", store, "--data-dir", str(shared_data),
+                     "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "[8/8] LA / Adam @ 0.0001 seed 1" in out
+    assert "[9, a grid point added] Adam @ 0.001 seed 0" in out and "[12, a grid point added]" in out
+    assert cli.main(["run", NAME, "--scale", "smoke", "--store", store, "--data-dir", str(shared_data)]) == 0
+    assert "12 runs (6 rows x 2 seeds), 12 already finished" in capsys.readouterr().out  # started again: the same runs
