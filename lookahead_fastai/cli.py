@@ -254,7 +254,9 @@ class _RunLines:
     def _line(self, job, text):
         self.done += 1
         if self.talk:
-            print(f"[{self.done}/{len(self.jobs)}] {job.spec.name} seed {job.seed}: {text}", flush=True)
+            count = f"{self.done}/{len(self.jobs)}" if self.done <= len(self.jobs) else \
+                f"{self.done}, a grid point added"  # lr_extension: a point the finished runs called for
+            print(f"[{count}] {job.spec.name} seed {job.seed}: {text}", flush=True)
             next(self._bar, None)
 
     def record(self, i, job, record):

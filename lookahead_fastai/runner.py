@@ -19,6 +19,7 @@ from .callbacks.lookahead import SlowWeightEvalCallback, StateResetCallback, loo
 from .callbacks.record import EpochRecorder, RunCheckpoint
 from .data import build_dataloaders
 from .distributed import distributed_callbacks, is_rank_zero, require_accelerate, setup_device
+from .experiments import run_stage
 from .experiments.spec import RunSpec
 from .registry.architectures import build_learner
 from .registry.losses import make_loss
@@ -269,4 +270,5 @@ def _make_record(spec, seed, run_id, history, slow, seconds, bundle):
         "epochs": len(history), "final": final,
         "best_accuracy": max(accuracies) if accuracies else None,
         "slow": slow, "seconds": seconds, "device": str(device), "env": run_environment(device),
+        **({"stage": stage} if (stage := run_stage(spec, seed)) else {}),  # declared stages: the run's kept with it
     }

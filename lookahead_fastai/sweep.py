@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
+from .experiments.extension import extension_steps
+from .grid_rules import validation_finals
 from .registry.user import check_user_code
 from .store import ResultsStore, opened
 from .store.paths import DEFAULT_STORE, lr_find_path
@@ -29,7 +31,8 @@ def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
     ``store``: a path (opened and closed here) or an open :class:`ResultsStore` (left open)."""
     grid = _grid(experiment, scale, seeds, only)
     with opened(store) as db:
-        return _jobs(db, *grid)
+        jobs = _jobs(db, *grid)
+        return jobs + _extension_jobs(db, *grid, only, {_key(j) for j in jobs})
 
 
 def _grid(experiment, scale, seeds, only):
@@ -47,10 +50,34 @@ def _grid(experiment, scale, seeds, only):
         if unknown:
             raise SpecError(f"--only: {', '.join(unknown)} not in {exp.name}; rows are {', '.join(names)}")
         specs = [s for s in specs if s.name in only]
-    n_seeds = seeds or exp.default_seeds.get(scale, 1)
+    stages = exp.stages.get(scale)  # declared stages: every seed of both, unless a number is asked for
+    n_seeds = seeds or (max(stages.seeds) + 1 if stages else exp.default_seeds.get(scale, 1))
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
     return exp.name, specs, n_seeds
+
+
+def _key(job):
+    return job.spec.run_id(job.seed)
+
+
+def _extension_jobs(db, name, specs, n_seeds, only, planned):
+    """The runs of the grid points the experiment's ``lr_extension`` adds from what the store holds
+    now (experiments/extension.py), less those in ``planned`` (run ids). None with ``only``: a family
+    is extended by a sweep of all its rows."""
+    exp = get_experiment(name)
+    if exp.lr_extension is None or only or not specs:
+        return []
+    finished = {r["run_id"]: r for r in db.runs(name, status="finished") if r["record"]}
+
+    def finals_of(spec):
+        runs = [finished.get(spec.run_id(seed)) for seed in range(n_seeds)]
+        if any(r is None for r in runs):
+            return None
+        return validation_finals(runs).get(spec.name, [])  # the rule the reports pick by
+
+    added = [spec for _, spec in extension_steps(exp, specs[0].scale, finals_of)]
+    return [j for j in _jobs(db, name, added, n_seeds) if _key(j) not in planned]
 
 
 def _jobs(db, name, specs, n_seeds):
@@ -86,13 +113,19 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     grid = _grid(experiment, scale, seeds, only)
     failed = None
     with opened(store) as db:  # one store for the plan and the runs
-        jobs = _jobs(db, *grid)
-        try:
-            records = runner.run(jobs, db, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
-                                 extra_cbs=extra_cbs, on_record=on_record, on_error=on_error, on_skip=on_skip,
-                                 distributed=distributed, num_workers=num_workers)
-        except RunsFailed as e:
-            records, failed = e.records, e
+        jobs, batch, records = [], _jobs(db, *grid), []
+        while batch:  # the declared grid, then each lr_extension step its finished runs call for
+            first, jobs = len(jobs), jobs + batch
+            try:
+                records += runner.run(batch, db, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
+                                      extra_cbs=extra_cbs, on_record=_shifted(on_record, first),
+                                      on_error=_shifted(on_error, first), on_skip=_shifted(on_skip, first),
+                                      distributed=distributed, num_workers=num_workers)
+            except RunsFailed as e:
+                records += e.records
+                failed = RunsFailed(e.failures, records)  # every record so far, in order
+                break
+            batch = _extension_jobs(db, *grid, only, {_key(j) for j in jobs})
     exp = get_experiment(experiment)
     store = store.path if isinstance(store, ResultsStore) else store
     if rank_distrib() == 0 and exp.lr_find_row and not lr_find_path(store, experiment, scale).exists():
@@ -104,6 +137,13 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     if failed is not None:
         raise failed
     return records
+
+
+def _shifted(callback, first):
+    """``callback(i, ...)`` told the index in the whole sweep of a job of a batch starting at ``first``."""
+    if callback is None or not first:
+        return callback
+    return lambda i, *args: callback(first + i, *args)
 
 
 def save_lr_find(spec, path, data_dir=None, device=None, seed=0, num_workers=None):

@@ -19,6 +19,7 @@ MAX_CLASS_LINES, MAX_FUNCTION_LINES = 300, 60
 # The floors of the package, lowest first (README's layers): a module imports, at import time, only
 # from its own floor or below. Every module must stand on one floor, so a new one is placed on purpose.
 FLOORS = [
+    ("rules of choice, numbers only", {"grid_rules"}),  # the sweep's and the reports' one selection rule
     ("optimizers, pure PyTorch", {"optim"}),
     ("results store", {"store"}),
     ("fastai glue", {"fastai_optimizers", "opt_funcs", "checkpoint", "callbacks", "distributed", "registry", "data"}),

@@ -3,9 +3,10 @@ own (a TOML file or Python, ``experiments/yours.py``) is the same ``Experiment``
 in the process that declared it."""
 from importlib import import_module
 
-from .spec import SCALES, Experiment, RunSpec, SpecError
+from .spec import SCALES, Experiment, RunSpec, SpecError, Stages
 
-__all__ = ["EXPERIMENTS", "get_experiment", "use_experiment", "Experiment", "RunSpec", "SpecError", "SCALES"]
+__all__ = ["EXPERIMENTS", "get_experiment", "use_experiment", "run_stage", "Experiment", "RunSpec", "SpecError",
+           "Stages", "SCALES"]
 
 _MODULES = ["demo", "start_off", "imagenette", "nested_lookahead", "optimizer_state", "optimizer_tour",
             "optimizers_from_scratch", "data_paths", "paper_cifar", "imagenette_leaderboard", "lr_robustness",
@@ -33,3 +34,12 @@ def get_experiment(name):
     if name in _USERS:
         return _USERS[name]
     raise SpecError(f"unknown experiment {name!r}; choose one of {', '.join(EXPERIMENTS)} (or give a .toml file)")
+
+
+def run_stage(spec, seed):
+    """The stage (``Experiment.stages``) of ``spec`` run with ``seed``: "tuning", "confirmation", or None
+    (none declared, or the experiment not findable in this process, e.g. a user's on a Ray worker)."""
+    try:
+        return get_experiment(spec.experiment).stage_of(spec.scale, seed)
+    except SpecError:
+        return None

@@ -14,7 +14,7 @@ from ..registry.optimizers import make_opt_func, parse_optimizer_name
 from ..registry.schedules import SCHEDULES, lr_schedule_function
 from ..registry.user import UserCodeError, check_import_path, is_import_path
 
-__all__ = ["RunSpec", "Experiment", "SweepCell", "ComputeBudget", "SCALES", "SpecError", "grid"]
+__all__ = ["RunSpec", "Experiment", "SweepCell", "ComputeBudget", "Stages", "SCALES", "SpecError", "grid"]
 
 SCALES = ("smoke", "cpu", "full")
 STATE_RESETS = ("off", "epoch")
@@ -240,6 +240,36 @@ class ComputeBudget:
 
 
 @dataclass(frozen=True)
+class Stages:
+    """The seeds of each stage of a study at one scale: ``tuning`` seeds make the choices (best lr, ...),
+    ``confirmation`` seeds then measure what was chosen. A confirmation seed used in tuning is refused:
+    the confirmation would re-measure the noise the choice was made on."""
+    tuning: tuple
+    confirmation: tuple
+
+    def __post_init__(self):
+        for name in ("tuning", "confirmation"):
+            value = getattr(self, name)
+            if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__") or not value or \
+                    any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value) or \
+                    len(set(value)) != len(list(value)):
+                raise SpecError(f"stages: {name} must be a non-empty list of distinct seeds (ints >= 0), got {value!r}")
+            object.__setattr__(self, name, tuple(value))
+        reused = sorted(set(self.tuning) & set(self.confirmation))
+        if reused:
+            raise SpecError(f"stages: confirmation seed{'s' if len(reused) > 1 else ''} "
+                            f"{', '.join(map(str, reused))} used in tuning; a confirmation seed must be new")
+
+    @property
+    def seeds(self):
+        return self.tuning + self.confirmation
+
+    def stage_of(self, seed):
+        """"tuning", "confirmation", or None for a seed of neither."""
+        return "tuning" if seed in self.tuning else "confirmation" if seed in self.confirmation else None
+
+
+@dataclass(frozen=True)
 class Experiment:
     name: str
     description: str
@@ -263,11 +293,33 @@ class Experiment:
                                        # best lr meets its plain inner optimizer (variant "") at that one's best
     budget: ComputeBudget | None = None  # the compute the study may take, stated in its report
     target_share: float = 0.95         # time to target: a share of the tuned inner optimizer's mean final accuracy
+    stages: dict = field(default_factory=dict)  # scale -> Stages (tuning and confirmation seeds); each run's
+                                       # record keeps its stage
+    lr_extension: object = None        # extension.LrExtension: a family whose best lr is at an edge of its grid gets
+                                       # the next point that way, up to a limit (None: the grid as declared)
+
+    def __post_init__(self):
+        stages = {}
+        for scale, value in dict(self.stages).items():
+            if scale not in self.scales:
+                raise SpecError(f"stages: scale {scale!r} is not one of the experiment's ({', '.join(self.scales)})")
+            stages[scale] = value if isinstance(value, Stages) else Stages(**value) if isinstance(value, dict) \
+                else _fail_stages(value)
+        object.__setattr__(self, "stages", stages)
+
+    def stage_of(self, scale, seed):
+        """The stage of a run of ``seed`` at ``scale`` (None: no stages declared there, or a seed of neither)."""
+        stages = self.stages.get(scale)
+        return stages.stage_of(seed) if stages else None
 
     def specs(self, scale):
         if scale not in self.scales:
             raise SpecError(f"scale must be one of {', '.join(self.scales)}, got {scale!r}")
         return list(self.build(scale))
+
+
+def _fail_stages(value):
+    raise SpecError(f"stages: each scale's must be Stages(tuning, confirmation) or a mapping of the two, got {value!r}")
 
 
 def grid(experiment, scale, rows, **common):

@@ -35,11 +35,11 @@ from dataclasses import fields
 from pathlib import Path
 
 from ..registry.user import UserCodeError, import_path_of
-from .spec import SCALES, Experiment, RunSpec, SpecError
+from .spec import SCALES, Experiment, RunSpec, SpecError, Stages
 
 __all__ = ["load_experiment", "experiment_from_dict", "your_experiment", "is_experiment_file"]
 
-_OWN_KEYS = ("name", "description", "seeds", "rows", "compare", "baseline", "scales")
+_OWN_KEYS = ("name", "description", "seeds", "rows", "compare", "baseline", "scales", "stages")
 _SPEC_FIELDS = tuple(f.name for f in fields(RunSpec))
 _SHARED_KEYS = tuple(k for k in _SPEC_FIELDS if k not in ("experiment", "name", "scale"))
 _ROW_KEYS = tuple(k for k in _SPEC_FIELDS if k not in ("experiment", "scale"))
@@ -129,11 +129,24 @@ def experiment_from_dict(data, source="your experiment"):
         return specs
 
     built = {scale: build(scale) for scale in scales}  # every bad value found now, not half-way through a sweep
+    stages = data.get("stages")  # {tuning = [...], confirmation = [...]}: the same at every scale of the file
+    if stages is not None:
+        if not isinstance(stages, dict):
+            raise SpecError(f"{source}: stages must be a table with tuning and confirmation, got {stages!r}")
+        _unknown(stages, ("tuning", "confirmation"), f"{source}, stages")
+        missing = [k for k in ("tuning", "confirmation") if k not in stages]
+        if missing:
+            raise SpecError(f"{source}, stages: {missing[0]!r} is missing")
+        try:
+            stages = Stages(**stages)
+        except SpecError as e:
+            raise SpecError(f"{source}: {e}") from None
     return Experiment(
         name=name, description=data.get("description") or f"your experiment from {source}",
         baseline=baseline, build=build, scales=tuple(scales), comparisons=tuple(comparisons),
         default_seeds={s: _seeds(o.get("seeds", seeds), f"{source}, scales.{s}") for s, o in scales.items()},
-        protocol={s: _protocol(specs[0]) for s, specs in built.items()})
+        protocol={s: _protocol(specs[0]) for s, specs in built.items()},
+        stages={s: stages for s in scales} if stages else {})
 
 
 def _named(settings):

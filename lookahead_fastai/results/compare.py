@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..experiments import get_experiment
 from ..registry.optimizers import optimizer_parts
-from .runs import diverged, finished_runs, row_order
+from .runs import current_specs, diverged, finished_runs, row_order, sweep_cells
 from .selection import best_lr_pairs, validation_finals
 from .stats import ALPHA, Paired, Stat, collapse_test, detectable, holm
 
@@ -195,7 +195,7 @@ def lr_sweep_pairs(store, experiment_name, scale):
     if experiment.lr_sweep is None:
         return [], set()
     finals = validation_finals(finished_runs(store, experiment_name, scale))  # validation only, never test
-    return best_lr_pairs(experiment.lr_sweep(scale), finals)
+    return best_lr_pairs(sweep_cells(store, experiment_name, scale), finals)  # lr_extension's points too
 
 
 # --- the comparisons ------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
     final ``metric`` of the row minus the other row's, paired by seed, with the comparison's kind,
     the raw 95% t-interval and p-value, and the Holm-adjusted p-value and verdict over the table."""
     experiment = get_experiment(experiment_name)
-    specs = {s.name: s for s in experiment.specs(scale)}
+    specs = current_specs(store, experiment_name, scale)  # with the points lr_extension added
     tuned_rows = dict(experiment.tuned.get(scale, {}))
     table, gone = {}, Counter()
     for r in finished_runs(store, experiment_name, scale):

@@ -8,7 +8,7 @@ from ..experiments import EXPERIMENTS
 from .compare import compare, lr_sweep_pairs
 from .lr_grid import lr_grid_cells
 from .questions import LOOKAHEAD_VS_INNER
-from .runs import diverged, finished_runs
+from .runs import current_specs, diverged, finished_runs
 from .selection import grid_edge
 from .stats import noise_floor
 
@@ -69,7 +69,7 @@ def question_lines(store, scale, key=LOOKAHEAD_VS_INNER.key):
         cells = lr_grid_cells(store, name, scale)
         cell_of = {c.row: c for c in cells}
         comps = {(c.row, c.versus): c for c in compare(store, name, scale)}
-        specs = {s.name: s for s in exp.specs(scale)}
+        specs = current_specs(store, name, scale)
         datasets = {r["name"]: r["record"]["dataset"] for r in finished_runs(store, name, scale)}
         for la_row, plain_row in lr_sweep_pairs(store, name, scale)[0]:
             c, la, plain = comps[(la_row, plain_row)], cell_of[la_row], cell_of[plain_row]

@@ -8,7 +8,7 @@ import numpy as np
 
 from ..experiments import get_experiment
 from .compare import compare, lr_sweep_pairs, n_tested
-from .runs import diverged, finished_runs
+from .runs import diverged, finished_runs, sweep_cells
 from .stats import Stat, TimeToTarget, epochs_to_target
 
 __all__ = ["NEAR_BEST_PP", "LrCell", "lr_grid_cells", "by_label", "robustness_rows", "plain_at_same_lr",
@@ -40,7 +40,7 @@ def lr_grid_cells(store, experiment_name, scale):
     if len(frame):
         frame = frame[frame["run_id"].isin({r["run_id"] for r in runs if not diverged(r["record"])})]
     out = []
-    for cell in get_experiment(experiment_name).lr_sweep(scale):
+    for cell in sweep_cells(store, experiment_name, scale):  # declared, then lr_extension's points
         name = cell.row
         recs = {r["seed"]: r["record"] for r in runs if r["name"] == name}
         if not recs:

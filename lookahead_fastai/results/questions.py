@@ -8,6 +8,8 @@ validation split plugs in there without touching this module.
 """
 from dataclasses import dataclass
 
+from ..grid_rules import at_grid_edge  # noqa: F401  (re-exported: the rule sits a floor lower)
+
 
 @dataclass(frozen=True)
 class Question:
@@ -25,10 +27,3 @@ LOOKAHEAD_VS_INNER = Question(
     "validation, which such a run makes on the slow weights); the plain optimizer on its weights.")
 
 QUESTIONS = {q.key: q for q in (LOOKAHEAD_VS_INNER,)}
-
-
-def at_grid_edge(best, grid):
-    """Whether ``best`` is the smallest or largest value of ``grid`` (a grid of one point is all edge):
-    the sweep may have stopped short of the optimum, which no point beyond it brackets."""
-    grid = sorted(set(grid))
-    return bool(grid) and best in (grid[0], grid[-1])

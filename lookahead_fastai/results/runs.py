@@ -3,9 +3,11 @@ order and how much of the planned grid has finished. Numbers and records only: n
 from dataclasses import dataclass
 
 from ..experiments import get_experiment
+from ..experiments.extension import extension_steps
+from ..grid_rules import validation_finals
 from .stats import diverged as _diverged
 
-__all__ = ["n_classes", "diverged", "finished_runs", "Completeness", "completeness", "row_order", "run_seconds",
+__all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
            "epoch_curves"]
 
 
@@ -30,10 +32,46 @@ def finished_runs(store, experiment, scale=None):
     if scale is not None:
         runs = [r for r in runs if r["record"].get("scale") == scale]
     exp = get_experiment(experiment)
-    specs = {s: exp.specs(s) for s in {r["record"].get("scale") for r in runs} if s in exp.scales}
+    specs = {s: exp.specs(s) + [spec for _, spec in extension_of(exp, s, runs)]
+             for s in {r["record"].get("scale") for r in runs} if s in exp.scales}
     current = {spec.run_id(r["seed"]) for r in runs for spec in specs.get(r["record"].get("scale"), [])
                if spec.name == r["name"]}
     return [r for r in runs if r["run_id"] in current]
+
+
+def extension_of(exp, scale, runs):
+    """``[(SweepCell, RunSpec)]``: the points ``exp.lr_extension`` added to its lr sweep at ``scale``,
+    as a sweep works them out (experiments/extension.py), from ``runs`` (the store's finished runs,
+    each row's final validation accuracies over the seeds found)."""
+    if exp.lr_extension is None:
+        return []
+    runs = [r for r in runs if r["record"] and r["record"].get("scale") == scale]
+    by_id = {r["run_id"]: r for r in runs}
+    seeds = sorted({r["seed"] for r in runs})
+
+    def finals_of(spec):
+        found = [by_id[spec.run_id(seed)] for seed in seeds if spec.run_id(seed) in by_id]
+        return validation_finals(found).get(spec.name, []) if found else None
+
+    return extension_steps(exp, scale, finals_of)
+
+
+def _finished(store, experiment):
+    return [r for r in store.runs(experiment, status="finished") if r["record"]]
+
+
+def sweep_cells(store, experiment, scale):
+    """The lr sweep's cells at ``scale`` (``Experiment.lr_sweep``) and, after them, those its
+    ``lr_extension`` added from the store's runs."""
+    exp = get_experiment(experiment)
+    return list(exp.lr_sweep(scale)) + [cell for cell, _ in extension_of(exp, scale, _finished(store, experiment))]
+
+
+def current_specs(store, experiment, scale):
+    """``{row: RunSpec}`` at ``scale``: the declared specs and the lr_extension's, from the store's runs."""
+    exp = get_experiment(experiment)
+    extra = [spec for _, spec in extension_of(exp, scale, _finished(store, experiment))]
+    return {s.name: s for s in exp.specs(scale) + extra}
 
 
 @dataclass(frozen=True)
