@@ -22,18 +22,13 @@ def run_identity(spec: dict, seed: int) -> str:
 
 def _json_default(obj: Any) -> Any:
     # numpy scalars / 0-d tensors -> Python numbers; arrays / tensors -> lists; anything else -> str
-    item = getattr(obj, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (TypeError, ValueError, RuntimeError):
-            pass
-    tolist = getattr(obj, "tolist", None)
-    if callable(tolist):
-        try:
-            return tolist()
-        except (TypeError, ValueError, RuntimeError):
-            pass
+    for name in ("item", "tolist"):  # a number first, then a list, as far as the object allows
+        convert = getattr(obj, name, None)
+        if callable(convert):
+            try:
+                return convert()
+            except (TypeError, ValueError, RuntimeError):
+                pass
     return str(obj)
 
 
