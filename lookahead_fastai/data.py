@@ -30,7 +30,7 @@ from fastai.data.load import DataLoader, _loaders
 from fastai.torch_core import to_device
 from fastcore.basics import num_cpus
 
-from .registry.datasets import (HOLDOUT_SEED, dataset_info, folder_path, holdout_split, load_arrays,
+from .registry.datasets import (dataset_info, folder_path, holdout_record, holdout_split, load_arrays,
                                 stratified_subset)
 from .registry.user import is_import_path, load_dataset
 
@@ -248,10 +248,11 @@ def _folder_items(root, folder, n, seed, holdout=None):
     held, total = [], len(files)
     if holdout is not None:
         files = sorted(files)
-        keep, out = holdout_split(np.array([f.parent.name for f in files]), holdout)
-        files, held = [files[i] for i in keep], [files[i] for i in out]
+    labels = np.array([f.parent.name for f in files])
+    if holdout is not None:
+        keep, out = holdout_split(labels, holdout)
+        files, held, labels = [files[i] for i in keep], [files[i] for i in out], labels[keep]
     if n is not None and n < len(files):
-        labels = np.array([f.parent.name for f in files])
         files = [files[i] for i in stratified_subset(labels, n, seed=seed)]
     return (list(files), held, total) if holdout is not None else list(files)
 
@@ -293,7 +294,7 @@ def _pil_dataloaders(info, data_dir, bs, n_train, n_valid, size, device, augment
                             pin_memory=device.type == "cuda" and num_workers > 0)
     if holdout is not None:
         test = dls.test_dl(test_items, with_labels=True)  # the valid loader's transforms, unshuffled
-        split = {"size": len(held), "seed": HOLDOUT_SEED, "of": total}
+        split = holdout_record(len(held), total)
         return DataBundle(dls, 3, len(dls.vocab), size, len(items) - len(held), len(held), str(root),
                           test=test, n_test=len(test_items), holdout=split)
     n_train_items = sum(1 for f in items if f.parent.parent.name == train_folder)

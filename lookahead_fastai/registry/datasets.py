@@ -37,7 +37,7 @@ from fastai.data.external import URLs, fastai_cfg, untar_data
 __all__ = [
     "DATASETS", "DatasetInfo", "DatasetUnavailable", "SmallImageData", "CACHE_ENV", "OFFLINE_ENV",
     "dataset_info", "locate", "load_arrays", "folder_path", "stratified_subset", "decode_dataset",
-    "default_cache_dir", "HOLDOUT_SEED", "holdout_size", "holdout_split",
+    "default_cache_dir", "HOLDOUT_SEED", "holdout_size", "holdout_split", "holdout_record",
 ]
 
 OFFLINE_ENV = "LOOKAHEAD_FASTAI_OFFLINE"
@@ -564,6 +564,12 @@ def holdout_split(labels, holdout: int | float) -> tuple[np.ndarray, np.ndarray]
     return np.setdiff1d(np.arange(len(labels)), valid), valid
 
 
+def holdout_record(n_held: int, n_of: int) -> dict:
+    """What a run's record states of its held-out validation split (both data paths): its size, its
+    seed and the size of the training split it was held out of."""
+    return {"size": n_held, "seed": HOLDOUT_SEED, "of": n_of}
+
+
 def load_arrays(name: str, data_dir: str | os.PathLike | None = None, n_train: int | None = None,
                 n_valid: int | None = None, seed: int = 0, *,
                 cache_dir: str | os.PathLike | None = None, use_cache: bool = True,
@@ -595,7 +601,7 @@ def load_arrays(name: str, data_dir: str | os.PathLike | None = None, n_train: i
     split = None
     if holdout is not None:
         keep, held = holdout_split(y_tr, holdout)
-        split = {"size": len(held), "seed": HOLDOUT_SEED, "of": len(y_tr)}
+        split = holdout_record(len(held), len(y_tr))
         x_ho, y_ho = x_tr[held], y_tr[held]
         x_tr, y_tr = x_tr[keep], y_tr[keep]
     if n_train is not None:
