@@ -4,6 +4,7 @@ notebooks share. Finished runs are skipped, so a sweep can be stopped and starte
 A sweep opens its store once, for its plan and its runs. The training stack (runner, fastai) is
 imported where a run trains, not here; ``DEFAULT_STORE`` and ``lr_find_path`` come from
 ``store.paths`` (stdlib only) and stay importable from here."""
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,7 +124,8 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
                                       distributed=distributed, num_workers=num_workers)
             except RunsFailed as e:
                 records += e.records
-                failed = RunsFailed(e.failures, records)  # every record so far, in order
+                failures = [dataclasses.replace(f, index=first + f.index) for f in e.failures]  # grid positions
+                failed = RunsFailed(failures, records)  # every record so far, in order
                 break
             batch = _extension_jobs(db, *grid, only, {_key(j) for j in jobs})
     exp = get_experiment(experiment)

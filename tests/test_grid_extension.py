@@ -132,3 +132,32 @@ def test_the_cli_runs_the_added_points_and_numbers_them_apart(bracket, tmp_path,
     assert "[9, a grid point added] Adam @ 0.001 seed 0" in out and "[12, a grid point added]" in out
     assert cli.main(["run", NAME, "--scale", "smoke", "--store", store, "--data-dir", str(shared_data)]) == 0
     assert "12 runs (6 rows x 2 seeds), 12 already finished" in capsys.readouterr().out  # started again: the same runs
+
+
+def test_a_failure_in_an_added_batch_names_its_position_in_the_whole_sweep(monkeypatch, tmp_path):
+    """The runs of a later batch (a grid point added after the declared grid) are numbered after the
+    grid's, in the callbacks and in RunsFailed's failures alike (no training: a stand-in executor)."""
+    from lookahead_fastai import sweep
+    from lookahead_fastai.executors import Failure, RunsFailed
+    grid_jobs = sweep.plan("demo", "smoke", 1, store=tmp_path / "s.sqlite")
+    added = [sweep.Job(grid_jobs[0].spec, 7, False, False)]
+    batches = iter([added])
+    monkeypatch.setattr(sweep, "_extension_jobs", lambda *args: next(batches, []))
+
+    class StandIn:
+        calls = []
+
+        def run(self, jobs, db, on_error=None, **options):
+            self.calls.append(len(jobs))
+            if len(self.calls) == 1:
+                return [{"i": i} for i in range(len(jobs))]
+            on_error(0, jobs[0], "RuntimeError: boom")
+            raise RunsFailed([Failure(0, jobs[0], "RuntimeError: boom")], [None])
+
+    errors = []
+    with pytest.raises(RunsFailed) as failed:
+        sweep.run_experiment("demo", "smoke", 1, store=tmp_path / "s.sqlite", executor=StandIn(),
+                             on_error=lambda i, job, error: errors.append(i))
+    n = len(grid_jobs)
+    assert StandIn.calls == [n, 1] and errors == [n]
+    assert [f.index for f in failed.value.failures] == [n] and len(failed.value.records) == n + 1
