@@ -249,16 +249,14 @@ def _claim(claims, db, i, job, finished, on_skip):
     """The driver's claim of a run (``lifecycle.claimed_run``, kept open on ``claims``): its lease
     when this sweep trains it; None when it is finished (``finished(i, job, record)``) or held by
     another live process (``on_skip(i, job, RunHeld)``)."""
-    def answer(state):
-        if state == "finished":
-            job.finished = True  # e.g. by another process sharing the store, since the plan
     try:
-        lease = claims.enter_context(claimed_run(db, job.spec, job.seed, on_claim=answer))
+        lease = claims.enter_context(claimed_run(db, job.spec, job.seed))
     except RunHeld as held:
         if on_skip is not None:
             on_skip(i, job, held)
         return None
     if lease.state == "finished":
+        job.finished = True  # e.g. by another process sharing the store, since the plan
         finished(i, job, lease.record)
         return None
     return lease
