@@ -356,7 +356,8 @@ def _cmd_report(args):
     from .experiments.yours import is_experiment_file
     from .results.index import write_index
     from .results.report import write_report
-    store_path = args.store or Path("runs") / "results.sqlite"
+    from .store.paths import DEFAULT_STORE
+    store_path = args.store or DEFAULT_STORE
     _check_store_path(store_path)
     if not store_path.exists():
         raise CliError(f"--store {store_path}: no results database; run `lookahead-fastai run {args.experiment}` first")

@@ -20,7 +20,6 @@ Words and figures:
 
 Nothing here names an experiment: an experiment declares its sweeps (``lr_sweep``), budget,
 families and questions as data on its ``Experiment``. Nothing here imports the training stack
-(sweep, runner) at import: ``tests/test_results.py`` checks that in a fresh interpreter. The one
-exception is :func:`.report.write_report`, which imports ``lookahead_fastai.sweep.lr_find_path`` (the
-sweep's file layout) when it writes a report; ``experiments`` and ``registry`` bring torch and fastai.
+(sweep, runner): ``tests/test_results.py`` checks that in a fresh interpreter (the lr_find file's path
+comes from the stdlib-only ``store.paths``); ``experiments`` and ``registry`` bring torch and fastai.
 """

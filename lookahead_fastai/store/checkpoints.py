@@ -7,7 +7,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .paths import checkpoint_path, store_files_dir
+from .paths import checkpoint_path
 
 __all__ = ["Checkpoints"]
 
@@ -46,12 +46,6 @@ class Checkpoints:
             (old,) = c.execute("SELECT checkpoint_digests FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             digests = [digest] + [d for d in (json.loads(old) if old else [])[:1] if d != digest]
             c.execute("UPDATE runs SET checkpoint_digests = ? WHERE run_id = ?", (json.dumps(digests), run_id))
-
-    @property
-    def files_dir(self) -> Path:
-        """This store's own folder of artefacts: ``<db_dir>/<db_stem>.files/`` (checkpoints,
-        lr_find curves, W&B files), so two stores in one folder never share them."""
-        return store_files_dir(self.path)
 
     def checkpoint_dir(self, run_id: str) -> Path:
         """``<db_dir>/<db_stem>.files/checkpoints/<run_id>/``, created if missing."""
