@@ -14,6 +14,7 @@ from .compare import BETTER, NOT_SHOWN, WORSE, detectable_over
 from .lr_grid import NEAR_BEST_PP, by_label, plain_at_same_lr, robustness_rows, study_by_dataset, times_to_target
 from .plots import FigureLink, plot_lr_robustness
 from .runs import completeness, finished_runs, run_seconds
+from .selection import grid_edge
 from .stats import ALPHA, std_bounds
 from .wording import collapse_columns, interval_text, stats_text
 
@@ -62,8 +63,8 @@ def edge_text(robust):
     involving them can misstate the gap."""
     edge = []
     for r in robust:
-        if r["lrs"] > 1 and r["best_lr"] in (r["lowest_lr"], r["highest_lr"]):
-            side = "top" if r["best_lr"] == r["highest_lr"] else "bottom"
+        side = r["lrs"] > 1 and grid_edge(r["best_lr"], (r["lowest_lr"], r["highest_lr"]))  # grid_rules' rule
+        if side:
             edge.append(f"{r['label']} (lr {_short(r['best_lr'])}, the grid's {side})")
     if not edge:
         return ""

@@ -132,7 +132,7 @@ def _scale_results(store, store_path, experiment, experiment_name, scale, out_di
     n_tests = n_tested(comparisons)
     parts.append("\n### Paired differences in final accuracy\n")
     parts.append(KINDS_TEXT + " Here: " + kind_counts(comparisons) + ".\n\n" + stats_text(n_tests) + "\n\n")
-    parts.append(_markdown(paired_differences(store, experiment_name, scale)))
+    parts.append(_markdown(comparison_frame(comparisons)))
     if any("test_accuracy" in r["record"]["final"] for r in finished_runs(store, experiment_name, scale)):
         parts.append("\n### Paired differences in test accuracy\n")
         parts.append("Three splits: the accuracies above are on the validation split held out of the training "
