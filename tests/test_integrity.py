@@ -100,6 +100,9 @@ BAD_LINES = [  # (id, mutation of line 2, the field named, words of the reason)
     ("record-missing-scale", lambda r: (r["record"].pop("scale"), r)[1], "record.scale", "missing"),
     ("nested-too-deep", _deep(20), "record.final.extra" + ".a" * 14, "nested more than 16 levels"),
     ("unknown-field", _set("pid", 1), "pid", "unknown field"),
+    ("run-id-dotdot", _set("run_id", ".."), "run_id", "is not a run id"),
+    ("run-id-a-path", _set("run_id", "../x"), "run_id", "is not a run id"),
+    ("run-id-65-chars", _set("run_id", "a" * 65), "run_id", "is not a run id"),
 ]
 
 

@@ -23,7 +23,8 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
-import re
+
+from .paths import is_safe_run_id
 
 __all__ = ["BadLine", "parse_line", "MAX_LINE_CHARS", "MAX_DEPTH", "MAX_SEED", "MAX_EPOCHS"]
 
@@ -35,7 +36,7 @@ MAX_INT = 2 ** 63 - 1
 MAX_TEXT = 200                    # experiment and row names, timestamps
 
 FIELDS = ("run_id", "experiment", "name", "seed", "spec", "started_at", "finished_at", "record", "epochs")
-_SAFE_RUN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
+MAX_RUN_ID = 64                   # a run id's length at most (its characters: paths.is_safe_run_id)
 _FRACTIONS = ("accuracy", "top5", "best_accuracy", "test_accuracy", "test_top5")
 # what a report reads from the record of a run of a declared experiment
 _REPORTED = ("scale", "dataset", "n_train", "n_valid", "data", "final")
@@ -72,7 +73,7 @@ def parse_line(text):
     unknown = sorted(set(run) - set(FIELDS))
     if unknown:
         raise BadLine(unknown[0], f"unknown field; an exported run has {', '.join(FIELDS)}")
-    if not isinstance(run["run_id"], str) or not _SAFE_RUN_ID.match(run["run_id"]) or run["run_id"] in (".", ".."):
+    if not isinstance(run["run_id"], str) or len(run["run_id"]) > MAX_RUN_ID or not is_safe_run_id(run["run_id"]):
         raise BadLine("run_id", f"{_short(run['run_id'])} is not a run id (letters, digits, '_', '.', '-')")
     for field in ("experiment", "name"):
         _text(run, field)

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["DEFAULT_STORE", "store_files_dir", "checkpoint_path", "lr_find_path", "safe_run_id"]
+__all__ = ["DEFAULT_STORE", "store_files_dir", "checkpoint_path", "lr_find_path", "is_safe_run_id", "safe_run_id"]
 
 DEFAULT_STORE = Path("runs") / "results.sqlite"
 
@@ -24,9 +24,14 @@ def store_files_dir(path: str | os.PathLike) -> Path:
     return path.parent / f"{path.stem}.files"
 
 
+def is_safe_run_id(run_id: str) -> bool:
+    """Whether ``run_id`` is safe as a directory name: letters, digits, '_', '.', '-', not '.' or '..'."""
+    return bool(_SAFE_RUN_ID.match(run_id)) and run_id not in (".", "..")
+
+
 def safe_run_id(run_id: str) -> str:
     """``run_id`` itself when it is safe as a directory name, else ValueError."""
-    if not _SAFE_RUN_ID.match(run_id) or run_id in (".", ".."):
+    if not is_safe_run_id(run_id):
         raise ValueError(f"run_id {run_id!r} is not safe as a directory name")
     return run_id
 
