@@ -30,7 +30,7 @@ from .registry.user import is_import_path
 
 __all__ = ["RowCost", "Plan", "Measurement", "LoaderMeasurement", "cost_plan", "format_plan",
            "load_measurements", "load_loader_measurements", "DEFAULT_RESULTS_DIR", "spec_sizes", "config_key",
-           "loader_key", "on_pil_path", "CONFIG_FIELDS", "LOADER_FIELDS"]
+           "loader_key", "entry_key", "on_pil_path", "CONFIG_FIELDS", "LOADER_FIELDS"]
 
 DEFAULT_RESULTS_DIR = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 # what one timing measures, as gpu_check writes it in each entry's "config" (a dict of these fields)
@@ -74,8 +74,9 @@ def on_pil_path(spec):
     return not dataset_info(spec.dataset).small or spec.data_path == "pil"
 
 
-def _config(entry, fields):
-    """The key of a measured entry from its ``config`` fields; None when it has none of this form."""
+def entry_key(entry, fields):
+    """The key of a measured entry (gpu_check's JSON) from its ``config`` fields (:data:`CONFIG_FIELDS` or
+    :data:`LOADER_FIELDS`); None when it has none of this form."""
     config = entry.get("config") if isinstance(entry, dict) else None
     if not isinstance(config, dict) or any(f not in config for f in fields):
         return None
@@ -185,7 +186,7 @@ def load_measurements(results_dir=None):
     found = {}
     for name, meta, projection in _sections(results_dir, "projection"):
         for entry in (projection.get("configs") or {}).values():
-            key = _config(entry, CONFIG_FIELDS)
+            key = entry_key(entry, CONFIG_FIELDS)
             if key is None or entry.get("status") != "ok":
                 continue
             if entry.get("bs", key[3]) != key[3] or entry.get("size", key[2]) != key[2]:
@@ -201,7 +202,7 @@ def load_loader_measurements(results_dir=None):
     found = {}
     for name, meta, loader in _sections(results_dir, "loader"):
         for entry in (loader.get("configs") or {}).values():
-            key = _config(entry, LOADER_FIELDS)
+            key = entry_key(entry, LOADER_FIELDS)
             if key is None or entry.get("status") != "ok":
                 continue
             if entry.get("size", key[1]) != key[1]:

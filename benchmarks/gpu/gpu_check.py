@@ -74,8 +74,8 @@ import lookahead_fastai  # noqa: E402,F401  (silences fastai's torch.jit notice 
 from lookahead_fastai.data import CROP_PAD  # noqa: E402
 # what a spec costs (full dataset sizes from DatasetInfo, the configuration a timing measures):
 # planning's, which reads this script's gpu.json for `lookahead-fastai plan` by the same fields
-from lookahead_fastai.planning import (CONFIG_FIELDS, LOADER_FIELDS, config_key, loader_key,  # noqa: E402
-                                       on_pil_path, spec_sizes)
+from lookahead_fastai.planning import (CONFIG_FIELDS, LOADER_FIELDS, config_key, entry_key,  # noqa: E402
+                                       loader_key, on_pil_path, spec_sizes)
 from lookahead_fastai.registry.datasets import dataset_info  # noqa: E402
 
 K, ALPHA = 5, 0.5
@@ -749,9 +749,8 @@ def section_loader(res, deadline, cfg, data_dir, projection_result):
         f"one warm-up pass, then {cfg.loader_passes} timed full passes (worker start-up included, as in every "
         "epoch), the device synchronised at the end; compared per row with section 5's model images/s for "
         "its (architecture, dataset, size, bs)"))
-    model = {tuple(c["config"][f] for f in CONFIG_FIELDS): c
-             for c in ((projection_result or {}).get("configs") or {}).values()
-             if c.get("status") == "ok" and isinstance(c.get("config"), dict)}
+    model = {key: c for c in ((projection_result or {}).get("configs") or {}).values()
+             if c.get("status") == "ok" and (key := entry_key(c, CONFIG_FIELDS)) is not None}
     scratch = Path(tempfile.mkdtemp(prefix="gpu-check-loader-", dir=_TMP))
     def compared(key, users):  # does section 5 have the model speed of one of its rows?
         return any(config_key(spec) in model for _, spec in users)
