@@ -183,7 +183,7 @@ def test_the_noise_floor_comes_from_the_declared_pair_of_float_paths(committed):
 
 
 def test_a_best_at_an_edge_of_its_grid_is_flagged():
-    from lookahead_fastai.results.questions import at_grid_edge
+    from lookahead_fastai.grid_rules import at_grid_edge
     assert at_grid_edge(1e-2, [1e-3, 1e-2]) and at_grid_edge(1e-3, [1e-2, 1e-3, 3e-3])
     assert not at_grid_edge(3e-3, [1e-3, 3e-3, 1e-2])
     assert at_grid_edge(0.1, [0.1])  # one point brackets nothing

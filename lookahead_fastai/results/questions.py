@@ -8,8 +8,6 @@ validation split plugs in there without touching this module.
 """
 from dataclasses import dataclass
 
-from ..grid_rules import at_grid_edge  # noqa: F401  (re-exported: the rule sits a floor lower)
-
 
 @dataclass(frozen=True)
 class Question:

@@ -79,11 +79,6 @@ def interval(low, high):
     return "—" if math.isnan(low) else f"[{pp(low)}, {pp(high)}] pp"
 
 
-def diverged_count(bad, total):
-    """"k of n diverged" (empty when none did)."""
-    return f"{bad} of {total} diverged" if bad else ""
-
-
 def noise_floor(floor):
     """A :class:`~.stats.NoiseFloor` in words; "not measured" for None."""
     if floor is None:
