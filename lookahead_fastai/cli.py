@@ -18,6 +18,7 @@ EXIT_BAD_INPUT = 2
 EXIT_RUNS_FAILED = 1  # some runs of the grid failed (executor ray); the others finished
 MAX_SEEDS = 1000
 SCALES = ("smoke", "cpu", "full")        # experiments.SCALES, without importing torch for --help
+STAGES = ("tuning", "confirmation")      # sweep.STAGES, likewise
 WANDB_MODES = ("offline", "online", "disabled")
 DEVICES = ("cpu", "cuda")
 EXECUTORS = ("local", "ray")
@@ -81,6 +82,9 @@ def _parser():
     run.add_argument("--seeds", type=_seeds, default=None,
                      help=f"number of seeds, 1 to {MAX_SEEDS}: seeds 0..N-1 (default: per experiment)")
     run.add_argument("--only", nargs="+", metavar="NAME", help="only these optimizer rows")
+    run.add_argument("--stage", default=None, choices=STAGES,
+                     help="an experiment with stages: only its tuning runs, or only the confirmation runs of "
+                          "the settings its finished tuning chose (default: both, as far as tuning has decided)")
     run.add_argument("--data-dir", type=Path, default=None, help="folder holding the datasets (offline copies)")
     run.add_argument("--store", type=Path, default=None, help="results database (default: runs/results.sqlite)")
     run.add_argument("--wandb", default="disabled", choices=WANDB_MODES,
@@ -208,7 +212,7 @@ def _cmd_run(args):
     _check_store_path(store)
     args.experiment, args.scale = _experiment_and_scale(args.experiment, args.scale, "smoke")
     try:
-        jobs = plan(args.experiment, args.scale, args.seeds, args.only, store)
+        jobs = plan(args.experiment, args.scale, args.seeds, args.only, store, stage=args.stage)
     except SpecError as e:
         raise CliError(str(e)) from None
     from fastai.torch_core import rank_distrib
@@ -220,7 +224,7 @@ def _cmd_run(args):
                        device=args.device, wandb=args.wandb, progress=args.progress, on_record=lines.record,
                        executor=args.executor, address=args.address, gpus_per_run=args.gpus_per_run,
                        cpus_per_run=args.cpus_per_run, distributed=args.distributed, on_error=lines.error,
-                       on_skip=lines.skip, num_workers=args.workers)
+                       on_skip=lines.skip, num_workers=args.workers, stage=args.stage)
     except RunsFailed as e:
         print(f"lookahead-fastai: {' '.join(str(e).split())}; they are marked failed in the store, "
               f"a rerun retries them", file=sys.stderr)
@@ -229,6 +233,15 @@ def _cmd_run(args):
         print(f"{len(lines.skipped)} runs were being trained by another process sharing the store; they are theirs "
               f"to finish", flush=True)
     return 0
+
+
+def _grid_text(jobs):
+    """"N runs (R rows x S seeds)", or with stages the runs of each stage planned so far."""
+    rows = len({j.spec.name for j in jobs})
+    if any(j.stage for j in jobs):
+        per = {st: sum(j.stage == st for j in jobs) for st in STAGES}
+        return f"{len(jobs)} runs planned so far ({', '.join(f'{st} {n}' for st, n in per.items())})"
+    return f"{len(jobs)} runs ({rows} rows x {len(jobs) // rows if rows else 0} seeds)"
 
 
 class _RunLines:
@@ -240,11 +253,13 @@ class _RunLines:
         self.done = 0  # runs reported so far (with ray they finish in any order)
         self.skipped = []
         if self.talk:
-            rows = len({j.spec.name for j in jobs})
-            print(f"{self.args.experiment} at scale {self.args.scale}: {len(jobs)} runs ({rows} rows x "
-                  f"{len(jobs) // rows} seeds), {sum(j.finished for j in jobs)} already finished"
+            print(f"{self.args.experiment} at scale {self.args.scale}: {_grid_text(jobs)}, "
+                  f"{sum(j.finished for j in jobs)} already finished"
                   f"{_imported_text(jobs)}; store {self.store}"
                   f"{'; executor ray' if self.args.executor == 'ray' else ''}", flush=True)
+            if not any(j.stage == "confirmation" for j in jobs) and self.args.stage != "tuning" and \
+                    any(j.stage == "tuning" for j in jobs) or self.args.stage == "confirmation" and not jobs:
+                print("confirmation runs follow once the tuning stage has chosen (its runs all finished)", flush=True)
         from fastprogress.fastprogress import progress_bar
         # the grid's bar only on a terminal: piped or logged output gets the lines alone, no glyphs
         bar = progress_bar(range(len(jobs))) if self.talk and sys.stdout.isatty() and not self.args.progress else ()

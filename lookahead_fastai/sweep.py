@@ -9,13 +9,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
-from .experiments.extension import extension_steps
+from .experiments.extension import tuning_outcome
 from .grid_rules import validation_finals
+from .registry.datasets import record_classes
 from .registry.user import check_user_code
 from .store import ResultsStore, opened
 from .store.paths import DEFAULT_STORE, lr_find_path
 
-__all__ = ["Job", "plan", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
+__all__ = ["Job", "Grid", "STAGES", "plan", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
 
 
 @dataclass
@@ -24,21 +25,39 @@ class Job:
     seed: int
     finished: bool  # already finished in the store (at the plan, or by another process when this sweep got to it)
     imported: bool = False  # finished by ``store import`` (its record came from a file, not from training here)
+    stage: str | None = None  # "tuning" / "confirmation" for an experiment with stages (Experiment.stages)
 
 
-def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE):
-    """The runs of ``experiment`` (a name or an :class:`Experiment`) at ``scale``: one Job per row x
-    seed (seeds 0..N-1); ``scale`` None: the experiment's first (smoke for the built-in ones).
-    ``store``: a path (opened and closed here) or an open :class:`ResultsStore` (left open)."""
+STAGES = ("tuning", "confirmation")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """What a sweep plans from: the experiment's name and scale, its declared specs, the seeds of
+    each stage (``confirmation`` empty without stages), ``only`` those rows (None: all)."""
+    name: str
+    scale: str
+    specs: list
+    tuning: tuple
+    confirmation: tuple
+    only: tuple | None = None
+
+
+def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, stage=None):
+    """The runs of ``experiment`` (a name or an :class:`Experiment`) at ``scale`` that the store's
+    state calls for now: one Job per row x seed (seeds 0..N-1, or each declared stage's seeds), then
+    the points ``lr_extension`` adds and, with stages, each family's chosen row on the confirmation
+    seeds, as far as finished runs decide them; ``stage``: that stage's runs only. ``scale`` None:
+    the experiment's first (smoke for the built-in ones). ``store``: a path (opened and closed here)
+    or an open :class:`ResultsStore` (left open)."""
     grid = _grid(experiment, scale, seeds, only)
     with opened(store) as db:
-        jobs = _jobs(db, *grid)
-        return jobs + _extension_jobs(db, *grid, only, {_key(j) for j in jobs})
+        return _planned(db, grid, stage)
 
 
 def _grid(experiment, scale, seeds, only):
-    """The experiment's name, its specs (``only`` those rows) and its number of seeds, the user's own
-    callables checked: all before the store is opened."""
+    """The experiment's :class:`Grid` at ``scale``, the user's own callables checked: all before the
+    store is opened."""
     exp = get_experiment(experiment)
     scale = exp.scales[0] if scale is None else scale  # a user's experiment of one scale needs none named
     if scale not in SCALES:
@@ -50,48 +69,91 @@ def _grid(experiment, scale, seeds, only):
         unknown = [n for n in only if n not in names]
         if unknown:
             raise SpecError(f"--only: {', '.join(unknown)} not in {exp.name}; rows are {', '.join(names)}")
-        specs = [s for s in specs if s.name in only]
-    stages = exp.stages.get(scale)  # declared stages: every seed of both, unless a number is asked for
-    n_seeds = seeds or (max(stages.seeds) + 1 if stages else exp.default_seeds.get(scale, 1))
+    stages = exp.stages.get(scale)
+    if stages is not None:
+        if seeds:
+            raise SpecError(f"{exp.name} declares its seeds at scale {scale} (tuning {_seed_text(stages.tuning)}; "
+                            f"confirmation {_seed_text(stages.confirmation)}): run a stage with --stage, not --seeds")
+        return Grid(exp.name, scale, specs, stages.tuning, stages.confirmation, tuple(only) if only else None)
+    n_seeds = seeds or exp.default_seeds.get(scale, 1)
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
-    return exp.name, specs, n_seeds
+    return Grid(exp.name, scale, specs, tuple(range(n_seeds)), (), tuple(only) if only else None)
+
+
+def _seed_text(seeds):
+    return ", ".join(map(str, seeds))
 
 
 def _key(job):
     return job.spec.run_id(job.seed)
 
 
-def _extension_jobs(db, name, specs, n_seeds, only, planned):
-    """The runs of the grid points the experiment's ``lr_extension`` adds from what the store holds
-    now (experiments/extension.py), less those in ``planned`` (run ids). None with ``only``: a family
-    is extended by a sweep of all its rows."""
-    exp = get_experiment(name)
-    if exp.lr_extension is None or only or not specs:
-        return []
-    finished = {r["run_id"]: r for r in db.runs(name, status="finished") if r["record"]}
+def _planned(db, grid, stage=None):
+    """Every Job the store's state calls for now (see :func:`plan`), in order: the declared rows on the
+    tuning seeds, lr_extension's points, then the confirmation runs."""
+    if stage is not None and stage not in STAGES:
+        raise SpecError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
+    exp = get_experiment(grid.name)
+    staged = bool(grid.confirmation)
+    derived, confirm = [], [(spec, grid.confirmation) for spec in grid.specs] if staged else []
+    if exp.lr_sweep is not None and grid.specs:
+        outcome = tuning_outcome(exp, grid.scale, _finals_reader(db, grid))
+        derived = [spec for _, spec in outcome.added]
+        if staged:  # the chosen row of each family whose tuning is settled, on the fresh seeds
+            confirm = [(chosen[1], grid.confirmation) for chosen in outcome.chosen.values() if chosen is not None]
+    tuning = "tuning" if staged else None
+    wanted = [(spec, grid.tuning, tuning, "declared") for spec in grid.specs] + \
+        [(spec, grid.tuning, tuning, "added") for spec in derived] + \
+        [(spec, seeds, "confirmation", "confirmation") for spec, seeds in confirm]
+    if grid.only:
+        wanted = [w for w in wanted if w[0].name in grid.only]
+    if stage is not None:
+        wanted = [w for w in wanted if w[2] == stage]
+    jobs, seen, imported = [], set(), db.imported(grid.name)
+    for specs_seeds in _seed_major(wanted):
+        for spec, seed, job_stage in specs_seeds:
+            run_id = spec.run_id(seed)
+            if run_id not in seen:
+                seen.add(run_id)
+                jobs.append(Job(spec, seed, db.is_finished(run_id), run_id in imported, job_stage))
+    return jobs
+
+
+def _seed_major(wanted):
+    """``wanted`` ((spec, seeds, stage, block) tuples; blocks: the declared grid, the points added, the
+    confirmation runs) as groups of (spec, seed, stage), one group per block, seed by seed within it
+    (every row's first seed before any row's second, so an interrupted sweep leaves whole seeds)."""
+    groups, i = [], 0
+    while i < len(wanted):
+        j = i
+        while j < len(wanted) and wanted[j][1:] == wanted[i][1:]:
+            j += 1
+        groups.append([(spec, seed, st) for seed in wanted[i][1] for spec, _, st, _ in wanted[i:j]])
+        i = j
+    return groups
+
+
+def _finals_reader(db, grid):
+    """``finals_of(spec)`` for :func:`~.experiments.extension.tuning_outcome`: the final validation
+    accuracies of ``spec``'s runs on the tuning seeds (None for one that diverged) once all have
+    finished, else None. Read from the store's finished runs, the rule the reports pick by."""
+    finished = {r["run_id"]: r for r in db.runs(grid.name, status="finished") if r["record"]}
 
     def finals_of(spec):
-        runs = [finished.get(spec.run_id(seed)) for seed in range(n_seeds)]
+        runs = [finished.get(spec.run_id(seed)) for seed in grid.tuning]
         if any(r is None for r in runs):
             return None
-        return validation_finals(runs).get(spec.name, [])  # the rule the reports pick by
+        return validation_finals(runs, record_classes).get(spec.name, [])
 
-    added = [spec for _, spec in extension_steps(exp, specs[0].scale, finals_of)]
-    return [j for j in _jobs(db, name, added, n_seeds) if _key(j) not in planned]
-
-
-def _jobs(db, name, specs, n_seeds):
-    imported = db.imported(name)
-    return [Job(spec, seed, db.is_finished(spec.run_id(seed)), spec.run_id(seed) in imported)
-            for seed in range(n_seeds) for spec in specs]
+    return finals_of
 
 
 def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
                    device=None, wandb="disabled", progress=False, on_record=None,
                    # --- executors (see executors.py) ---
                    executor="local", address=None, gpus_per_run=None, cpus_per_run=None, extra_cbs=(),
-                   on_error=None, on_skip=None, distributed=False, num_workers=None):
+                   on_error=None, on_skip=None, distributed=False, num_workers=None, stage=None):
     """Run every pending run of the grid; returns the records in grid order. ``on_record(i, job,
     record)`` is called after each run (the CLI prints a line there).
 
@@ -104,7 +166,8 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     processes (see distributed.py). ``on_skip(i, job, reason)``: a run another live process is
     training (several sweeps may share one store), ``reason`` a :class:`~.lifecycle.RunHeld` (its text
     says it in words, its fields say who holds the run); its record is None. ``num_workers``: loader
-    worker processes of the PIL data path (None: one per core available)."""
+    worker processes of the PIL data path (None: one per core available). ``stage``: only that stage's runs
+    ("tuning" or "confirmation"; an experiment with ``stages``), see :func:`plan`."""
     from fastai.torch_core import rank_distrib
 
     from .executors import RunsFailed, make_executor
@@ -114,8 +177,8 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
     grid = _grid(experiment, scale, seeds, only)
     failed = None
     with opened(store) as db:  # one store for the plan and the runs
-        jobs, batch, records = [], _jobs(db, *grid), []
-        while batch:  # the declared grid, then each lr_extension step its finished runs call for
+        jobs, batch, records = [], _planned(db, grid, stage), []
+        while batch:  # the declared grid, then what its finished runs call for (lr_extension, confirmation)
             first, jobs = len(jobs), jobs + batch
             try:
                 records += runner.run(batch, db, data_dir=data_dir, device=device, wandb=wandb, progress=progress,
@@ -127,7 +190,8 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
                 failures = [dataclasses.replace(f, index=first + f.index) for f in e.failures]  # grid positions
                 failed = RunsFailed(failures, records)  # every record so far, in order
                 break
-            batch = _extension_jobs(db, *grid, only, {_key(j) for j in jobs})
+            known = {_key(j) for j in jobs}
+            batch = [j for j in _planned(db, grid, stage) if _key(j) not in known]
     exp = get_experiment(experiment)
     store = store.path if isinstance(store, ResultsStore) else store
     if rank_distrib() == 0 and exp.lr_find_row and not lr_find_path(store, experiment, scale).exists():

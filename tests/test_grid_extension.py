@@ -141,8 +141,8 @@ def test_a_failure_in_an_added_batch_names_its_position_in_the_whole_sweep(monke
     from lookahead_fastai.executors import Failure, RunsFailed
     grid_jobs = sweep.plan("demo", "smoke", 1, store=tmp_path / "s.sqlite")
     added = [sweep.Job(grid_jobs[0].spec, 7, False, False)]
-    batches = iter([added])
-    monkeypatch.setattr(sweep, "_extension_jobs", lambda *args: next(batches, []))
+    plans = iter([grid_jobs, grid_jobs + added])  # the store's state calls for one more run after the grid's
+    monkeypatch.setattr(sweep, "_planned", lambda db, grid, stage=None: next(plans, grid_jobs + added))
 
     class StandIn:
         calls = []

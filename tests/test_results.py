@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from lookahead_fastai import grid_rules
 from lookahead_fastai.results import stats, text
 
 
@@ -70,12 +71,12 @@ def test_results_sources_name_no_experiment_and_import_no_training_stack():
 
 def test_a_collapsed_run_is_diverged_at_chance_loss_or_non_finite():
     ln10 = math.log(10)
-    assert stats.diverged({"accuracy": 0.1, "train_loss": 2.305}, n_classes=10)           # above ln 10
-    assert stats.diverged({"accuracy": 0.1, "train_loss": ln10}, n_classes=10)            # at it
-    assert not stats.diverged({"accuracy": 0.5, "train_loss": 2.30}, n_classes=10)        # below it: trained
-    assert stats.diverged({"accuracy": 0.5, "train_loss": float("nan")}, n_classes=10)    # non-finite
-    assert stats.diverged({"accuracy": 0.5}, {"valid_loss": float("inf")})                # slow weights too
-    assert not stats.diverged({"accuracy": 0.1, "train_loss": 2.305})                     # C unknown: only non-finite
+    assert grid_rules.diverged({"accuracy": 0.1, "train_loss": 2.305}, n_classes=10)           # above ln 10
+    assert grid_rules.diverged({"accuracy": 0.1, "train_loss": ln10}, n_classes=10)            # at it
+    assert not grid_rules.diverged({"accuracy": 0.5, "train_loss": 2.30}, n_classes=10)        # below it: trained
+    assert grid_rules.diverged({"accuracy": 0.5, "train_loss": float("nan")}, n_classes=10)    # non-finite
+    assert grid_rules.diverged({"accuracy": 0.5}, {"valid_loss": float("inf")})                # slow weights too
+    assert not grid_rules.diverged({"accuracy": 0.1, "train_loss": 2.305})                     # C unknown: only non-finite
 
 
 def test_collapse_rates_are_compared_with_fishers_exact_test():
@@ -398,9 +399,9 @@ def test_the_best_lr_is_chosen_on_validation_even_where_test_would_choose_anothe
     assert lr_sweep_pairs(store, "my_grid", "smoke") == ([("r4", "r1")], {"r1", "r4"})
     best = {row["label"]: row["best_lr"] for row in robustness_rows(lr_grid_cells(store, "my_grid", "smoke"))}
     assert best == {"SGD": 0.1, "LA / SGD": 0.1}
-    assert selection.validation_finals(runs)["r1"] == [0.80, 0.81]
+    assert selection.validation_finals(runs, lambda record: 10)["r1"] == [0.80, 0.81]
     with pytest.raises(ValueError, match="validation only"):
-        selection.validation_finals(runs, "test_accuracy")
+        selection.validation_finals(runs, lambda record: 10, "test_accuracy")
 
 
 def test_a_report_of_three_splits_labels_validation_and_test_and_states_the_split(monkeypatch):

@@ -69,3 +69,104 @@ def test_each_run_keeps_its_stage_in_its_record(tmp_path, monkeypatch, shared_da
     monkeypatch.setitem(experiments.EXPERIMENTS, "staged", dataclasses.replace(exp, stages={}))
     (plain,) = run_experiment("staged", store=tmp_path / "plain.sqlite", data_dir=shared_data, device="cpu")
     assert "stage" not in plain  # no stages declared: the record as before
+
+
+# --- the two stages in a sweep: tuning chooses, confirmation reruns the choice on fresh seeds ----------
+FAMILIES = [("D", "Adam", "Adam", ""), ("D", "LA / Adam", "Adam", "LA")]
+COMMON = dict(dataset="digits", arch="mlp", epochs=2, bs=32, n_train=480, n_valid=160, holdout=160)
+
+
+def _staged_grid(lrs=(1e-4, 1e-3, 1e-2)):
+    from lookahead_fastai.experiments.extension import LrExtension
+    from lookahead_fastai.experiments.spec import SweepCell
+
+    def row(family, lr):
+        return dict(name=f"{family[1]} @ {lr:g}", optimizer="lookahead(adam)" if family[3] else "adam", lr=lr)
+
+    def cell(family, lr):
+        return SweepCell(f"{family[1]} @ {lr:g}", family[0], family[2], family[3], family[1], lr)
+
+    def extend(scale, c, lr):
+        family = (c.data, c.label, c.inner, c.variant)
+        return cell(family, lr), grid("two_stage", scale, [row(family, lr)], **COMMON)[0]
+
+    cells = [cell(f, lr) for f in FAMILIES for lr in lrs]
+    return Experiment("two_stage", "tuning then confirmation", cells[0].row,
+                      lambda scale: grid("two_stage", scale, [row(f, lr) for f in FAMILIES for lr in lrs], **COMMON),
+                      scales=("smoke",), questions={"lookahead_vs_inner": "tuned"}, lr_sweep=lambda scale: cells,
+                      lr_extension=LrExtension(10.0, 1, extend), stages={"smoke": Stages((0, 1), (7, 8, 9))})
+
+
+def test_confirmation_reruns_each_familys_choice_on_fresh_seeds_and_a_resumed_plan_is_the_same(
+        tmp_path, monkeypatch, shared_data):
+    import torch
+
+    from lookahead_fastai import experiments, grid_rules
+    from lookahead_fastai.registry.datasets import record_classes
+    from lookahead_fastai.results.runs import finished_runs
+    from lookahead_fastai.store import ResultsStore
+    from lookahead_fastai.sweep import plan, run_experiment
+    monkeypatch.setitem(experiments.EXPERIMENTS, "two_stage", _staged_grid())
+    store = tmp_path / "s.sqlite"
+    first = plan("two_stage", store=store)
+    assert {(j.stage, j.seed) for j in first} == {("tuning", 0), ("tuning", 1)} and len(first) == 12
+    assert plan("two_stage", store=store, stage="confirmation") == []  # nothing chosen before tuning ran
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        tuned = run_experiment("two_stage", store=store, data_dir=shared_data, device="cpu", stage="tuning")
+        assert {r["stage"] for r in tuned} == {"tuning"}  # the tuning stage alone: no confirmation run yet
+        db = ResultsStore(store)
+        tuning = finished_runs(db, "two_stage", "smoke", stage="tuning")
+        finals = grid_rules.validation_finals(tuning, record_classes)
+        chosen = grid_rules.best_rows(_staged_grid().lr_sweep("smoke") + [
+            c for c in _added_cells(tuning)], finals)
+        pending = plan("two_stage", store=store, stage="confirmation")
+        assert {j.spec.name for j in pending} == set(chosen.values())  # each family's choice, from tuning seeds only
+        assert sorted({j.seed for j in pending}) == [7, 8, 9] and len(pending) == 3 * len(chosen)
+        confirmed = run_experiment("two_stage", store=store, data_dir=shared_data, device="cpu")
+    finally:
+        torch.set_num_threads(threads)
+    new = [r for r in confirmed if r["stage"] == "confirmation"]  # the tuning runs come back as they were stored
+    assert len(new) == 3 * len(chosen) and len(confirmed) == len(tuned) + len(new)
+    again = plan("two_stage", store=store)  # resumed: the same runs, all finished
+    assert all(j.finished for j in again) and len(again) == len(confirmed)
+    runs = finished_runs(db, "two_stage", "smoke", stage="confirmation")
+    assert {r["seed"] for r in runs} == {7, 8, 9} and {r["name"] for r in runs} == set(chosen.values())
+    assert all("test_accuracy" in r["record"]["final"] for r in runs)  # three splits: test scored, apart
+
+
+def _added_cells(runs):
+    """SweepCells of the rows lr_extension added, read back from the runs' names (test helper)."""
+    from lookahead_fastai.experiments.spec import SweepCell
+    declared = {c.row for c in _staged_grid().lr_sweep("smoke")}
+    out = {}
+    for r in runs:
+        if r["name"] not in declared:
+            label, lr = r["name"].split(" @ ")
+            family = next(f for f in FAMILIES if f[1] == label)
+            out[r["name"]] = SweepCell(r["name"], family[0], family[2], family[3], label, float(lr))
+    return list(out.values())
+
+
+def test_stages_refuse_a_seed_count_and_an_unknown_stage(monkeypatch, tmp_path):
+    from lookahead_fastai import experiments
+    from lookahead_fastai.sweep import plan
+    monkeypatch.setitem(experiments.EXPERIMENTS, "two_stage", _staged_grid())
+    with pytest.raises(SpecError, match="declares its seeds at scale smoke.*--stage, not --seeds"):
+        plan("two_stage", seeds=3, store=tmp_path / "s.sqlite")
+    with pytest.raises(SpecError, match="stage must be one of tuning, confirmation"):
+        plan("two_stage", store=tmp_path / "s.sqlite", stage="final")
+
+
+def test_selection_ranks_a_row_with_a_diverged_run_below_one_that_always_trained():
+    from lookahead_fastai import grid_rules
+    from lookahead_fastai.experiments.spec import SweepCell
+    cells = [SweepCell(f"r{i}", "D", "SGD", "", "SGD", lr) for i, lr in enumerate((0.1, 1.0, 3.0))]
+    # r1 has the best mean over the runs that trained, but one of its three runs diverged (None)
+    finals = {"r0": [0.80, 0.81, 0.79], "r1": [0.90, None, 0.91], "r2": [None, None, None]}
+    assert grid_rules.best_rows(cells, finals) == {("D", "SGD"): "r0"}
+    assert grid_rules.best_rows(cells, {"r1": [0.9, None], "r2": [None, None]}) == {("D", "SGD"): "r1"}
+    assert grid_rules.best_rows(cells, {"r2": [None, None]}) == {}  # every run diverged: nothing to choose
+    runs = [dict(name="r0", record=dict(dataset="digits", final={"accuracy": 0.1, "train_loss": 2.31}))]
+    assert grid_rules.validation_finals(runs, lambda record: 10) == {"r0": [None]}  # at chance loss: diverged

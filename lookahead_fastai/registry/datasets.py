@@ -159,6 +159,12 @@ def dataset_info(name: str) -> DatasetInfo:
     return DATASETS[key]
 
 
+def record_classes(record) -> int | None:
+    "The number of classes of a run record's dataset (None for one not in the registry: a user's own)."
+    info = DATASETS.get(record.get("dataset"))
+    return info.n_classes if info is not None else None
+
+
 # --------------------------------------------------------------------------- locating
 def _offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in {"1", "true", "yes", "on"}

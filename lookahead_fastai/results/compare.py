@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from ..experiments import get_experiment
 from ..registry.optimizers import optimizer_parts
-from .runs import current_specs, diverged, finished_runs, row_order, sweep_cells
+from .runs import current_specs, diverged, finished_runs, n_classes, row_order, sweep_cells
 from .selection import best_lr_pairs, validation_finals
 from .stats import ALPHA, Paired, Stat, collapse_test, detectable, holm
 
@@ -194,7 +194,7 @@ def lr_sweep_pairs(store, experiment_name, scale):
     experiment = get_experiment(experiment_name)
     if experiment.lr_sweep is None:
         return [], set()
-    finals = validation_finals(finished_runs(store, experiment_name, scale))  # validation only, never test
+    finals = validation_finals(finished_runs(store, experiment_name, scale), n_classes)  # validation only, never test
     return best_lr_pairs(sweep_cells(store, experiment_name, scale), finals)  # lr_extension's points too
 
 

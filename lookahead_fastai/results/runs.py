@@ -4,8 +4,9 @@ from dataclasses import dataclass
 
 from ..experiments import get_experiment
 from ..experiments.extension import extension_steps
+from ..grid_rules import diverged as _diverged
 from ..grid_rules import validation_finals
-from .stats import diverged as _diverged
+from ..registry.datasets import record_classes
 
 __all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
            "epoch_curves"]
@@ -13,21 +14,20 @@ __all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "sweep_cell
 
 def n_classes(record):
     """The number of classes of a record's dataset, from the dataset registry (None if unknown there)."""
-    from ..registry.datasets import DATASETS
-    info = DATASETS.get(record.get("dataset"))
-    return info.n_classes if info is not None else None
+    return record_classes(record)
 
 
 def diverged(record):
-    """Whether a finished run diverged (:func:`results.stats.diverged`): a number among its final (or
+    """Whether a finished run diverged (:func:`grid_rules.diverged`): a number among its final (or
     slow-weight) metrics is NaN or infinite, or its final train loss is at or above chance (ln C for
     its dataset's C classes). Such a run is counted, never averaged."""
     return _diverged(record.get("final"), record.get("slow"), n_classes(record))
 
 
-def finished_runs(store, experiment, scale=None):
+def finished_runs(store, experiment, scale=None, stage=None):
     """Finished runs of ``experiment`` (at ``scale``) whose spec is the one the experiment declares
-    now: runs of an older version of a row (say, fewer epochs) stay in the store but not in reports."""
+    now: runs of an older version of a row (say, fewer epochs) stay in the store but not in reports.
+    ``stage``: only the runs of that stage's seeds (``Experiment.stages`` at the run's scale)."""
     runs = [r for r in store.runs(experiment, status="finished") if r["record"]]
     if scale is not None:
         runs = [r for r in runs if r["record"].get("scale") == scale]
@@ -36,7 +36,8 @@ def finished_runs(store, experiment, scale=None):
              for s in {r["record"].get("scale") for r in runs} if s in exp.scales}
     current = {spec.run_id(r["seed"]) for r in runs for spec in specs.get(r["record"].get("scale"), [])
                if spec.name == r["name"]}
-    return [r for r in runs if r["run_id"] in current]
+    return [r for r in runs if r["run_id"] in current
+            and (stage is None or exp.stage_of(r["record"].get("scale"), r["seed"]) == stage)]
 
 
 def extension_of(exp, scale, runs):
@@ -47,11 +48,12 @@ def extension_of(exp, scale, runs):
         return []
     runs = [r for r in runs if r["record"] and r["record"].get("scale") == scale]
     by_id = {r["run_id"]: r for r in runs}
-    seeds = sorted({r["seed"] for r in runs})
+    stages = exp.stages.get(scale)  # with stages, the tuning seeds alone choose (as the sweep does)
+    seeds = list(stages.tuning) if stages else sorted({r["seed"] for r in runs})
 
     def finals_of(spec):
         found = [by_id[spec.run_id(seed)] for seed in seeds if spec.run_id(seed) in by_id]
-        return validation_finals(found).get(spec.name, []) if found else None
+        return validation_finals(found, record_classes).get(spec.name, []) if found else None
 
     return extension_steps(exp, scale, finals_of)
 

@@ -77,21 +77,7 @@ def detectable(differences, n_family, alpha=ALPHA):
 
 
 # --- divergence --------------------------------------------------------------------------------------
-def chance_loss(n_classes):
-    """The cross-entropy of a uniform guess over ``n_classes``: ln C."""
-    return math.log(n_classes)
-
-
-def diverged(final, slow=None, n_classes=None):
-    """Whether a run diverged, from its final metrics (and its slow-weight ones): a number among them
-    is NaN or infinite (a loss that became non-finite), or its final train loss is at or above chance
-    (ln C for C classes: the model ended no better than a uniform guess, as a run that collapsed).
-    A diverged run is counted, never averaged."""
-    values = [*(final or {}).values(), *(slow or {}).values()]
-    if any(isinstance(v, float) and not math.isfinite(v) for v in values):
-        return True
-    loss = (final or {}).get("train_loss")
-    return bool(n_classes and n_classes > 1 and loss is not None and loss >= chance_loss(n_classes))
+# the rule itself is grid_rules' (a sweep's choices and the reports count the same runs as diverged)
 
 
 def collapse_test(bad_a, n_a, bad_b, n_b):
