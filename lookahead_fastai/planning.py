@@ -21,6 +21,7 @@ measurement, such a row's hours are lower bounds.
 ``lookahead-fastai plan EXP --scale full`` prints the plan.
 """
 import json
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -139,6 +140,8 @@ class Plan:
     scale: str
     seeds: int
     rows: tuple = field(default_factory=tuple)
+    stages: object = None  # the experiment's Stages at this scale: rows on the tuning seeds, then one confirmation
+                           # row per family (its chosen lr) on the confirmation seeds
 
     @property
     def runs(self):
@@ -239,12 +242,27 @@ def cost_plan(experiment, scale="full", seeds=None, results_dir=None):
         raise SpecError(f"scale must be one of {', '.join(SCALES)}, got {scale!r}")
     experiment = use_experiment(experiment)
     exp = get_experiment(experiment)
-    n_seeds = seeds or exp.default_seeds.get(scale, 1)
+    stages = exp.stages.get(scale)
+    if stages and seeds:
+        raise SpecError(f"{exp.name} declares its seeds at scale {scale} (tuning and confirmation stages), "
+                        "not --seeds")
+    n_seeds = len(stages.tuning) if stages else seeds or exp.default_seeds.get(scale, 1)
     if n_seeds < 1:
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
     measurements, loaders = load_measurements(results_dir), load_loader_measurements(results_dir)
-    rows = tuple(_row_cost(spec, n_seeds, measurements, loaders) for spec in exp.specs(scale))
-    return Plan(experiment, scale, n_seeds, rows)
+    specs = exp.specs(scale)
+    rows = tuple(_row_cost(spec, n_seeds, measurements, loaders) for spec in specs)
+    if stages:  # one row per family (of the lr sweep; else every row) on the confirmation seeds, at the lr tuning
+        # picks: priced as the family's first row (the lr does not change the cost of a run)
+        first = {}
+        for cell in (exp.lr_sweep(scale) if exp.lr_sweep else []):
+            first.setdefault((cell.data, cell.label), cell.row)
+        by_name = {spec.name: spec for spec in specs}
+        confirming = [(f"{label} · {data} · confirmation", by_name[row]) for (data, label), row in first.items()] \
+            or [(f"{spec.name} · confirmation", spec) for spec in specs]
+        rows += tuple(dataclasses.replace(_row_cost(spec, len(stages.confirmation), measurements, loaders), row=name)
+                      for name, spec in confirming)
+    return Plan(experiment, scale, n_seeds, rows, stages)
 
 
 def _hours(value):
@@ -259,7 +277,11 @@ def format_plan(plan):
     """The plan as text: one line per row (its training and validation images per epoch, epochs,
     runs, seconds per epoch and hours), then the totals."""
     width = max([len("row")] + [len(r.row) for r in plan.rows])
-    lines = [f"{plan.experiment} at scale {plan.scale}: {len(plan.rows)} rows x {plan.seeds} seeds = {plan.runs} runs, "
+    grid = (f"{sum(r.runs == plan.seeds for r in plan.rows)} rows x {plan.seeds} tuning seeds, then "
+            f"{sum(r.row.endswith(' · confirmation') for r in plan.rows)} chosen rows x "
+            f"{len(plan.stages.confirmation)} confirmation seeds (before any lr_extension point)"
+            if plan.stages else f"{len(plan.rows)} rows x {plan.seeds} seeds")
+    lines = [f"{plan.experiment} at scale {plan.scale}: {grid} = {plan.runs} runs, "
              f"{plan.total_epochs} epochs in all", "",
              f"{'row':<{width}}  {'train':>7}  {'valid':>6}  {'epochs/run':>10}  {'runs':>4}  {'epochs':>7}  "
              f"{'s/epoch':>8}  {'hours':>7}"]

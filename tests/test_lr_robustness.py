@@ -31,12 +31,12 @@ def _fm(variant, rate):
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "full"])
 def test_specs_cover_the_grid(scale):
     specs = EXP.specs(scale)  # RunSpec validates every field on construction
-    assert len({s.name for s in specs}) == len(specs) == 2 * 2 * 3 * 5
+    assert len({s.name for s in specs}) == len(specs) == 2 * 2 * 3 * 6
     assert {s.dataset for s in specs} == {"cifar10", "fashion_mnist"}
     for dataset in ("cifar10", "fashion_mnist"):
         rows = [s for s in specs if s.dataset == dataset]
         # same schedule, epochs, batch size, model and data for every row of a dataset
-        for field in ("schedule", "schedule_params", "epochs", "bs", "arch", "n_train", "n_valid", "augment"):
+        for field in ("schedule", "schedule_params", "epochs", "bs", "arch", "n_train", "n_valid", "augment", "holdout"):
             assert len({repr(getattr(s, field)) for s in rows}) == 1, (scale, dataset, field)
         families = {}
         for s in rows:
@@ -46,7 +46,7 @@ def test_specs_cover_the_grid(scale):
         assert {dict(w).get("k") for _, w in families} == {None, 5, 10}
         for (inner, wrapper), family in families.items():
             lrs = sorted(s.lr for s in family)
-            assert len(lrs) >= 5 and lrs[-1] / lrs[0] >= 30, (inner, lrs)
+            assert len(lrs) >= 6 and lrs[-1] / lrs[0] >= 100, (inner, lrs)  # the issue's grid, before extension
             usual = {"sgd": 0.1, "adam": 1e-3}[inner]
             assert lrs[0] < usual < lrs[-1]
             if wrapper:
@@ -58,18 +58,23 @@ def test_specs_cover_the_grid(scale):
     names = {s.name: s for s in specs}
     # every declared comparison of this scale is Lookahead minus its inner optimizer at the same lr
     declared = [(a, b) for a, b in EXP.comparisons if a in names and b in names]
-    assert len(declared) == 2 * 2 * 2 * 5
+    assert len(declared) == 2 * 2 * 2 * 6
     for a, b in declared:
         assert names[a].lr == names[b].lr
         assert comparison_kind(names[a], names[b]) == ("like-for-like", ("wrapper",))
     # the declared sweeps: each family over its lr grid
     sweeps = lr.sweeps(scale)
-    assert len(sweeps) == 12 and all(len(rows) == 5 for rows in sweeps.values())
+    assert len(sweeps) == 12 and all(len(rows) == 6 for rows in sweeps.values())
+    assert all(s.holdout for s in specs)  # three splits at every scale: validation chooses, test is scored once
     assert {n for rows in sweeps.values() for n in rows} == set(names)
 
 
 def test_seeds_and_the_cpu_scale_use_the_real_offline_data():
-    assert EXP.default_seeds["cpu"] >= 5 and EXP.default_seeds["full"] >= 5
+    for scale in ("cpu", "full"):  # two stages: 3 tuning seeds, >= 8 fresh confirmation seeds (the issue's protocol)
+        stages = EXP.stages[scale]
+        assert len(stages.tuning) == 3 and len(stages.confirmation) >= 8
+        assert not set(stages.tuning) & set(stages.confirmation)
+    assert EXP.lr_extension is not None and EXP.lr_extension.max_steps == lr.EXTENSION_STEPS >= 1
     for s in EXP.specs("cpu"):
         assert s.n_train is None and s.n_valid is None  # all of the offline CIFAR-10 subset / Fashion-MNIST
     # the measured runs are the declared ones, and the whole cpu study fits the 3-hour budget
@@ -78,23 +83,25 @@ def test_seeds_and_the_cpu_scale_use_the_real_offline_data():
         assert measured["plain"] > 0 and measured["lookahead"] > 0
     hours = lr.projected_hours("cpu")
     assert 0 < hours <= lr.BUDGET_HOURS == 3.0
-    assert f"{hours:.2f} hours" in lr.__doc__ and f"{hours:.2f} hours" in lr.MEASURED_NOTE
+    assert f"{hours:.2f} hours" in lr.MEASURED_NOTE
 
 
 def test_the_cpu_report_states_the_measured_compute_against_the_budget():
     """Every cpu run's recorded seconds, summed and spread over the study's single-threaded sweeps the
     way projected_hours spreads the measured ones; a partial study also says what the whole would take."""
     from lookahead_fastai.results.lr_report import budget_text
-    runs = [{"name": s.name, "seed": seed, "record": {"seconds": 60.0}}
-            for s in EXP.specs("cpu") for seed in range(EXP.default_seeds["cpu"])]
-    assert len(runs) == 300
+    stages = EXP.stages["cpu"]
+    runs = [{"name": s.name, "seed": seed, "record": {"seconds": 60.0, "scale": "cpu"}}
+            for s in EXP.specs("cpu") for seed in stages.tuning]
+    assert len(runs) == 216  # the tuning stage: 72 rows x 3 seeds; nothing chosen yet, so 12 x 10 confirmation runs to come
     whole = budget_text(runs, "lr_robustness", "cpu")
-    machine = 300 * 60 / 3600 / lr.WORKERS + lr.PROCESS_START_S / 3600
-    assert "the training times of the 300 finished runs sum to 5.00 h of one core" in whole
-    assert f"that is **{machine:.2f} h of the 2 cores**, against {lr.projected_hours('cpu'):.2f} h projected" in whole
+    machine = 216 * 60 / 3600 / lr.WORKERS + lr.PROCESS_START_S / 3600
+    assert "the training times of the 216 finished runs sum to 3.60 h of one core" in whole
+    assert f"that is **{machine:.2f} h of the 2 cores** for 216 of 336 runs (all 336 at their mean: about " \
+           f"{336 * 60 / 3600 / 2 + lr.PROCESS_START_S / 3600:.2f} h), against {lr.projected_hours('cpu'):.2f} h " \
+           "projected" in whole
     part = budget_text(runs[::2], "lr_robustness", "cpu")
-    assert f"**{150 * 60 / 3600 / 2 + lr.PROCESS_START_S / 3600:.2f} h of the 2 cores** for 150 of 300 runs " \
-           f"(all 300 at their mean: about {machine:.2f} h)" in part
+    assert f"**{108 * 60 / 3600 / 2 + lr.PROCESS_START_S / 3600:.2f} h of the 2 cores** for 108 of 336 runs " in part
     assert budget_text(runs, "lr_robustness", "smoke") == "" and budget_text([], "lr_robustness", "cpu") == ""
 
 

@@ -126,14 +126,16 @@ def test_full_sizes_come_from_the_dataset_registry():
     '—' where no timing is measured."""
     plan = cost_plan("lr_robustness", "full", results_dir="/nonexistent")
     specs = {s.name: s for s in get_experiment("lr_robustness").specs("full")}
-    fmnist = [r for r in plan.rows if specs[r.row].dataset == "fashion_mnist"]
+    fmnist = [r for r in plan.rows if r.row in specs and specs[r.row].dataset == "fashion_mnist"]
     assert fmnist and all(r.n_train is not None and r.n_valid is not None for r in plan.rows)
     info = dataset_info("fashion_mnist")
+    confirmation = [r for r in plan.rows if r.row.endswith(" · confirmation")]
+    assert len(confirmation) == 12 and all(r.runs == 10 for r in confirmation)  # one chosen row per family
     for r in fmnist:
         spec = specs[r.row]
-        assert (r.n_train, r.n_valid) == (min(spec.n_train or info.full_train, info.full_train),
-                                          min(spec.n_valid or info.full_valid, info.full_valid))
-        assert r.hours is None
+        # three splits: the validation split is held out of the training images
+        assert (r.n_train, r.n_valid) == (info.full_train - spec.holdout, spec.holdout) == (50000, 10000)
+        assert r.hours is None and r.runs == 3  # the tuning seeds
     text = format_plan(plan)
     assert f"{fmnist[0].n_train}" in text.splitlines()[[r.row for r in plan.rows].index(fmnist[0].row) + 3]
 
@@ -148,7 +150,8 @@ def test_lr_robustness_full_is_priced_on_every_row_once_its_configurations_are_m
     _gpu_json(tmp_path / "gpu.json", {str(i): _model(*k, status="ok", train_s_per_image=1e-4, valid_s_per_image=2e-5)
                                       for i, k in enumerate(keys)})
     plan = cost_plan("lr_robustness", "full", results_dir=tmp_path)
-    assert len(plan.measured_rows) == len(plan.rows) == len(specs) and all(r.hours is not None for r in plan.rows)
+    # every row on the tuning seeds, and one confirmation row per family (12)
+    assert len(plan.measured_rows) == len(plan.rows) == len(specs) + 12 and all(r.hours is not None for r in plan.rows)
     assert {get_experiment("lr_robustness").specs("full")[0].dataset, "fashion_mnist"} <= {s.dataset for s in specs}
     assert plan.hours == pytest.approx(sum(r.hours for r in plan.rows))
     assert "—" not in format_plan(plan).split("\n", 3)[3]

@@ -134,6 +134,23 @@ def test_confirmation_reruns_each_familys_choice_on_fresh_seeds_and_a_resumed_pl
     runs = finished_runs(db, "two_stage", "smoke", stage="confirmation")
     assert {r["seed"] for r in runs} == {7, 8, 9} and {r["name"] for r in runs} == set(chosen.values())
     assert all("test_accuracy" in r["record"]["final"] for r in runs)  # three splits: test scored, apart
+    # the verdicts stand on the confirmation runs' test accuracy; the tuning runs give the curves and the choice
+    from lookahead_fastai.results.compare import compare
+    from lookahead_fastai.results.families import question_lines
+    from lookahead_fastai.results.lr_report import lr_grid_sections
+    (c,) = compare(db, "two_stage", "smoke")
+    test = {(r["name"], r["seed"]): r["record"]["final"]["test_accuracy"] for r in runs}
+    assert c.seeds == (7, 8, 9) and c.differences == tuple(test[(c.row, s)] - test[(c.versus, s)] for s in c.seeds)
+    (line,) = question_lines(db, "smoke")
+    assert line.differences == c.differences and line.stages.confirmation == (7, 8, 9)
+    text = "\n".join(str(part) for part in lr_grid_sections(db, "two_stage", "smoke", tmp_path))
+    assert "**Tuning stage**: " in text and "#### The lr each family takes to confirmation" in text
+    assert "#### Confirmation stage: each chosen lr on fresh seeds" in text and "Seeds 7, 8, 9, none used" in text
+    assert "(confirmation seeds, test accuracy)" in text and "3 confirmation seeds on D support" in text
+    from lookahead_fastai.results.index import question_section
+    section = "\n".join(question_section(db, "smoke", tmp_path))
+    assert "two_stage: each family's lr was chosen on its tuning seeds (0, 1) by validation accuracy" in section
+    assert "fresh confirmation seeds (7, 8, 9), none used in tuning, on the test split" in section
 
 
 def _added_cells(runs):

@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 from ..experiments import get_experiment
 from ..registry.optimizers import optimizer_parts
-from .runs import current_specs, diverged, finished_runs, n_classes, row_order, sweep_cells
+from .runs import (choice_stage, current_specs, diverged, finished_runs, n_classes, row_order, sweep_cells,
+                   verdict_stage)
 from .selection import best_lr_pairs, validation_finals
 from .stats import ALPHA, Paired, Stat, collapse_test, detectable, holm
 
 __all__ = ["KINDS", "BETTER", "WORSE", "NOT_SHOWN", "IDENTICAL", "CONSTANT", "ONE_SEED", "NO_SEEDS", "RowSummary",
-           "Comparison", "summarize", "comparison_kind", "compare", "lr_sweep_pairs", "n_tested", "detectable_over"]
+           "Comparison", "summarize", "comparison_kind", "verdict_metric", "compare", "lr_sweep_pairs", "n_tested", "detectable_over"]
 
 KINDS = ("like-for-like", "tuned", "confounded")
 BETTER, WORSE, NOT_SHOWN = "better", "worse", "no difference shown"
@@ -194,7 +195,8 @@ def lr_sweep_pairs(store, experiment_name, scale):
     experiment = get_experiment(experiment_name)
     if experiment.lr_sweep is None:
         return [], set()
-    finals = validation_finals(finished_runs(store, experiment_name, scale), n_classes)  # validation only, never test
+    runs = finished_runs(store, experiment_name, scale, stage=choice_stage(experiment_name, scale))  # tuning seeds
+    finals = validation_finals(runs, n_classes)  # validation only, never test
     return best_lr_pairs(sweep_cells(store, experiment_name, scale), finals)  # lr_extension's points too
 
 
@@ -205,15 +207,26 @@ def _comparison_pairs(experiment, names):
     return [(n, experiment.baseline) for n in names if n != experiment.baseline and experiment.baseline in names]
 
 
-def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
+def verdict_metric(experiment_name, scale):
+    """The final metric verdicts compare at ``scale``: with stages (fresh confirmation seeds of settings
+    tuning chose on the validation split), the test split's accuracy, which no choice read; else the
+    validation accuracy (which, without a holdout, is the dataset's test split)."""
+    held_out = all(spec.holdout for spec in get_experiment(experiment_name).specs(scale))
+    return "test_accuracy" if verdict_stage(experiment_name, scale) and held_out else "accuracy"
+
+
+def compare(store, experiment_name, scale, metric=None, alpha=ALPHA):
     """The experiment's declared comparisons at ``scale`` (else each row against the baseline):
-    final ``metric`` of the row minus the other row's, paired by seed, with the comparison's kind,
-    the raw 95% t-interval and p-value, and the Holm-adjusted p-value and verdict over the table."""
+    final ``metric`` (default :func:`verdict_metric`) of the row minus the other row's, paired by seed,
+    with the comparison's kind, the raw 95% t-interval and p-value, and the Holm-adjusted p-value and
+    verdict over the table. With stages, over the confirmation runs only (the verdicts' stage): the pairs
+    an lr sweep tunes are chosen on the tuning runs."""
     experiment = get_experiment(experiment_name)
+    metric = metric or verdict_metric(experiment_name, scale)
     specs = current_specs(store, experiment_name, scale)  # with the points lr_extension added
     tuned_rows = dict(experiment.tuned.get(scale, {}))
     table, gone = {}, Counter()
-    for r in finished_runs(store, experiment_name, scale):
+    for r in finished_runs(store, experiment_name, scale, stage=verdict_stage(experiment_name, scale)):
         bad = diverged(r["record"])
         gone[r["name"]] += bad
         table.setdefault(r["name"], {})[r["seed"]] = None if bad else r["record"]["final"].get(metric)
@@ -221,7 +234,7 @@ def compare(store, experiment_name, scale, metric="accuracy", alpha=ALPHA):
     pairs = _comparison_pairs(experiment, row_order(experiment, table))
     best_pairs, picked = lr_sweep_pairs(store, experiment_name, scale)  # tuned vs tuned (declared lr sweeps)
     tuned_rows.update({row: "the best lr of its declared sweep" for row in picked})
-    for name, versus in pairs + [p for p in best_pairs if p not in pairs]:
+    for name, versus in pairs + [p for p in best_pairs if p not in pairs and p[0] in table and p[1] in table]:
         kind, differs = comparison_kind(specs[name], specs[versus], tuned_rows)
         seeds = tuple(sorted(s for s in set(table[versus]) & set(table[name])  # diverged seeds: None
                              if table[name][s] is not None and table[versus][s] is not None))

@@ -52,6 +52,8 @@ class QuestionLine:
     scored_slow: bool            # Lookahead validated on its slow weights with BatchNorm recomputed
     collapsed: tuple             # (Lookahead diverged, runs, inner diverged, runs)
     p_collapse: float
+    stages: object = None        # the experiment's Stages at this scale: choices on tuning seeds, these differences
+                                 # from the confirmation seeds' test accuracy; None: one set of seeds does both
 
     @property
     def in_family(self):
@@ -82,6 +84,6 @@ def question_lines(store, scale, key=LOOKAHEAD_VS_INNER.key):
             out.append(QuestionLine(name, la.data, datasets[la_row], la.label, la.inner, la_row, plain_row, la.lr,
                                     plain.lr, tuple(c.lookahead_vs_inner * d for d in c.differences), tuple(edges),
                                     bool(spec.eval_slow_weights and spec.slow_bn_batches), c.collapsed,
-                                    c.p_collapse))
+                                    c.p_collapse, exp.stages.get(scale)))
     return out
 

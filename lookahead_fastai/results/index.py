@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ..experiments import EXPERIMENTS
 from ..experiments.index_text import INDEX_PREAMBLE, index_context
+from ..grid_rules import SELECTION_RULE
 from ..store import ResultsStore
 from . import plots, text as words
 from .compare import BETTER, NO_SEEDS, NOT_SHOWN, ONE_SEED, WORSE, compare, detectable_over, n_tested
@@ -34,6 +35,23 @@ def reading(line, effect, alpha=ALPHA):
     if effect.p_holm <= alpha:
         return "**Lookahead better**" if effect.paired.mean > 0 else "**Lookahead worse**"
     return "no difference shown"
+
+
+def selection_text(lines):
+    """How the lines' best lrs were chosen and on which runs their differences stand, per experiment."""
+    parts = []
+    for name in dict.fromkeys(line.experiment for line in lines):
+        stages = next(line.stages for line in lines if line.experiment == name)
+        if stages:
+            parts.append(
+                f"{name}: each family's lr was chosen on its tuning seeds ({_join(map(str, stages.tuning))}) by "
+                f"validation accuracy on a split held out of the training images ({SELECTION_RULE}); the "
+                f"differences are from fresh confirmation seeds ({_join(map(str, stages.confirmation))}), none "
+                "used in tuning, on the test split, which no choice read.")
+        else:
+            parts.append(f"{name}: the best lr is picked on the same seeds the differences use, and on the "
+                         "validation images, which are the dataset's test split: the selection flatters every best lr.")
+    return " ".join(parts)
 
 
 def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=None):
@@ -68,10 +86,9 @@ def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=
              "A comparison whose best lr sits at an edge of its grid is flagged (the sweep may have stopped short "
              "of that family's optimum) and is drawn grey with its raw 95% interval, outside the family. "
              "Runs that diverged (a loss NaN or infinite, or a final train loss at or above chance, ln C) are left "
-             "out of the differences and counted; their rates are compared with Fisher's exact test. The best lr is "
-             "picked on the same seeds and on the validation images, which are the dataset's test split: the "
-             "selection flatters every best lr; a held-out validation split and fresh confirmation seeds are not "
-             "in place yet. \"No difference shown\" means these seeds cannot tell, not that there is no difference.",
+             "out of the differences and counted; their rates are compared with Fisher's exact test. "
+             + selection_text(lines) + " \"No difference shown\" means these seeds cannot tell, not that there is no "
+             "difference.",
              "", "| dataset | comparison | Lookahead lr | inner lr | paired seeds | diverged (Lookahead / inner) | "
              "mean (pp) | interval (pp) | p (Holm) | reading | noise floor of the dataset |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]

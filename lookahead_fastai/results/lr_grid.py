@@ -7,8 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..experiments import get_experiment
+from ..grid_rules import row_score
 from .compare import compare, lr_sweep_pairs, n_tested
-from .runs import diverged, finished_runs, sweep_cells
+from .runs import choice_stage, diverged, finished_runs, sweep_cells, verdict_stage
 from .stats import Stat, TimeToTarget, epochs_to_target
 
 __all__ = ["NEAR_BEST_PP", "LrCell", "lr_grid_cells", "by_label", "robustness_rows", "plain_at_same_lr",
@@ -30,12 +31,16 @@ class LrCell:
     by_seed: dict                # seed -> final accuracy
     by_epoch: dict               # epoch (0-based) -> Stat of the accuracy after it
     diverged: int = 0            # runs left out of final/by_seed (see diverged)
+    test: Stat | None = None     # three splits: the test split's final accuracy over the same runs (never chooses)
 
 
-def lr_grid_cells(store, experiment_name, scale):
+def lr_grid_cells(store, experiment_name, scale, stage="choice"):
     """The lr grid of ``scale`` with its finished runs: one :class:`LrCell` per row that has runs,
-    in the declared order."""
-    runs = finished_runs(store, experiment_name, scale)
+    in the declared order. ``stage``: "choice" (default), the runs the choices read (with stages, the
+    tuning seeds: the sensitivity curves); "verdict", the runs verdicts read (the confirmation seeds);
+    or a stage's name."""
+    stage = {"choice": choice_stage, "verdict": verdict_stage}.get(stage, lambda *_: stage)(experiment_name, scale)
+    runs = finished_runs(store, experiment_name, scale, stage=stage)
     frame = store.epochs_frame(experiment_name)
     if len(frame):
         frame = frame[frame["run_id"].isin({r["run_id"] for r in runs if not diverged(r["record"])})]
@@ -50,8 +55,11 @@ def lr_grid_cells(store, experiment_name, scale):
             for epoch, values in frame[frame["name"] == name].groupby("epoch")["accuracy"]:
                 by_epoch[int(epoch)] = Stat.of(values)
         by_seed = {s: rec["final"].get("accuracy") for s, rec in sorted(recs.items()) if not diverged(rec)}
+        tests = [rec["final"]["test_accuracy"] for rec in recs.values() if not diverged(rec)
+                 and "test_accuracy" in rec["final"]]
         out.append(LrCell(name, cell.data, cell.inner, cell.variant, cell.label, cell.lr,
-                          Stat.of(by_seed.values()), by_seed, by_epoch, len(recs) - len(by_seed)))
+                          Stat.of(by_seed.values()), by_seed, by_epoch, len(recs) - len(by_seed),
+                          Stat.of(tests) if tests else None))
     return out
 
 
@@ -63,7 +71,7 @@ def by_label(cells):
 
 
 def robustness_rows(cells):
-    """Per optimizer family: best and worst lr (by mean), the range between them, the grid mean, the
+    """Per optimizer family: best (grid_rules' selection rule) and worst lr (by mean), the range between them, the grid mean, the
     lrs near the best, the worst single run and the per-seed range over the grid, all over the runs that
     trained; and ``diverged``: (lr, runs diverged, runs) at each lr where some did."""
     rows = []
@@ -71,7 +79,7 @@ def robustness_rows(cells):
         ok = [c for c in group if not math.isnan(c.final.mean)]
         if not ok:
             continue
-        best = max(ok, key=lambda c: c.final.mean)
+        best = max(ok, key=lambda c: row_score(list(c.by_seed.values()) + [None] * c.diverged))  # the selection rule
         worst = min(ok, key=lambda c: c.final.mean)
         seeds = set.intersection(*(set(c.by_seed) for c in ok))
         seed_ranges = [max(c.by_seed[s] for c in ok) - min(c.by_seed[s] for c in ok) for s in sorted(seeds)
@@ -113,7 +121,7 @@ def times_to_target(store, experiment_name, scale, picked):
     """``{(row, versus): TimeToTarget}`` for each tuned pair in ``picked`` (each family at its best lr): the
     epochs each seed took to reach ``Experiment.target_share`` of the inner optimizer's mean final accuracy
     over its runs that trained; every finished run is counted, a diverged one as never reaching it."""
-    runs = finished_runs(store, experiment_name, scale)
+    runs = finished_runs(store, experiment_name, scale, stage=verdict_stage(experiment_name, scale))
     final = {(r["name"], r["seed"]): r["record"]["final"].get("accuracy") for r in runs if not diverged(r["record"])}
     frame = store.epochs_frame(experiment_name)
     curves = {}

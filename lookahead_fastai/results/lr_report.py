@@ -11,9 +11,11 @@ import numpy as np
 from ..experiments import get_experiment
 from . import text as words
 from .compare import BETTER, NOT_SHOWN, WORSE, detectable_over
-from .lr_grid import NEAR_BEST_PP, by_label, plain_at_same_lr, robustness_rows, study_by_dataset, times_to_target
+from .lr_grid import (NEAR_BEST_PP, by_label, lr_grid_cells, plain_at_same_lr, robustness_rows, study_by_dataset,
+                      times_to_target)
 from .plots import FigureLink, plot_lr_robustness
-from .runs import completeness, finished_runs, run_seconds
+from .runs import completeness, finished_runs, run_seconds, verdict_stage
+from ..grid_rules import SELECTION_RULE
 from .selection import grid_edge
 from .stats import ALPHA, std_bounds
 from .wording import collapse_columns, interval_text, stats_text
@@ -137,6 +139,21 @@ def support_text(data, cells, at_lr, seed_text, n_family, alpha=ALPHA):
             for c in collapsed) + "." if collapsed else ""))
 
 
+def confirmed_text(data, cells, tuned, robust, seed_text, n_family, alpha=ALPHA):
+    """With stages: what the confirmation seeds support on ``data``: each Lookahead family at its chosen
+    lr against its inner optimizer at its own, on the test split, with the families at a grid edge."""
+    lr_of, label_of, _ = _grid_labels(cells)
+    parts = [f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr "
+             f"{_short(lr_of[c.versus])}: {'—' if math.isnan(c.mean) else _pp(c.mean)} pp, {interval_text(c)}, "
+             f"{c.verdict}" for c in tuned]
+    return (f"**What {seed_text} confirmation seeds on {data} support.** Each family at the lr its tuning chose "
+            f"(on other seeds and on the validation split), test accuracy paired by seed, Holm-adjusted over the "
+            f"{n_family} comparisons of this scale (family-wise error ≤ {words.percent(alpha)}): "
+            + ("; ".join(parts) if parts else "no comparison has finished runs on both sides") + "."
+            + edge_text(robust) + " The like-for-like differences at each lr of the tuning table are "
+            "descriptive: with the tuning seeds alone they are not tested.")
+
+
 def tuned_text(cells, tuned, robust):
     """Each family at its own best lr against its inner optimizer at its own (``tuned``), with the
     families whose best lr is at an edge of the grid; None without tuned comparisons."""
@@ -241,16 +258,17 @@ NOT_SUPPORTED_TEXT = (
     "std, early accuracy) read as established.")
 
 
-def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA):
+def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA, staged=False):
     """The closing paragraphs for one dataset, from the numbers (what these seeds support, what not),
     by name: "support", "tuned", "where", "detectable", "robustness", "variance", "early", "not supported";
     a paragraph with nothing to say is left out."""
     lr_of = {c.row: c.lr for c in cells}
     at_lr = [c for c in comparisons if lr_of[c.row] == lr_of[c.versus]]
     seed_text = "/".join(map(str, sorted({len(c.seeds) for c in comparisons if c.seeds}))) or "0"
-    text = {"support": support_text(data, cells, at_lr, seed_text, n_family, alpha),
-            "tuned": tuned_text(cells, tuned, robust),
-            "where": grid_position_text(at_lr, cells, robust) or None,
+    text = {"support": confirmed_text(data, cells, tuned, robust, seed_text, n_family, alpha) if staged else
+            support_text(data, cells, at_lr, seed_text, n_family, alpha),
+            "tuned": None if staged else tuned_text(cells, tuned, robust),
+            "where": None if staged else grid_position_text(at_lr, cells, robust) or None,
             "detectable": detectable_text(comparisons, n_family),
             "robustness": robustness_text(robust),
             "variance": variance_text(cells),
@@ -288,8 +306,12 @@ def budget_text(runs, experiment_name, scale):
 def _accuracy_section(data, cells, experiment_name, scale, out_dir):
     """A dataset's heading, rows and seeds, its final accuracy against lr (tables) and the figure."""
     seeds = sorted({s for c in cells for s in c.by_seed})
+    staged = verdict_stage(experiment_name, scale) is not None
     parts = [f"### {data}\n",
-             f"{len(cells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n",
+             (f"**Tuning stage**: {len(cells)} rows × the tuning seeds ({', '.join(map(str, seeds))}), on the "
+              "validation split held out of the training images. These runs choose each family's lr and give the "
+              "sensitivity curves below; the verdicts come from the confirmation stage further down.\n" if staged else
+              f"{len(cells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n"),
              "#### Final accuracy against the inner optimizer's lr (%, mean ± std over seeds, n)\n"]
     parts += _lr_tables(cells, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n}"
                         + (f"; {c.diverged} diverged, left out" if c.diverged else "") + ")")
@@ -298,6 +320,39 @@ def _accuracy_section(data, cells, experiment_name, scale, out_dir):
                              f"{experiment_name} · {data} · scale {scale}")
     parts.append(FigureLink(f"accuracy against lr, {data}", png.name))
     return parts
+
+
+def _selection_section(cells, chosen):
+    """With stages: each family's lr as the tuning stage chose it (grid_rules' rule, validation only),
+    with its tuning numbers and whether it sits at an edge of what ran."""
+    lines = ["| optimizer | chosen lr | validation accuracy, tuning seeds (%) | diverged (tuning) | lrs tried | "
+             "at a grid edge |", "|---|---|---|---|---|---|"]
+    for label, group in by_label(cells).items():
+        pick = next((c for c in group if c.row in chosen), None)
+        if pick is None:
+            lines.append(f"| {label} | — (not settled, or every run diverged) | — | — | {len(group)} | — |")
+            continue
+        edge = grid_edge(pick.lr, [c.lr for c in group])
+        lines.append(f"| {label} | {_short(pick.lr)} | {_fmt(pick.final, pct=True)} ({pick.final.n}) | "
+                     f"{pick.diverged} | {_join(_short(c.lr) for c in group)} | {edge or 'no'} |")
+    return ["#### The lr each family takes to confirmation\n",
+            f"Chosen on the tuning seeds by validation accuracy alone: {SELECTION_RULE}. A family whose best "
+            "sat at an edge of its grid got the next ladder point that way (up to the experiment's limit); one "
+            "still at an edge is flagged and kept out of the headline.\n", "\n".join(lines) + "\n"]
+
+
+def _confirmation_section(conf_cells, confirmation):
+    """With stages: each chosen row on the fresh confirmation seeds: validation and test accuracy, over
+    the runs that trained, and the runs that diverged."""
+    lines = ["| optimizer | lr | runs | diverged | validation accuracy (%) | test accuracy (%) |",
+             "|---|---|---|---|---|---|"]
+    for c in conf_cells:
+        lines.append(f"| {c.label} | {_short(c.lr)} | {c.final.n + c.diverged} | {c.diverged} | "
+                     f"{_fmt(c.final, pct=True)} | {_fmt(c.test, pct=True)} |")
+    return ["#### Confirmation stage: each chosen lr on fresh seeds\n",
+            f"Seeds {_join(map(str, confirmation))}, none used in tuning. Mean ± std over the runs that trained. "
+            "The test split was scored once, after training, and no choice read it: the verdicts below compare "
+            "test accuracy.\n", "\n".join(lines) + "\n"]
 
 
 def _robustness_section(cells):
@@ -340,9 +395,10 @@ def _std_and_early_sections(cells):
     return parts
 
 
-def _comparisons_section(cells, comparisons, n_family, picked):
-    """The paired comparisons of a dataset (like-for-like at each lr, tuned at each family's best lr) as
-    a table, with the collapse rates when some run diverged."""
+def _comparisons_section(cells, comparisons, n_family, picked, staged=False):
+    """The paired comparisons of a dataset (like-for-like at each lr, tuned at each family's best lr; with
+    stages, tuned only, on the confirmation seeds' test accuracy) as a table, with the collapse rates when
+    some run diverged."""
     cell_of = {c.row: c for c in cells}
     collapses = any(c.collapsed[0] or c.collapsed[2] for c in comparisons)
     extra = " diverged (Lookahead / inner) | collapse p (Fisher) |" if collapses else ""
@@ -358,6 +414,12 @@ def _comparisons_section(cells, comparisons, n_family, picked):
         lines.append("\nA paired seed needs both runs to have trained: a comparison where every run of one side "
                      "diverged has no paired seeds and is answered by the collapse rates, compared with Fisher's "
                      "exact test (two-sided, raw: for that comparison alone).")
+    if staged:
+        return ["#### The verdicts: Lookahead − its inner optimizer, each at its chosen lr (confirmation seeds, "
+                "test accuracy)\n",
+                f"Tuned against tuned, on the confirmation seeds only, paired by seed. Holm-adjusted over all "
+                f"{n_family} comparisons of this scale (both datasets). " + stats_text(n_family) + "\n",
+                "\n".join(lines) + "\n"]
     return ["#### Paired differences: Lookahead − its inner optimizer (final accuracy)\n",
             f"Like-for-like at each lr, and tuned against tuned at each family's best lr. Holm-adjusted "
             f"over all {n_family} comparisons of this scale (both datasets). " + stats_text(n_family) + "\n",
@@ -399,15 +461,21 @@ def lr_grid_sections(store, experiment_name, scale, out_dir):
     datasets, n_family, picked = study_by_dataset(store, experiment_name, scale)
     times = times_to_target(store, experiment_name, scale, picked)
     parts = [t for t in [budget_text(finished_runs(store, experiment_name, scale), experiment_name, scale)] if t]
+    stages = get_experiment(experiment_name).stages.get(scale)
+    confirmed = lr_grid_cells(store, experiment_name, scale, stage="verdict") if stages else []
     for data, dcells, dcomp, tuned in datasets:
         parts += _accuracy_section(data, dcells, experiment_name, scale, out_dir)
+        if stages:
+            parts += _selection_section(dcells, picked)
         parts += _robustness_section(dcells)
         parts += _std_and_early_sections(dcells)
-        parts += _comparisons_section(dcells, dcomp, n_family, picked)
+        if stages:
+            parts += _confirmation_section([c for c in confirmed if c.data == data], stages.confirmation)
+        parts += _comparisons_section(dcells, dcomp, n_family, picked, staged=bool(stages))
         parts += _time_to_target_section(dcells, times, get_experiment(experiment_name).target_share)
         parts.append("#### What these seeds support, and what they do not\n")
         parts.append("\n\n".join(closing_parts(data, dcells, dcomp, tuned, robustness_rows(dcells),
-                                                 n_family).values()) + "\n")
+                                                 n_family, staged=bool(stages)).values()) + "\n")
     if not datasets:
         parts.append("_No finished runs of the lr grid at this scale._\n")
     return parts

@@ -56,7 +56,7 @@ def summary_frame(summaries):
     return pd.DataFrame(rows)
 
 
-def paired_differences(store, experiment_name, scale, metric="accuracy"):
+def paired_differences(store, experiment_name, scale, metric=None):
     """The comparisons of :func:`.compare.compare` as a table (:func:`comparison_frame`)."""
     return comparison_frame(compare(store, experiment_name, scale, metric))
 
@@ -96,7 +96,7 @@ def _scale_header(experiment, experiment_name, scale, scale_runs, imported):
              "- **Data**: " + "; ".join(dict.fromkeys(  # every dataset of the scale, in run order
                  _data_text(r["record"]) for r in scale_runs)) + "\n"
              f"- **Protocol**: {experiment.protocol.get(scale, '')}\n"
-             f"- **Seeds**: {len(seeds)} ({', '.join(map(str, seeds))})\n"
+             f"- **Seeds**: {_seeds_text(experiment, scale, seeds)}\n"
              f"- **Runs**: {completeness_text(done)}\n"
              + integrity_text(scale_runs, imported) +
              f"- **Runs finished**: {dates[0][:16] if dates else '?'} to {dates[-1][:16] if dates else '?'} UTC\n"
@@ -109,6 +109,16 @@ def _scale_header(experiment, experiment_name, scale, scale_runs, imported):
                      "a reproduction of the original GPU results; compare optimizers within this table "
                      "only.\n")
     return parts
+
+
+def _seeds_text(experiment, scale, seeds):
+    """The seeds of a scale's runs; with stages, each stage's and what it does."""
+    stages = experiment.stages.get(scale)
+    if not stages:
+        return f"{len(seeds)} ({', '.join(map(str, seeds))})"
+    return (f"two stages: tuning {', '.join(map(str, stages.tuning))} (every row of the grid; these choose), "
+            f"confirmation {', '.join(map(str, stages.confirmation))} (each family's chosen row, seeds never used in "
+            "tuning; these give the verdicts)")
 
 
 def _data_text(record):

@@ -3,12 +3,12 @@ order and how much of the planned grid has finished. Numbers and records only: n
 from dataclasses import dataclass
 
 from ..experiments import get_experiment
-from ..experiments.extension import extension_steps
+from ..experiments.extension import tuning_outcome
 from ..grid_rules import diverged as _diverged
 from ..grid_rules import validation_finals
 from ..registry.datasets import record_classes
 
-__all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
+__all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "tuning_of", "choice_stage", "verdict_stage", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
            "epoch_curves"]
 
 
@@ -43,9 +43,16 @@ def finished_runs(store, experiment, scale=None, stage=None):
 def extension_of(exp, scale, runs):
     """``[(SweepCell, RunSpec)]``: the points ``exp.lr_extension`` added to its lr sweep at ``scale``,
     as a sweep works them out (experiments/extension.py), from ``runs`` (the store's finished runs,
-    each row's final validation accuracies over the seeds found)."""
+    each row's final validation accuracies over the seeds that choose: the tuning seeds with stages,
+    else every seed found)."""
     if exp.lr_extension is None:
         return []
+    return tuning_of(exp, scale, runs).added
+
+
+def tuning_of(exp, scale, runs):
+    """The :class:`~..experiments.extension.TuningOutcome` of ``exp``'s lr sweep at ``scale`` from
+    ``runs`` (the store's finished runs): the points added and each settled family's chosen row."""
     runs = [r for r in runs if r["record"] and r["record"].get("scale") == scale]
     by_id = {r["run_id"]: r for r in runs}
     stages = exp.stages.get(scale)  # with stages, the tuning seeds alone choose (as the sweep does)
@@ -53,9 +60,21 @@ def extension_of(exp, scale, runs):
 
     def finals_of(spec):
         found = [by_id[spec.run_id(seed)] for seed in seeds if spec.run_id(seed) in by_id]
+        if stages and len(found) < len(seeds):
+            return None  # a family waits for every tuning run, as the sweep does
         return validation_finals(found, record_classes).get(spec.name, []) if found else None
 
-    return extension_steps(exp, scale, finals_of)
+    return tuning_outcome(exp, scale, finals_of)
+
+
+def choice_stage(experiment, scale):
+    """The stage whose runs make the choices at ``scale``: "tuning" with stages, else None (all runs)."""
+    return "tuning" if get_experiment(experiment).stages.get(scale) else None
+
+
+def verdict_stage(experiment, scale):
+    """The stage whose runs give the verdicts at ``scale``: "confirmation" with stages, else None (all runs)."""
+    return "confirmation" if get_experiment(experiment).stages.get(scale) else None
 
 
 def _finished(store, experiment):
@@ -85,6 +104,8 @@ class Completeness:
     rows: int
     seeds: int
     short: tuple  # (row, seeds finished) for each row with fewer than ``seeds``
+    confirming: int = 0  # with stages: rows confirmed (``seeds`` are then the tuning seeds)
+    confirmation_seeds: int = 0
 
     @property
     def complete(self):
@@ -92,13 +113,34 @@ class Completeness:
 
 
 def completeness(experiment_name, scale, runs):
-    """:class:`Completeness` of ``runs`` (finished, current-spec) against the default grid at ``scale``."""
+    """:class:`Completeness` of ``runs`` (finished, current-spec) against the default grid at ``scale``
+    (with stages: every row on the tuning seeds, the lr_extension's points included, and one chosen
+    row per family of the sweep on the confirmation seeds)."""
     exp = get_experiment(experiment_name)
+    stages = exp.stages.get(scale)
+    if stages:
+        return _staged_completeness(exp, scale, runs, stages)
     names = [s.name for s in exp.specs(scale)]
     n = max([exp.default_seeds.get(scale, 1)] + [r["seed"] + 1 for r in runs if r["name"] in names])
     have = {name: {r["seed"] for r in runs if r["name"] == name} for name in names}
     short = tuple((name, len(have[name])) for name in names if len(have[name]) < n)
     return Completeness(sum(map(len, have.values())), n * len(names), len(names), n, short)
+
+
+def _staged_completeness(exp, scale, runs, stages):
+    outcome = tuning_of(exp, scale, runs) if exp.lr_sweep else None
+    names = [s.name for s in exp.specs(scale)] + ([spec.name for _, spec in outcome.added] if outcome else [])
+    tuning = {name: {r["seed"] for r in runs if r["name"] == name and r["seed"] in stages.tuning} for name in names}
+    if outcome is None:  # nothing is chosen: every row is confirmed
+        confirming = len(names)
+    else:
+        families = {(c.data, c.label) for c in exp.lr_sweep(scale)}
+        confirming = len(families) - sum(1 for chosen in outcome.chosen.values() if chosen is None)
+    confirmed = sum(1 for r in runs if r["seed"] in stages.confirmation)
+    short = tuple((name, len(tuning[name])) for name in names if len(tuning[name]) < len(stages.tuning))
+    return Completeness(sum(map(len, tuning.values())) + confirmed,
+                        len(names) * len(stages.tuning) + confirming * len(stages.confirmation),
+                        len(names), len(stages.tuning), short, confirming, len(stages.confirmation))
 
 
 def row_order(experiment, names):

@@ -41,6 +41,9 @@ def compute_text(runs):
 
 def completeness_text(c):
     """A :class:`.runs.Completeness` in words: "k of n planned (r rows × s seeds)"."""
+    if c.confirmation_seeds:
+        return (f"{c.done} of {c.planned} planned (tuning: {c.rows} rows × {c.seeds} seeds; confirmation: "
+                f"{c.confirming} chosen rows × {c.confirmation_seeds} seeds)")
     return (f"{c.done} of {c.planned} planned ({c.rows} rows × {c.seeds} "
             f"seed{'s' if c.seeds != 1 else ''})")
 
@@ -49,9 +52,11 @@ def incomplete_note(c, listed=6):
     """The warning a report of an unfinished grid (``not c.complete``) opens with."""
     rows = [f"{row} ({k})" for row, k in c.short[:listed]]
     more = f", and {len(c.short) - listed} more rows" if len(c.short) > listed else ""
-    return (f"> **Incomplete**: {completeness_text(c)} runs have finished. Rows short of {c.seeds} seeds (seeds "
-            f"finished): {', '.join(rows)}{more}. Everything below uses only the finished runs; "
-            "`lookahead-fastai run` with the same store finishes the rest.\n")
+    seeds = "tuning seeds" if c.confirmation_seeds else "seeds"
+    short = (f"Rows short of {c.seeds} {seeds} (seeds finished): {', '.join(rows)}{more}." if rows else
+             "Every row has its tuning runs; confirmation runs are still to finish.")
+    return (f"> **Incomplete**: {completeness_text(c)} runs have finished. {short} Everything below uses only the "
+            "finished runs; `lookahead-fastai run` with the same store finishes the rest.\n")
 
 
 def interval_text(c):
