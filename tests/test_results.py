@@ -426,3 +426,28 @@ def test_a_report_of_three_splits_labels_validation_and_test_and_states_the_spli
     text = _data_text(record)
     assert "144 validation, held out of the 1438 training images" in text and "seed 20261206" in text
     assert "80 test images" in text and "never used to choose" in text
+
+
+def test_a_comparison_outside_the_headline_says_where_it_departs_from_the_headlines_rules():
+    """The seed experiments' verdicts go through the headline's rules: each Lookahead comparison scored on
+    fast weights (or slow weights without BatchNorm recomputed), or tuned on its own seeds and test split,
+    says so; one scored as the headline is, says nothing."""
+    import dataclasses
+
+    from lookahead_fastai.experiments.spec import RunSpec
+    from lookahead_fastai.results.compare import Comparison
+    from lookahead_fastai.results.index import rules_note
+    base = dict(experiment="x", dataset="digits", arch="mlp", lr=0.1, epochs=1, bs=32, scale="smoke")
+    specs = {"LA": RunSpec(name="LA", optimizer="lookahead(sgd)", **base), "SGD": RunSpec(name="SGD", optimizer="sgd", **base),
+             "LA slow": RunSpec(name="LA slow", optimizer="lookahead(sgd)", eval_slow_weights=True, **base),
+             "LA bn": RunSpec(name="LA bn", optimizer="lookahead(sgd)", eval_slow_weights=True, slow_bn_batches=10, **base)}
+    c = Comparison("LA", "SGD", "like-for-like", ("wrapper",), 1, (0, 1), (0.01, 0.02), 0.015, 0.0, 0.03, 0.1, 0.2,
+                   "no difference shown")
+    assert rules_note(c, specs, False) == " [Lookahead scored on its fast weights: not as the headline is scored]"
+    assert "without BatchNorm recomputed" in rules_note(dataclasses.replace(c, row="LA slow"), specs, False)
+    assert rules_note(dataclasses.replace(c, row="LA bn"), specs, False) == ""
+    reverse = dataclasses.replace(c, row="SGD", versus="LA", lookahead_vs_inner=-1)
+    assert "fast weights" in rules_note(reverse, specs, False)
+    tuned = dataclasses.replace(c, row="LA bn", kind="tuned")
+    assert "picked on these same seeds, on the test split" in rules_note(tuned, specs, False)
+    assert rules_note(tuned, specs, True) == ""  # with stages: chosen on tuning seeds, judged on fresh ones

@@ -12,12 +12,12 @@ from . import plots, text as words
 from .compare import BETTER, NO_SEEDS, NOT_SHOWN, ONE_SEED, WORSE, compare, detectable_over, n_tested
 from .families import noise_floors, question_lines
 from .questions import LOOKAHEAD_VS_INNER
-from .runs import completeness, finished_runs
+from .runs import completeness, current_specs, finished_runs
 from .stats import ALPHA, family_effects
 from .wording import (DETECTABLE_TEXT, completeness_text, datasets_text, detectable_text, interval_text,
                       run_environments)
 
-__all__ = ["reading", "question_section", "write_index"]
+__all__ = ["reading", "rules_note", "selection_text", "question_section", "write_index"]
 
 _pp, _p, _join, _short = words.pp, words.p_value, words.join, words.short
 
@@ -35,6 +35,22 @@ def reading(line, effect, alpha=ALPHA):
     if effect.p_holm <= alpha:
         return "**Lookahead better**" if effect.paired.mean > 0 else "**Lookahead worse**"
     return "no difference shown"
+
+
+def rules_note(c, specs, staged):
+    """What a comparison outside the headline lacks of the headline's rules, in brackets ("" for none):
+    Lookahead scored on its fast weights (or without BatchNorm recomputed for its slow ones), and a
+    setting picked on the same seeds and on the test split (a tuned comparison without stages)."""
+    notes = []
+    if c.lookahead_vs_inner:
+        spec = specs.get(c.row if c.lookahead_vs_inner > 0 else c.versus)
+        if spec is not None and not spec.eval_slow_weights:
+            notes.append("Lookahead scored on its fast weights")
+        elif spec is not None and not spec.slow_bn_batches:
+            notes.append("Lookahead scored on its slow weights without BatchNorm recomputed")
+    if c.kind == "tuned" and not staged:
+        notes.append("settings picked on these same seeds, on the test split")
+    return f" [{'; '.join(notes)}: not as the headline is scored]" if notes else ""
 
 
 def selection_text(lines):
@@ -124,6 +140,7 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
             seeds = sorted({r["seed"] for r in runs})
             dates = sorted(r["finished_at"] for r in runs if r.get("finished_at"))
             comparisons = compare(store, name, scale)
+            specs, staged = current_specs(store, name, scale), bool(EXPERIMENTS[name].stages.get(scale))
             det = detectable_over(comparisons, n_tested(comparisons))
             grid = completeness(name, scale, runs)
             runs_text = f"{grid.done} of {grid.planned}" + ("" if grid.complete else " (**incomplete**)")
@@ -141,7 +158,8 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
                     continue
                 line = (f"- **{name}**: {c.row} vs {c.versus} ({c.kind}): {_pp(c.mean)} pp, "
                         + (f"raw 95% interval {interval_text(c)}, Holm p {_p(c.p_holm)} over {len(c.seeds)} seeds"
-                           if c.verdict in (BETTER, WORSE, NOT_SHOWN) else f"in each of {len(c.seeds)} seeds"))
+                           if c.verdict in (BETTER, WORSE, NOT_SHOWN) else f"in each of {len(c.seeds)} seeds")
+                        + rules_note(c, specs, staged))
                 target = shown if c.verdict in (BETTER, WORSE) else not_shown if c.verdict == NOT_SHOWN else constant
                 target.append(line + (f" — **{c.verdict}**" if c.verdict in (BETTER, WORSE) else f" — {c.verdict}"))
     context = index_context(scale)
@@ -150,6 +168,10 @@ def write_index(store_path, out_dir="reports", scale="cpu"):
             "| noise floor of its data | date | ran on |",
             "|---|---|---|---|---|---|---|---|---|", *rows, "",
             "## Every comparison of every report (Holm-adjusted within each report, not across them)", "",
+            "Every comparison below follows the headline's rule for runs that diverged (counted, left out of the "
+            "differences, rates compared with Fisher's exact test). None of them is in the headline's family: a "
+            "Lookahead comparison scored otherwise than the headline's (on its slow weights with BatchNorm "
+            "recomputed), or whose settings were picked on its own seeds and test images, says so in brackets.", "",
             "### What these seeds show", "", *(shown or ["- nothing"]), "",
             "### What they cannot tell (no difference shown, which is not the same as no difference)", "",
             *(not_shown or ["- nothing"]), "",
