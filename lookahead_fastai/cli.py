@@ -270,6 +270,7 @@ class _RunLines:
         self.done += 1
         if self.talk:
             count = f"{self.done}/{len(self.jobs)}" if self.done <= len(self.jobs) else \
+                f"{self.done}, a confirmation run" if job.stage == "confirmation" else \
                 f"{self.done}, a grid point added"  # lr_extension: a point the finished runs called for
             print(f"[{count}] {job.spec.name} seed {job.seed}: {text}", flush=True)
             next(self._bar, None)

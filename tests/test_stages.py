@@ -1,6 +1,8 @@
 """Stages declared in the experiment (``Experiment.stages``): tuning seeds make the choices, confirmation
 seeds measure them; a confirmation seed that was used in tuning is refused (one line, at declaration and in
 the CLI), and each run's record keeps its stage."""
+import re
+
 import pytest
 
 from lookahead_fastai import cli
@@ -145,6 +147,8 @@ def test_confirmation_reruns_each_familys_choice_on_fresh_seeds_and_a_resumed_pl
     assert line.differences == c.differences and line.stages.confirmation == (7, 8, 9)
     text = "\n".join(str(part) for part in lr_grid_sections(db, "two_stage", "smoke", tmp_path))
     assert "**Tuning stage**: " in text and "#### The lr each family takes to confirmation" in text
+    for row in chosen.values():  # each family's chosen lr, as the sweep confirmed it
+        assert re.search(rf"\| {re.escape(row.split(' @ ')[0])} \| {re.escape(row.split(' @ ')[1])} \| \d", text), row
     assert "#### Confirmation stage: each chosen lr on fresh seeds" in text and "Seeds 7, 8, 9, none used" in text
     assert "(confirmation seeds, test accuracy)" in text and "3 confirmation seeds on D support" in text
     from lookahead_fastai.results.index import question_section
@@ -187,3 +191,67 @@ def test_selection_ranks_a_row_with_a_diverged_run_below_one_that_always_trained
     assert grid_rules.best_rows(cells, {"r2": [None, None]}) == {}  # every run diverged: nothing to choose
     runs = [dict(name="r0", record=dict(dataset="digits", final={"accuracy": 0.1, "train_loss": 2.31}))]
     assert grid_rules.validation_finals(runs, lambda record: 10) == {"r0": [None]}  # at chance loss: diverged
+
+
+TOML_SWEEP = """
+name = "my_sweep"
+dataset = "digits"
+arch = "mlp"
+epochs = 2
+bs = 32
+n_train = 480
+n_valid = 160
+holdout = 160
+lr_grid = [1e-4, 1e-3]
+lr_extension = { factor = 10.0, max_steps = 1 }
+stages = { tuning = [0, 1], confirmation = [5, 6, 7] }
+%s
+[[rows]]
+name = "Adam"
+optimizer = "adam"
+%s
+[[rows]]
+name = "LA/Adam"
+optimizer = "lookahead(adam)"
+hyper = { k = 5, alpha = 0.5 }
+"""
+
+
+def test_your_own_model_gets_the_protocol_from_a_file_with_an_lr_grid(tmp_path, capsys, shared_data):
+    """A TOML file's lr_grid makes each row a family over the grid: the CLI tunes it on the tuning seeds,
+    extends an edge best, confirms each family's choice on the fresh seeds and reports the verdicts."""
+    path = tmp_path / "my_sweep.toml"
+    path.write_text(TOML_SWEEP % ("", ""))
+    store, out = tmp_path / "s.sqlite", tmp_path / "reports"
+    assert cli.main(["plan", str(path)]) == 0
+    assert "4 rows x 2 tuning seeds, then 2 chosen rows x 3 confirmation seeds" in capsys.readouterr().out
+    assert cli.main(["run", str(path), "--store", str(store), "--data-dir", str(shared_data), "--stage",
+                     "confirmation"]) == 0  # nothing chosen yet: said, nothing run
+    assert "confirmation runs follow once the tuning stage has chosen" in capsys.readouterr().out
+    assert cli.main(["run", str(path), "--store", str(store), "--data-dir", str(shared_data)]) == 0
+    lines = capsys.readouterr().out
+    assert "[1/8] Adam · lr 0.0001 seed 0: accuracy (validation)" in lines and ", a confirmation run] " in lines
+    assert cli.main(["report", str(path), "--store", str(store), "--out", str(out)]) == 0
+    text = (out / "my_sweep.md").read_text()
+    assert "#### The verdicts: Lookahead − its inner optimizer, each at its chosen lr" in text
+    assert re.search(r"\| LA/Adam \| [0-9.e-]+ \| \d+\.\d+ ± \d+\.\d+% \(2\) \|", text)  # its chosen lr
+    assert "**What 3 confirmation seeds on digits support.**" in text
+
+
+@pytest.mark.parametrize("top, row, message", [
+    ("lr = 0.1", "", "with lr_grid every row runs at each lr of the grid; remove lr from the top level"),
+    ("", "lr = 0.1", "remove lr from row 'Adam'"),
+    ("", "[[rows]]\nname = 'Adam 2'\noptimizer = 'adam'", "rows 'Adam' and 'Adam 2' are both plain adam"),
+])
+def test_a_bad_lr_grid_file_gets_one_line(tmp_path, capsys, top, row, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(TOML_SWEEP % (top, row))
+    assert cli.main(["plan", str(path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1, err
+    path.write_text(TOML_SWEEP.replace("lr_grid = [1e-4, 1e-3]", "lr_grid = [1e-4]") % ("", ""))
+    assert cli.main(["plan", str(path)]) == 2
+    assert "lr_grid must be a list of at least 2 distinct positive lrs" in capsys.readouterr().err
+    path.write_text(TOML_SWEEP.replace("lr_grid = [1e-4, 1e-3]", "lr = 0.01") % ("", ""))
+    assert cli.main(["plan", str(path)]) == 2
+    assert "lr_extension extends an lr_grid; declare lr_grid" in capsys.readouterr().err

@@ -36,10 +36,12 @@ from pathlib import Path
 
 from ..registry.user import UserCodeError, import_path_of
 from .spec import SCALES, Experiment, RunSpec, SpecError, Stages
+from .your_sweep import lr_sweep_of
 
 __all__ = ["load_experiment", "experiment_from_dict", "your_experiment", "is_experiment_file"]
 
-_OWN_KEYS = ("name", "description", "seeds", "rows", "compare", "baseline", "scales", "stages")
+_OWN_KEYS = ("name", "description", "seeds", "rows", "compare", "baseline", "scales", "stages", "lr_grid",
+             "lr_extension")
 _SPEC_FIELDS = tuple(f.name for f in fields(RunSpec))
 _SHARED_KEYS = tuple(k for k in _SPEC_FIELDS if k not in ("experiment", "name", "scale"))
 _ROW_KEYS = tuple(k for k in _SPEC_FIELDS if k not in ("experiment", "scale"))
@@ -112,41 +114,55 @@ def experiment_from_dict(data, source="your experiment"):
         raise SpecError(f"{source}: baseline {baseline!r} is not a row; rows are {', '.join(names)}")
     seeds = _seeds(data.get("seeds", DEFAULT_SEEDS), source)
 
-    def build(scale):
+    def make(scale, row):
         overrides = {k: v for k, v in scales[scale].items() if k != "seeds"}
-        specs = []
-        for row in rows:
-            settings = {**shared, **row, **overrides}
-            settings["hyper"] = {**shared.get("hyper", {}), **row.get("hyper", {}), **overrides.get("hyper", {})}
-            missing = [k for k in ("dataset", "arch", "optimizer", "lr", "epochs", "bs") if k not in settings]
-            if missing:
-                raise SpecError(f"{source}, row {row['name']!r}: {missing[0]!r} is missing (set it at the top "
-                                f"or in the row)")
-            try:
-                specs.append(RunSpec(experiment=name, scale=scale, **settings))
-            except SpecError as e:
-                raise SpecError(f"{source}, row {row['name']!r}: {e}") from None
-        return specs
+        settings = {**shared, **row, **overrides}
+        settings["hyper"] = {**shared.get("hyper", {}), **row.get("hyper", {}), **overrides.get("hyper", {})}
+        missing = [k for k in ("dataset", "arch", "optimizer", "lr", "epochs", "bs") if k not in settings]
+        if missing:
+            raise SpecError(f"{source}, row {row['name']!r}: {missing[0]!r} is missing (set it at the top "
+                            f"or in the row)")
+        try:
+            return RunSpec(experiment=name, scale=scale, **settings)
+        except SpecError as e:
+            raise SpecError(f"{source}, row {row['name']!r}: {e}") from None
+
+    sweep = lr_sweep_of(data, rows, shared, source, make) if "lr_grid" in data else None
+    if sweep is not None:  # each row a family over the grid: the rows, comparisons and baseline per lr
+        rows, comparisons, baseline = sweep.rows, sweep.comparisons(comparisons), sweep.first_of(baseline)
+    elif "lr_extension" in data:
+        raise SpecError(f"{source}: lr_extension extends an lr_grid; declare lr_grid = [lr, lr, ...] too")
+
+    def build(scale):
+        return [make(scale, row) for row in rows]
 
     built = {scale: build(scale) for scale in scales}  # every bad value found now, not half-way through a sweep
-    stages = data.get("stages")  # {tuning = [...], confirmation = [...]}: the same at every scale of the file
-    if stages is not None:
-        if not isinstance(stages, dict):
-            raise SpecError(f"{source}: stages must be a table with tuning and confirmation, got {stages!r}")
-        _unknown(stages, ("tuning", "confirmation"), f"{source}, stages")
-        missing = [k for k in ("tuning", "confirmation") if k not in stages]
-        if missing:
-            raise SpecError(f"{source}, stages: {missing[0]!r} is missing")
-        try:
-            stages = Stages(**stages)
-        except SpecError as e:
-            raise SpecError(f"{source}: {e}") from None
+    stages = _stages(data.get("stages"), source)
     return Experiment(
         name=name, description=data.get("description") or f"your experiment from {source}",
         baseline=baseline, build=build, scales=tuple(scales), comparisons=tuple(comparisons),
         default_seeds={s: _seeds(o.get("seeds", seeds), f"{source}, scales.{s}") for s, o in scales.items()},
         protocol={s: _protocol(specs[0]) for s, specs in built.items()},
-        stages={s: stages for s in scales} if stages else {})
+        stages={s: stages for s in scales} if stages else {},
+        **(dict(lr_sweep=sweep.cells, lr_extension=sweep.extension, questions={"lookahead_vs_inner": "tuned"})
+           if sweep is not None else {}))
+
+
+def _stages(stages, source):
+    """A file's ``stages = {tuning = [...], confirmation = [...]}`` (the same at every scale of the file)
+    as :class:`Stages`; None when not declared."""
+    if stages is None:
+        return None
+    if not isinstance(stages, dict):
+        raise SpecError(f"{source}: stages must be a table with tuning and confirmation, got {stages!r}")
+    _unknown(stages, ("tuning", "confirmation"), f"{source}, stages")
+    missing = [k for k in ("tuning", "confirmation") if k not in stages]
+    if missing:
+        raise SpecError(f"{source}, stages: {missing[0]!r} is missing")
+    try:
+        return Stages(**stages)
+    except SpecError as e:
+        raise SpecError(f"{source}: {e}") from None
 
 
 def _named(settings):

@@ -337,8 +337,8 @@ def _selection_section(cells, chosen):
                      f"{pick.diverged} | {_join(_short(c.lr) for c in group)} | {edge or 'no'} |")
     return ["#### The lr each family takes to confirmation\n",
             f"Chosen on the tuning seeds by validation accuracy alone: {SELECTION_RULE}. A family whose best "
-            "sat at an edge of its grid got the next ladder point that way (up to the experiment's limit); one "
-            "still at an edge is flagged and kept out of the headline.\n", "\n".join(lines) + "\n"]
+            "sat at an edge of its grid got the next point that way (the experiment's lr_extension, up to its "
+            "limit); one still at an edge is flagged and kept out of the headline.\n", "\n".join(lines) + "\n"]
 
 
 def _confirmation_section(conf_cells, confirmation):
@@ -466,7 +466,7 @@ def lr_grid_sections(store, experiment_name, scale, out_dir):
     for data, dcells, dcomp, tuned in datasets:
         parts += _accuracy_section(data, dcells, experiment_name, scale, out_dir)
         if stages:
-            parts += _selection_section(dcells, picked)
+            parts += _selection_section(dcells, {row for pair in picked for row in pair})
         parts += _robustness_section(dcells)
         parts += _std_and_early_sections(dcells)
         if stages:
