@@ -91,9 +91,11 @@ def test_the_cpu_report_states_the_measured_compute_against_the_budget():
     way projected_hours spreads the measured ones; a partial study also says what the whole would take."""
     from lookahead_fastai.results.lr_report import budget_text
     stages = EXP.stages["cpu"]
-    runs = [{"name": s.name, "seed": seed, "record": {"seconds": 60.0, "scale": "cpu"}}
+    runs = [{"name": s.name, "seed": seed, "run_id": s.run_id(seed), "record": {"seconds": 60.0, "scale": "cpu", "dataset": s.dataset,
+                                                                   "final": {"accuracy": 0.6 if s.lr in (0.03, 1e-3) else 0.5,  # interior bests:
+                                                                             "train_loss": 1.0}}}  # no extension
             for s in EXP.specs("cpu") for seed in stages.tuning]
-    assert len(runs) == 216  # the tuning stage: 72 rows x 3 seeds; nothing chosen yet, so 12 x 10 confirmation runs to come
+    assert len(runs) == 216  # the tuning stage: 72 rows x 3 seeds; then 12 chosen rows x 10 confirmation seeds
     whole = budget_text(runs, "lr_robustness", "cpu")
     machine = 216 * 60 / 3600 / lr.WORKERS + lr.PROCESS_START_S / 3600
     assert "the training times of the 216 finished runs sum to 3.60 h of one core" in whole
