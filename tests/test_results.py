@@ -127,25 +127,34 @@ def _fm(label, lr):
     return study.row_name(inner, variant, lr, "fashion_mnist", "cpu")
 
 
-def test_a_collapsed_run_is_counted_and_left_out_of_the_interval(committed):
-    """Fashion-MNIST SGD at lr 1 ends at chance loss (ln 10) in 5 of 5 seeds, LA k10 α0.8 in 4 of 5: they
-    are counted as diverged, never averaged; the comparison at that lr is answered by the collapse rates."""
+def test_a_collapsed_run_is_counted_and_left_out_of_the_interval(monkeypatch):
+    """Plain SGD at lr 1 ends at chance loss (ln 10) in 5 of 5 seeds, Lookahead at lr 1 in 4 of 5 (as the
+    first Fashion-MNIST study's did): they are counted as diverged, never averaged; the comparison at that lr
+    is answered by the collapse rates."""
+    from lookahead_fastai import experiments
     from lookahead_fastai.results.compare import compare, summarize
-    from lookahead_fastai.store import ResultsStore
-    with ResultsStore(committed, readonly=True) as db:
-        rows = {s.row: s for s in summarize(db, "lr_robustness", "cpu")}
-        comps = {(c.row, c.versus): c for c in compare(db, "lr_robustness", "cpu")}
-        runs = [r for r in db.runs("lr_robustness", status="finished") if r["name"] == _fm("LA k10 α0.8 / SGD", 1)]
-    sgd, la10, la5 = rows[_fm("SGD", 1)], rows[_fm("LA k10 α0.8 / SGD", 1)], rows[_fm("LA k5 α0.5 / SGD", 1)]
-    assert (sgd.seeds, sgd.diverged) == (0, 5) and math.isnan(sgd.final_accuracy.mean)
-    trained = [r["record"]["final"]["accuracy"] for r in runs if r["record"]["final"]["train_loss"] < math.log(10)]
-    assert (la10.seeds, la10.diverged) == (1, 4) and la10.final_accuracy.mean == pytest.approx(trained[0])
-    assert (la5.seeds, la5.diverged) == (5, 0)
-    c = comps[(_fm("LA k5 α0.5 / SGD", 1), _fm("SGD", 1))]
-    assert c.seeds == () and c.verdict == "no paired seeds" and math.isnan(c.low)
-    assert c.collapsed == (0, 5, 5, 5) and c.p_collapse == pytest.approx(2 / 252)
-    c10 = comps[(_fm("LA k10 α0.8 / SGD", 1), _fm("SGD", 1))]
-    assert c10.collapsed == (4, 5, 5, 5) and c10.p_collapse == pytest.approx(1.0)
+    exp, _ = _grid_experiment()
+    monkeypatch.setitem(experiments.EXPERIMENTS, "my_grid", exp)
+    specs = {s.name: s for s in exp.specs("smoke")}
+    chance = math.log(10) + 1e-3
+    final = {("r2", seed): (0.1, chance) for seed in range(5)}                    # SGD lr 1: 5 of 5 collapsed
+    final.update({("r5", seed): (0.1, chance) for seed in range(1, 5)})          # LA lr 1: 4 of 5
+    final[("r5", 0)] = (0.42, 1.6)
+    final.update({("r1", seed): (0.80 + seed / 100, 0.5) for seed in range(5)})  # SGD lr 0.1 and LA lr 0.1
+    final.update({("r4", seed): (0.81 + seed / 100 + (seed % 2) / 200, 0.5) for seed in range(5)})
+    runs = [{"run_id": specs[row].run_id(seed), "name": row, "seed": seed, "record": {
+        "scale": "smoke", "dataset": "digits", "final": {"accuracy": acc, "train_loss": loss}}}
+        for (row, seed), (acc, loss) in final.items()]
+    rows = {r.row: r for r in summarize(_Store(runs), "my_grid", "smoke")}
+    comps = {(c.row, c.versus): c for c in compare(_Store(runs), "my_grid", "smoke")}
+    assert (rows["r2"].seeds, rows["r2"].diverged) == (0, 5) and math.isnan(rows["r2"].final_accuracy.mean)
+    assert (rows["r5"].seeds, rows["r5"].diverged) == (1, 4) and rows["r5"].final_accuracy.mean == pytest.approx(0.42)
+    c = comps[("r5", "r2")]
+    assert c.seeds == () and c.verdict == "no paired seeds" and math.isnan(c.low)  # no interval from collapsed runs
+    assert c.collapsed == (4, 5, 5, 5) and c.p_collapse == pytest.approx(1.0)
+    assert comps[("r4", "r1")].collapsed == (0, 5, 0, 5) and len(comps[("r4", "r1")].seeds) == 5
+    from scipy.stats import fisher_exact
+    assert stats.collapse_test(0, 5, 5, 5) == pytest.approx(fisher_exact([[0, 5], [5, 0]]).pvalue) == pytest.approx(2 / 252)
 
 
 def test_the_index_answers_the_question_with_a_forest_plot_and_no_vote_count(committed, tmp_path):

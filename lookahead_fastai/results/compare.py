@@ -84,10 +84,11 @@ class Comparison:
 
 
 def summarize(store, experiment_name, scale):
-    """One :class:`RowSummary` per row with finished runs, in the experiment's order."""
+    """One :class:`RowSummary` per row with finished runs, in the experiment's order (with stages, over
+    the confirmation runs: the runs the verdicts stand on)."""
     experiment = get_experiment(experiment_name)
     by_name = {}
-    for r in finished_runs(store, experiment_name, scale):
+    for r in finished_runs(store, experiment_name, scale, stage=verdict_stage(experiment_name, scale)):
         by_name.setdefault(r["name"], []).append(r["record"])
     out = []
     for name in row_order(experiment, by_name):
