@@ -254,12 +254,14 @@ def test_the_committed_notebook_shows_the_committed_study():
     nb = json.loads((root / "notebooks" / "lr_robustness.ipynb").read_text())
     outs = [o.get("data", {}) for c in nb["cells"] if c["cell_type"] == "code" for o in c.get("outputs", [])]
     runs = len((root / "reports" / "data" / "lr_robustness.jsonl").read_text().splitlines())
-    assert runs == 300 and any("".join(d.get("text/html", "")).count("<tr") == runs + 1 for d in outs)
+    stages = EXP.stages["cpu"]
+    assert runs >= 72 * len(stages.tuning) + 12 * len(stages.confirmation)  # both stages, lr_extension's points too
+    assert any("".join(d.get("text/html", "")).count("<tr") == runs + 1 for d in outs)
     markdown = "\n".join("".join(d.get("text/markdown", "")) for d in outs)
     report = (root / "reports" / "lr_robustness.md").read_text()
     closing = [p for p in report.split("\n\n")
-               if p.startswith(("**What 5 seeds on", "Each family at its own best lr", "**Where in the lr grid**"))]
-    assert len(closing) == 6 and all(p.strip() in markdown for p in closing)
+               if p.startswith((f"**What {len(stages.confirmation)} confirmation seeds on", "**Robustness to the lr**"))]
+    assert len(closing) == 4 and all(p.strip() in markdown for p in closing)
     assert sum("image/png" in d for d in outs) == 2
 
 

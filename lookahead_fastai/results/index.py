@@ -61,7 +61,7 @@ def selection_text(lines):
         if stages:
             parts.append(
                 f"{name}: each family's lr was chosen on its tuning seeds ({_join(map(str, stages.tuning))}) by "
-                f"validation accuracy on a split held out of the training images ({SELECTION_RULE}); the "
+                f"validation accuracy on a split held out of the training images, ranked by {SELECTION_RULE}; the "
                 f"differences are from fresh confirmation seeds ({_join(map(str, stages.confirmation))}), none "
                 "used in tuning, on the test split, which no choice read.")
         else:
@@ -85,7 +85,8 @@ def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=
           e.paired.mean * 100, e.low * 100, e.high * 100, line.in_family) for line, e in zip(lines, effects)],
         Path(out_dir) / f"question_{question.key}_{scale}.png",
         f"{question.short} (scale {scale})\nblack: the family (Holm, Bonferroni-level intervals); grey: flagged, raw 95%",
-        "final accuracy, Lookahead − inner optimizer (pp)")
+        ("test accuracy of the confirmation seeds" if all(line.stages for line in lines) else "final accuracy")
+        + ", Lookahead − inner optimizer (pp)")
     floors = floors or {}
     studies = []
     for n in dict.fromkeys(line.experiment for line in lines):

@@ -184,7 +184,7 @@ def detectable_text(comparisons, n_family):
         "its inner optimizer perform the same.")
 
 
-def robustness_text(robust):
+def robustness_text(robust, staged=False):
     """Each Lookahead family's range and worst case over the grid against its plain inner optimizer's
     (rows of :func:`.lr_grid.robustness_rows`; descriptive); None without such a pair."""
     plain = {r["inner"]: r for r in robust if not r["variant"]}
@@ -203,8 +203,10 @@ def robustness_text(robust):
         "**Robustness to the lr** (range and worst case of the mean over the grid; descriptive, not "
         "tested; over the runs that trained, with the runs that diverged named): "
         f"{'; '.join(rob)}. Lookahead's range was narrower in {narrower} of {len(rob)} families. "
-        "Whether a narrower range is more than seed noise rests on the per-lr comparisons above: a "
-        "robustness claim is supported only where Lookahead is *better* at the grid's poor lrs.")
+        + ("Whether a narrower range is more than seed noise is not tested here: the tuning stage's per-lr "
+           "differences are descriptive, and only each family's chosen lr was confirmed." if staged else
+           "Whether a narrower range is more than seed noise rests on the per-lr comparisons above: a "
+           "robustness claim is supported only where Lookahead is *better* at the grid's poor lrs."))
 
 
 def variance_text(cells):
@@ -270,7 +272,7 @@ def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA
             "tuned": None if staged else tuned_text(cells, tuned, robust),
             "where": None if staged else grid_position_text(at_lr, cells, robust) or None,
             "detectable": detectable_text(comparisons, n_family),
-            "robustness": robustness_text(robust),
+            "robustness": robustness_text(robust, staged),
             "variance": variance_text(cells),
             "early": early_text(cells),
             "not supported": NOT_SUPPORTED_TEXT}
@@ -297,10 +299,23 @@ def budget_text(runs, experiment_name, scale):
     if len(seconds) < planned:
         whole = budget.machine_hours(np.mean(seconds) * planned)
         text += f" for {len(seconds)} of {planned} runs (all {planned} at their mean: about {_fixed(whole)} h)"
+    span = _wall_span(runs)
     return (text + f", against {_fixed(budget.projected_hours(scale))} h projected from single runs (the module's "
             "MEASURED), each sweep's process start included. The times are wall times of runs on a machine at times "
             "shared with other jobs, so they include that contention; the time before each fit (loading the data, "
-            "building the Learner) is not in them.\n")
+            "building the Learner) is not in them."
+            + (f" From the first run's start to the last one's finish the study took **{_fixed(span / 3600)} h** of "
+               "wall-clock time, everything included." if span else "") + "\n")
+
+
+def _wall_span(runs):
+    """Seconds from the earliest ``started_at`` to the latest ``finished_at`` of ``runs`` (None without them)."""
+    import datetime as dt
+    starts = [r["started_at"] for r in runs if r.get("started_at")]
+    ends = [r["finished_at"] for r in runs if r.get("finished_at")]
+    if not starts or not ends:
+        return None
+    return (dt.datetime.fromisoformat(max(ends)) - dt.datetime.fromisoformat(min(starts))).total_seconds()
 
 
 def _accuracy_section(data, cells, experiment_name, scale, out_dir):
