@@ -39,12 +39,14 @@ MAX_SIZE = 32
 
 
 N_VALID = 10  # validation (slow weights at the end) on 10 images: one per class where there are 10
+HOLDOUT = 10  # a spec with three splits holds out 10 of the stand-in's training images (a full spec's count is larger)
 
 
 def tiny(spec):
     embedded = DATASETS[spec.dataset].url is None  # digits: the real 1,437 / 360, not a stand-in
     return dataclasses.replace(spec, bs=BS, n_train=20 if embedded else None, n_valid=N_VALID,
-                               size=min(spec.size, MAX_SIZE) if spec.size else None)
+                               size=min(spec.size, MAX_SIZE) if spec.size else None,
+                               holdout=HOLDOUT if spec.holdout else None)  # three splits kept, on the stand-in's images
 
 
 @pytest.fixture(scope="module", autouse=True)
