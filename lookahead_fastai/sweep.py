@@ -16,7 +16,7 @@ from .registry.user import check_user_code
 from .store import ResultsStore, opened
 from .store.paths import DEFAULT_STORE, lr_find_path
 
-__all__ = ["Job", "Grid", "STAGES", "plan", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
+__all__ = ["Job", "Grid", "STAGES", "plan", "runs_to_come", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
 
 
 @dataclass
@@ -53,6 +53,18 @@ def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, sta
     grid = _grid(experiment, scale, seeds, only)
     with opened(store) as db:
         return _planned(db, grid, stage)
+
+
+def runs_to_come(experiment, scale, jobs):
+    """How many confirmation runs ``jobs`` (a :func:`plan`) cannot name yet: with stages and an lr sweep,
+    one chosen row per family on each confirmation seed, for the families whose tuning has not chosen
+    (so a progress bar's total is the study's, before any lr_extension point)."""
+    exp = get_experiment(experiment)
+    stages = exp.stages.get(scale)
+    if stages is None or exp.lr_sweep is None:
+        return 0
+    families = {(c.data, c.label) for c in exp.lr_sweep(scale)}
+    return max(0, len(families) * len(stages.confirmation) - sum(j.stage == "confirmation" for j in jobs))
 
 
 def _grid(experiment, scale, seeds, only):

@@ -255,3 +255,12 @@ def test_a_bad_lr_grid_file_gets_one_line(tmp_path, capsys, top, row, message):
     path.write_text(TOML_SWEEP.replace("lr_grid = [1e-4, 1e-3]", "lr = 0.01") % ("", ""))
     assert cli.main(["plan", str(path)]) == 2
     assert "lr_extension extends an lr_grid; declare lr_grid" in capsys.readouterr().err
+
+
+def test_a_progress_bar_counts_the_confirmation_runs_tuning_has_not_named_yet(tmp_path, monkeypatch):
+    from lookahead_fastai import experiments
+    from lookahead_fastai.sweep import plan, runs_to_come
+    monkeypatch.setitem(experiments.EXPERIMENTS, "two_stage", _staged_grid())
+    jobs = plan("two_stage", store=tmp_path / "s.sqlite")
+    assert len(jobs) == 12 and runs_to_come("two_stage", "smoke", jobs) == 2 * 3  # 2 families x 3 fresh seeds
+    assert runs_to_come("demo", "smoke", plan("demo", "smoke", 1, store=tmp_path / "d.sqlite")) == 0  # no stages
