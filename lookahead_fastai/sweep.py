@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
-from .experiments.extension import tuning_outcome
-from .grid_rules import validation_finals
+from .experiments.extension import finals_reader, tuning_outcome
 from .registry.datasets import record_classes
 from .registry.user import check_user_code
 from .store import ResultsStore, opened
@@ -147,18 +146,9 @@ def _seed_major(wanted):
 
 
 def _finals_reader(db, grid):
-    """``finals_of(spec)`` for :func:`~.experiments.extension.tuning_outcome`: the final validation
-    accuracies of ``spec``'s runs on the tuning seeds (None for one that diverged) once all have
-    finished, else None. Read from the store's finished runs, the rule the reports pick by."""
+    """:func:`~.experiments.extension.finals_reader` over the store's finished runs, on the tuning seeds."""
     finished = {r["run_id"]: r for r in db.runs(grid.name, status="finished") if r["record"]}
-
-    def finals_of(spec):
-        runs = [finished.get(spec.run_id(seed)) for seed in grid.tuning]
-        if any(r is None for r in runs):
-            return None
-        return validation_finals(runs, record_classes).get(spec.name, [])
-
-    return finals_of
+    return finals_reader(finished, grid.tuning, record_classes)
 
 
 def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,

@@ -107,6 +107,9 @@ def test_a_smoke_sweep_runs_the_added_point_and_the_reports_read_it_and_flag_a_b
     added = [name for name in finals if name not in rows]
     assert added == ["Adam @ 0.001", "LA / Adam @ 0.001"], finals  # each family's best was at the top: one step up
     assert len(records) == 2 * 6 and all(r is not None for r in records)
+    from lookahead_fastai.results.runs import completeness, finished_runs
+    done = completeness(NAME, "smoke", finished_runs(db, NAME, "smoke"))  # the added points are in the grid
+    assert (done.done, done.planned, done.rows) == (12, 12, 6) and done.complete
     again = plan(NAME, store=store)  # started again: the same runs, all finished, nothing more to run
     assert len(again) == 12 and all(j.finished for j in again)
     assert {j.spec.name for j in again[8:]} == set(added)

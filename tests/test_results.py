@@ -461,3 +461,18 @@ def test_a_comparison_outside_the_headline_says_where_it_departs_from_the_headli
     tuned = dataclasses.replace(c, row="LA bn", kind="tuned")
     assert "picked on these same seeds, on the test split" in rules_note(tuned, specs, False)
     assert rules_note(tuned, specs, True) == ""  # with stages: chosen on tuning seeds, judged on fresh ones
+
+
+def test_an_lr_where_every_run_diverged_still_bounds_the_grid():
+    """The robustness rows' grid is every lr that ran, as the sweep's edge rule reads it: a best just below
+    a top lr where every run diverged is interior, not at the grid's edge."""
+    from lookahead_fastai.results.lr_grid import LrCell, robustness_rows
+    from lookahead_fastai.results.lr_report import edge_text
+
+    def cell(lr, values, diverged=0):
+        return LrCell(f"SGD {lr}", "D", "SGD", "", "SGD", lr, stats.Stat.of(values), dict(enumerate(values)), {},
+                      diverged)
+
+    (row,) = robustness_rows([cell(0.01, [0.5, 0.52]), cell(0.1, [0.8, 0.82]), cell(1.0, [], diverged=2)])
+    assert (row["best_lr"], row["lowest_lr"], row["highest_lr"], row["lrs"]) == (0.1, 0.01, 1.0, 2)
+    assert edge_text([row]) == ""

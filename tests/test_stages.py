@@ -126,6 +126,11 @@ def test_confirmation_reruns_each_familys_choice_on_fresh_seeds_and_a_resumed_pl
         pending = plan("two_stage", store=store, stage="confirmation")
         assert {j.spec.name for j in pending} == set(chosen.values())  # each family's choice, from tuning seeds only
         assert sorted({j.seed for j in pending}) == [7, 8, 9] and len(pending) == 3 * len(chosen)
+        # between the stages the reports name the sweep's choices, and the index waits for the confirmation
+        from lookahead_fastai.results.families import question_lines
+        from lookahead_fastai.results.runs import chosen_rows
+        assert chosen_rows("two_stage", "smoke", finished_runs(db, "two_stage", "smoke")) == chosen
+        assert question_lines(db, "smoke") == []  # chosen, nothing confirmed yet: no line (and no KeyError)
         confirmed = run_experiment("two_stage", store=store, data_dir=shared_data, device="cpu")
     finally:
         torch.set_num_threads(threads)
@@ -264,3 +269,38 @@ def test_a_progress_bar_counts_the_confirmation_runs_tuning_has_not_named_yet(tm
     jobs = plan("two_stage", store=tmp_path / "s.sqlite")
     assert len(jobs) == 12 and runs_to_come("two_stage", "smoke", jobs) == 2 * 3  # 2 families x 3 fresh seeds
     assert runs_to_come("demo", "smoke", plan("demo", "smoke", 1, store=tmp_path / "d.sqlite")) == 0  # no stages
+
+
+def test_a_file_with_its_optimizer_at_the_top_and_no_holdout_says_what_its_verdicts_compare(tmp_path, capsys,
+                                                                                             shared_data):
+    """lr_grid with the optimizer shared at the top (a row overrides it), stages but no holdout: the file
+    loads, and the report says the verdicts compare final accuracy on the dataset's test split, which the
+    tuning seeds chose on (not a test split no choice read)."""
+    path = tmp_path / "top.toml"
+    path.write_text("""
+name = "my_sweep"
+dataset = "digits"
+arch = "mlp"
+optimizer = "adam"
+epochs = 2
+bs = 32
+n_train = 480
+n_valid = 160
+lr_grid = [1e-3, 1e-2, 1e-1]
+stages = { tuning = [0, 1], confirmation = [5, 6, 7] }
+
+[[rows]]
+name = "Adam"
+
+[[rows]]
+name = "LA/Adam"
+optimizer = "lookahead(adam)"
+""")
+    store, out = tmp_path / "s.sqlite", tmp_path / "reports"
+    assert cli.main(["run", str(path), "--store", str(store), "--data-dir", str(shared_data)]) == 0, \
+        capsys.readouterr().err
+    assert cli.main(["report", str(path), "--store", str(store), "--out", str(out)]) == 0
+    report = (out / "my_sweep.md").read_text()
+    assert "(confirmation seeds, final accuracy)" in report and "(confirmation seeds, test accuracy)" not in report
+    assert "Without a held-out split the validation images are the dataset's test split" in report
+    assert "on the validation images (the dataset's test split: no holdout)" in report

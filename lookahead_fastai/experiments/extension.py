@@ -15,10 +15,10 @@ With stages, only the tuning seeds' runs feed these choices."""
 from dataclasses import dataclass
 from typing import Callable
 
-from ..grid_rules import best_rows, grid_edge
+from ..grid_rules import best_rows, grid_edge, validation_finals
 from .spec import SpecError
 
-__all__ = ["LrExtension", "TuningOutcome", "extension_steps", "tuning_outcome"]
+__all__ = ["LrExtension", "TuningOutcome", "finals_reader", "extension_steps", "tuning_outcome"]
 
 
 @dataclass(frozen=True)
@@ -46,6 +46,20 @@ class TuningOutcome:
     ``chosen`` waits for runs still to finish."""
     added: list
     chosen: dict
+
+
+def finals_reader(finished, seeds, n_classes_of):
+    """``finals_of(spec)`` for :func:`tuning_outcome`, the one reading a sweep and a report share: from
+    ``finished`` (run id -> finished run, with its record), the final validation accuracies of ``spec``'s
+    runs on ``seeds`` (None for one that diverged, grid_rules.validation_finals) once every one of them
+    has finished, else None (the family waits)."""
+    def finals_of(spec):
+        runs = [finished.get(spec.run_id(seed)) for seed in seeds]
+        if any(r is None for r in runs):
+            return None
+        return validation_finals(runs, n_classes_of).get(spec.name, [])
+
+    return finals_of
 
 
 def extension_steps(experiment, scale, finals_of):

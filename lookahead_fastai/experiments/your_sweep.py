@@ -34,6 +34,7 @@ class YourSweep:
     grid: tuple            # the lrs, ascending
     make: Callable         # (scale, row dict) -> RunSpec
     inner_of: dict         # family name -> its inner optimizer's registry name
+    variant_of: dict       # family name -> its Lookahead variant's label (the family's name), "" for a plain one
     extension: LrExtension | None = None
 
     @property
@@ -41,23 +42,19 @@ class YourSweep:
         """Every family at every lr of the grid, as rows (dicts) named by :func:`swept_name`."""
         return [{**row, "name": swept_name(row["name"], lr), "lr": lr} for row in self.families for lr in self.grid]
 
-    def variant(self, family):
-        row = next(r for r in self.families if r["name"] == family)
-        return family if optimizer_parts(row["optimizer"], row.get("hyper")).wrapper else ""
-
     def cells(self, scale):
         """The sweep as the report reads it: one SweepCell per family and lr, in the declared order."""
         data = {r["name"]: self.make(scale, {**r, "lr": self.grid[0]}).dataset for r in self.families}
         return [SweepCell(swept_name(r["name"], lr), data[r["name"]], self.inner_of[r["name"]],
-                          self.variant(r["name"]), r["name"], lr) for r in self.families for lr in self.grid]
+                          self.variant_of[r["name"]], r["name"], lr) for r in self.families for lr in self.grid]
 
     def comparisons(self, declared):
         """``declared`` (family, family) pairs at each lr; none: each Lookahead family against the plain
         family of its inner optimizer, at each lr."""
         if not declared:
-            plain = {self.inner_of[r["name"]]: r["name"] for r in self.families if not self.variant(r["name"])}
-            declared = [(r["name"], plain[self.inner_of[r["name"]]]) for r in self.families
-                        if self.variant(r["name"]) and self.inner_of[r["name"]] in plain]
+            plain = {self.inner_of[f]: f for f, variant in self.variant_of.items() if not variant}
+            declared = [(f, plain[self.inner_of[f]]) for f, variant in self.variant_of.items()
+                        if variant and self.inner_of[f] in plain]
         return [(swept_name(a, lr), swept_name(b, lr)) for a, b in declared for lr in self.grid]
 
     def first_of(self, family):
@@ -80,7 +77,7 @@ def lr_sweep_of(data, rows, shared, source, make):
     for where, table in [("the top level", shared)] + [(f"row {r['name']!r}", r) for r in rows]:
         if "lr" in table:
             raise SpecError(f"{source}: with lr_grid every row runs at each lr of the grid; remove lr from {where}")
-    inner_of, plain = {}, {}
+    inner_of, variant_of, plain = {}, {}, {}
     for r in rows:
         try:
             parts = optimizer_parts(r.get("optimizer", shared.get("optimizer")),
@@ -88,12 +85,13 @@ def lr_sweep_of(data, rows, shared, source, make):
         except (ValueError, TypeError) as e:
             raise SpecError(f"{source}, row {r['name']!r}: {e}") from None
         inner_of[r["name"]] = parts.inner
+        variant_of[r["name"]] = r["name"] if parts.wrapper else ""
         if not parts.wrapper:
             if parts.inner in plain:
                 raise SpecError(f"{source}: rows {plain[parts.inner]!r} and {r['name']!r} are both plain "
                                 f"{parts.inner}: with lr_grid a Lookahead row needs one plain row to meet")
             plain[parts.inner] = r["name"]
-    sweep = YourSweep(tuple(rows), tuple(sorted(float(v) for v in grid)), make, inner_of)
+    sweep = YourSweep(tuple(rows), tuple(sorted(float(v) for v in grid)), make, inner_of, variant_of)
     ext = data.get("lr_extension")
     if ext is not None:
         if not isinstance(ext, dict) or set(ext) != {"factor", "max_steps"}:

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from ..experiments import get_experiment
 from ..registry.optimizers import optimizer_parts
-from .runs import (choice_stage, current_specs, diverged, finished_runs, n_classes, row_order, sweep_cells,
+from .runs import (chosen_rows, current_specs, diverged, finished_runs, n_classes, row_order, sweep_cells,
                    verdict_stage)
-from .selection import best_lr_pairs, validation_finals
+from .selection import best_lr_pairs, family_pairs, validation_finals
 from .stats import ALPHA, Paired, Stat, collapse_test, detectable, holm
 
 __all__ = ["KINDS", "BETTER", "WORSE", "NOT_SHOWN", "IDENTICAL", "CONSTANT", "ONE_SEED", "NO_SEEDS", "RowSummary",
@@ -196,9 +196,14 @@ def lr_sweep_pairs(store, experiment_name, scale):
     experiment = get_experiment(experiment_name)
     if experiment.lr_sweep is None:
         return [], set()
-    runs = finished_runs(store, experiment_name, scale, stage=choice_stage(experiment_name, scale))  # tuning seeds
-    finals = validation_finals(runs, n_classes)  # validation only, never test
-    return best_lr_pairs(sweep_cells(store, experiment_name, scale), finals)  # lr_extension's points too
+    cells = sweep_cells(store, experiment_name, scale)  # lr_extension's points too
+    if experiment.stages.get(scale):  # the rows the sweep confirms: each family's, once its tuning has settled
+        chosen = chosen_rows(experiment_name, scale, finished_runs(store, experiment_name, scale))
+        pairs = [(chosen[(data, la)], chosen[(data, plain)]) for data, la, plain in family_pairs(cells)
+                 if (data, la) in chosen and (data, plain) in chosen]
+        return pairs, {row for pair in pairs for row in pair}
+    finals = validation_finals(finished_runs(store, experiment_name, scale), n_classes)  # validation only, never test
+    return best_lr_pairs(cells, finals)
 
 
 # --- the comparisons ------------------------------------------------------------------------------

@@ -74,6 +74,8 @@ def question_lines(store, scale, key=LOOKAHEAD_VS_INNER.key):
         specs = current_specs(store, name, scale)
         datasets = {r["name"]: r["record"]["dataset"] for r in finished_runs(store, name, scale)}
         for la_row, plain_row in lr_sweep_pairs(store, name, scale)[0]:
+            if (la_row, plain_row) not in comps:
+                continue  # chosen, but no runs on both sides to compare yet (a confirmation stage under way)
             c, la, plain = comps[(la_row, plain_row)], cell_of[la_row], cell_of[plain_row]
             edges = []
             for cell in (la, plain):

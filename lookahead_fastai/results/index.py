@@ -9,7 +9,7 @@ from ..experiments.index_text import INDEX_PREAMBLE, index_context
 from ..grid_rules import SELECTION_RULE
 from ..store import ResultsStore
 from . import plots, text as words
-from .compare import BETTER, NO_SEEDS, NOT_SHOWN, ONE_SEED, WORSE, compare, detectable_over, n_tested
+from .compare import BETTER, NO_SEEDS, NOT_SHOWN, ONE_SEED, WORSE, compare, detectable_over, n_tested, verdict_metric
 from .families import noise_floors, question_lines
 from .questions import LOOKAHEAD_VS_INNER
 from .runs import completeness, current_specs, finished_runs
@@ -53,20 +53,23 @@ def rules_note(c, specs, staged):
     return f" [{'; '.join(notes)}: not as the headline is scored]" if notes else ""
 
 
-def selection_text(lines):
+def selection_text(lines, scale):
     """How the lines' best lrs were chosen and on which runs their differences stand, per experiment."""
     parts = []
     for name in dict.fromkeys(line.experiment for line in lines):
         stages = next(line.stages for line in lines if line.experiment == name)
-        if stages:
-            parts.append(
-                f"{name}: each family's lr was chosen on its tuning seeds ({_join(map(str, stages.tuning))}) by "
-                f"validation accuracy on a split held out of the training images, ranked by {SELECTION_RULE}; the "
-                f"differences are from fresh confirmation seeds ({_join(map(str, stages.confirmation))}), none "
-                "used in tuning, on the test split, which no choice read.")
-        else:
+        if not stages:
             parts.append(f"{name}: the best lr is picked on the same seeds the differences use, and on the "
                          "validation images, which are the dataset's test split: the selection flatters every best lr.")
+            continue
+        held_out = verdict_metric(name, scale) == "test_accuracy"
+        parts.append(
+            f"{name}: each family's lr was chosen on its tuning seeds ({_join(map(str, stages.tuning))}) by "
+            + ("validation accuracy on a split held out of the training images" if held_out else
+               "accuracy on the validation images (the dataset's test split: no holdout)")
+            + f", ranked by {SELECTION_RULE}; the differences are from fresh confirmation seeds "
+            f"({_join(map(str, stages.confirmation))}), none used in tuning, "
+            + ("on the test split, which no choice read." if held_out else "on those same images."))
     return " ".join(parts)
 
 
@@ -85,7 +88,8 @@ def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=
           e.paired.mean * 100, e.low * 100, e.high * 100, line.in_family) for line, e in zip(lines, effects)],
         Path(out_dir) / f"question_{question.key}_{scale}.png",
         f"{question.short} (scale {scale})\nblack: the family (Holm, Bonferroni-level intervals); grey: flagged, raw 95%",
-        ("test accuracy of the confirmation seeds" if all(line.stages for line in lines) else "final accuracy")
+        ("test accuracy of the confirmation seeds" if all(line.stages and verdict_metric(line.experiment, scale)
+                                                           == "test_accuracy" for line in lines) else "final accuracy")
         + ", Lookahead − inner optimizer (pp)")
     floors = floors or {}
     studies = []
@@ -104,7 +108,7 @@ def question_section(store, scale, out_dir, question=LOOKAHEAD_VS_INNER, floors=
              "of that family's optimum) and is drawn grey with its raw 95% interval, outside the family. "
              "Runs that diverged (a loss NaN or infinite, or a final train loss at or above chance, ln C) are left "
              "out of the differences and counted; their rates are compared with Fisher's exact test. "
-             + selection_text(lines) + " \"No difference shown\" means these seeds cannot tell, not that there is no "
+             + selection_text(lines, scale) + " \"No difference shown\" means these seeds cannot tell, not that there is no "
              "difference.",
              "", "| dataset | comparison | Lookahead lr | inner lr | paired seeds | diverged (Lookahead / inner) | "
              "mean (pp) | interval (pp) | p (Holm) | reading | noise floor of the dataset |",

@@ -34,12 +34,11 @@ class LrCell:
     test: Stat | None = None     # three splits: the test split's final accuracy over the same runs (never chooses)
 
 
-def lr_grid_cells(store, experiment_name, scale, stage="choice"):
+def lr_grid_cells(store, experiment_name, scale, verdicts=False):
     """The lr grid of ``scale`` with its finished runs: one :class:`LrCell` per row that has runs,
-    in the declared order. ``stage``: "choice" (default), the runs the choices read (with stages, the
-    tuning seeds: the sensitivity curves); "verdict", the runs verdicts read (the confirmation seeds);
-    or a stage's name."""
-    stage = {"choice": choice_stage, "verdict": verdict_stage}.get(stage, lambda *_: stage)(experiment_name, scale)
+    in the declared order: over the runs the choices read (with stages, the tuning seeds: the
+    sensitivity curves), or with ``verdicts`` over the runs the verdicts read (the confirmation seeds)."""
+    stage = (verdict_stage if verdicts else choice_stage)(experiment_name, scale)
     runs = finished_runs(store, experiment_name, scale, stage=stage)
     frame = store.epochs_frame(experiment_name)
     if len(frame):
@@ -85,7 +84,7 @@ def robustness_rows(cells):
         seed_ranges = [max(c.by_seed[s] for c in ok) - min(c.by_seed[s] for c in ok) for s in sorted(seeds)
                        if all(c.by_seed[s] is not None for c in ok)]
         rows.append(dict(label=label, inner=group[0].inner, variant=group[0].variant, lrs=len(ok),
-                         lowest_lr=min(c.lr for c in ok), highest_lr=max(c.lr for c in ok),
+                         lowest_lr=min(c.lr for c in group), highest_lr=max(c.lr for c in group),  # every lr that ran
                          best_lr=best.lr, best=best.final.mean, worst_lr=worst.lr, worst=worst.final.mean,
                          range=best.final.mean - worst.final.mean,
                          grid_mean=float(np.mean([c.final.mean for c in ok])),

@@ -10,15 +10,15 @@ import numpy as np
 
 from ..experiments import get_experiment
 from . import text as words
-from .compare import BETTER, NOT_SHOWN, WORSE, detectable_over
+from .compare import BETTER, NOT_SHOWN, WORSE, detectable_over, verdict_metric
 from .lr_grid import (NEAR_BEST_PP, by_label, lr_grid_cells, plain_at_same_lr, robustness_rows, study_by_dataset,
                       times_to_target)
 from .plots import FigureLink, plot_lr_robustness
-from .runs import completeness, finished_runs, run_seconds, verdict_stage
+from .runs import chosen_rows, completeness, finished_runs, run_seconds
 from ..grid_rules import SELECTION_RULE
 from .selection import grid_edge
 from .stats import ALPHA, std_bounds
-from .wording import collapse_columns, interval_text, stats_text
+from .wording import collapse_columns, interval_text, split_text, stats_text, verdict_measure
 
 __all__ = ["lr_grid_sections", "budget_text", "closing_parts", "support_text", "tuned_text", "edge_text",
            "grid_position_text", "detectable_text", "robustness_text", "variance_text", "early_text"]
@@ -139,15 +139,16 @@ def support_text(data, cells, at_lr, seed_text, n_family, alpha=ALPHA):
             for c in collapsed) + "." if collapsed else ""))
 
 
-def confirmed_text(data, cells, tuned, robust, seed_text, n_family, alpha=ALPHA):
+def confirmed_text(data, cells, tuned, robust, seed_text, n_family, measure, alpha=ALPHA):
     """With stages: what the confirmation seeds support on ``data``: each Lookahead family at its chosen
-    lr against its inner optimizer at its own, on the test split, with the families at a grid edge."""
+    lr against its inner optimizer at its own, in ``measure`` (:func:`.wording.verdict_measure`), with the
+    families at a grid edge."""
     lr_of, label_of, _ = _grid_labels(cells)
     parts = [f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr "
              f"{_short(lr_of[c.versus])}: {'—' if math.isnan(c.mean) else _pp(c.mean)} pp, {interval_text(c)}, "
              f"{c.verdict}" for c in tuned]
     return (f"**What {seed_text} confirmation seeds on {data} support.** Each family at the lr its tuning chose "
-            f"(on other seeds and on the validation split), test accuracy paired by seed, Holm-adjusted over the "
+            f"(on other seeds and on the validation split), {measure} paired by seed, Holm-adjusted over the "
             f"{n_family} comparisons of this scale (family-wise error ≤ {words.percent(alpha)}): "
             + ("; ".join(parts) if parts else "no comparison has finished runs on both sides") + "."
             + edge_text(robust) + " The like-for-like differences at each lr of the tuning table are "
@@ -260,14 +261,15 @@ NOT_SUPPORTED_TEXT = (
     "std, early accuracy) read as established.")
 
 
-def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA, staged=False):
+def closing_parts(data, cells, comparisons, tuned, robust, n_family, alpha=ALPHA, measure=None):
     """The closing paragraphs for one dataset, from the numbers (what these seeds support, what not),
     by name: "support", "tuned", "where", "detectable", "robustness", "variance", "early", "not supported";
     a paragraph with nothing to say is left out."""
     lr_of = {c.row: c.lr for c in cells}
     at_lr = [c for c in comparisons if lr_of[c.row] == lr_of[c.versus]]
     seed_text = "/".join(map(str, sorted({len(c.seeds) for c in comparisons if c.seeds}))) or "0"
-    text = {"support": confirmed_text(data, cells, tuned, robust, seed_text, n_family, alpha) if staged else
+    staged = measure is not None  # with stages: the verdicts' measure on the confirmation seeds
+    text = {"support": confirmed_text(data, cells, tuned, robust, seed_text, n_family, measure, alpha) if staged else
             support_text(data, cells, at_lr, seed_text, n_family, alpha),
             "tuned": None if staged else tuned_text(cells, tuned, robust),
             "where": None if staged else grid_position_text(at_lr, cells, robust) or None,
@@ -318,14 +320,16 @@ def _wall_span(runs):
     return (dt.datetime.fromisoformat(max(ends)) - dt.datetime.fromisoformat(min(starts))).total_seconds()
 
 
-def _accuracy_section(data, cells, experiment_name, scale, out_dir):
-    """A dataset's heading, rows and seeds, its final accuracy against lr (tables) and the figure."""
+def _accuracy_section(data, cells, experiment_name, scale, out_dir, measure=None):
+    """A dataset's heading, rows and seeds, its final accuracy against lr (tables) and the figure;
+    ``measure``: with stages, what the verdicts compare (:func:`.wording.verdict_measure`)."""
     seeds = sorted({s for c in cells for s in c.by_seed})
-    staged = verdict_stage(experiment_name, scale) is not None
+    split = ("the validation split held out of the training images" if measure == "test accuracy" else
+             "the validation images (the dataset's test split: no holdout)")
     parts = [f"### {data}\n",
-             (f"**Tuning stage**: {len(cells)} rows × the tuning seeds ({', '.join(map(str, seeds))}), on the "
-              "validation split held out of the training images. These runs choose each family's lr and give the "
-              "sensitivity curves below; the verdicts come from the confirmation stage further down.\n" if staged else
+             (f"**Tuning stage**: {len(cells)} rows × the tuning seeds ({', '.join(map(str, seeds))}), on "
+              f"{split}. These runs choose each family's lr and give the "
+              "sensitivity curves below; the verdicts come from the confirmation stage further down.\n" if measure else
               f"{len(cells)} rows × up to {len(seeds)} seeds ({', '.join(map(str, seeds))}).\n"),
              "#### Final accuracy against the inner optimizer's lr (%, mean ± std over seeds, n)\n"]
     parts += _lr_tables(cells, lambda c: f"{_fmt(c.final, pct=True)} ({c.final.n}"
@@ -356,9 +360,9 @@ def _selection_section(cells, chosen):
             "limit); one still at an edge is flagged and kept out of the headline.\n", "\n".join(lines) + "\n"]
 
 
-def _confirmation_section(conf_cells, confirmation):
+def _confirmation_section(conf_cells, confirmation, measure):
     """With stages: each chosen row on the fresh confirmation seeds: validation and test accuracy, over
-    the runs that trained, and the runs that diverged."""
+    the runs that trained, and the runs that diverged; ``measure``: what the verdicts compare."""
     lines = ["| optimizer | lr | runs | diverged | validation accuracy (%) | test accuracy (%) |",
              "|---|---|---|---|---|---|"]
     for c in conf_cells:
@@ -366,8 +370,7 @@ def _confirmation_section(conf_cells, confirmation):
                      f"{_fmt(c.final, pct=True)} | {_fmt(c.test, pct=True)} |")
     return ["#### Confirmation stage: each chosen lr on fresh seeds\n",
             f"Seeds {_join(map(str, confirmation))}, none used in tuning. Mean ± std over the runs that trained. "
-            "The test split was scored once, after training, and no choice read it: the verdicts below compare "
-            "test accuracy.\n", "\n".join(lines) + "\n"]
+            + (split_text(measure) + "\n"), "\n".join(lines) + "\n"]
 
 
 def _robustness_section(cells):
@@ -410,9 +413,9 @@ def _std_and_early_sections(cells):
     return parts
 
 
-def _comparisons_section(cells, comparisons, n_family, picked, staged=False):
+def _comparisons_section(cells, comparisons, n_family, picked, measure=None):
     """The paired comparisons of a dataset (like-for-like at each lr, tuned at each family's best lr; with
-    stages, tuned only, on the confirmation seeds' test accuracy) as a table, with the collapse rates when
+    stages, tuned only, in ``measure`` on the confirmation seeds) as a table, with the collapse rates when
     some run diverged."""
     cell_of = {c.row: c for c in cells}
     collapses = any(c.collapsed[0] or c.collapsed[2] for c in comparisons)
@@ -429,9 +432,9 @@ def _comparisons_section(cells, comparisons, n_family, picked, staged=False):
         lines.append("\nA paired seed needs both runs to have trained: a comparison where every run of one side "
                      "diverged has no paired seeds and is answered by the collapse rates, compared with Fisher's "
                      "exact test (two-sided, raw: for that comparison alone).")
-    if staged:
+    if measure is not None:
         return ["#### The verdicts: Lookahead − its inner optimizer, each at its chosen lr (confirmation seeds, "
-                "test accuracy)\n",
+                f"{measure})\n",
                 f"Tuned against tuned, on the confirmation seeds only, paired by seed. Holm-adjusted over all "
                 f"{n_family} comparisons of this scale (both datasets). " + stats_text(n_family) + "\n",
                 "\n".join(lines) + "\n"]
@@ -477,20 +480,22 @@ def lr_grid_sections(store, experiment_name, scale, out_dir):
     times = times_to_target(store, experiment_name, scale, picked)
     parts = [t for t in [budget_text(finished_runs(store, experiment_name, scale), experiment_name, scale)] if t]
     stages = get_experiment(experiment_name).stages.get(scale)
-    confirmed = lr_grid_cells(store, experiment_name, scale, stage="verdict") if stages else []
+    confirmed = lr_grid_cells(store, experiment_name, scale, verdicts=True) if stages else []
+    chosen = chosen_rows(experiment_name, scale, finished_runs(store, experiment_name, scale)) if stages else {}
+    measure = verdict_measure(verdict_metric(experiment_name, scale)) if stages else None
     for data, dcells, dcomp, tuned in datasets:
-        parts += _accuracy_section(data, dcells, experiment_name, scale, out_dir)
+        parts += _accuracy_section(data, dcells, experiment_name, scale, out_dir, measure)
         if stages:
-            parts += _selection_section(dcells, {row for pair in picked for row in pair})
+            parts += _selection_section(dcells, set(chosen.values()))
         parts += _robustness_section(dcells)
         parts += _std_and_early_sections(dcells)
         if stages:
-            parts += _confirmation_section([c for c in confirmed if c.data == data], stages.confirmation)
-        parts += _comparisons_section(dcells, dcomp, n_family, picked, staged=bool(stages))
+            parts += _confirmation_section([c for c in confirmed if c.data == data], stages.confirmation, measure)
+        parts += _comparisons_section(dcells, dcomp, n_family, picked, measure)
         parts += _time_to_target_section(dcells, times, get_experiment(experiment_name).target_share)
         parts.append("#### What these seeds support, and what they do not\n")
         parts.append("\n\n".join(closing_parts(data, dcells, dcomp, tuned, robustness_rows(dcells),
-                                                 n_family, staged=bool(stages)).values()) + "\n")
+                                                 n_family, measure=measure).values()) + "\n")
     if not datasets:
         parts.append("_No finished runs of the lr grid at this scale._\n")
     return parts

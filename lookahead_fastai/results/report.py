@@ -15,7 +15,7 @@ from ..experiments.sources import sources_markdown
 from ..store import ResultsStore
 from ..store.paths import lr_find_path
 from . import plots, text as words
-from .compare import compare, n_tested, summarize
+from .compare import compare, n_tested, summarize, verdict_metric
 from .lr_report import lr_grid_sections
 from .plots import plot_lr_find
 from .runs import completeness, epoch_curves, finished_runs
@@ -138,7 +138,7 @@ def _scale_results(store, store_path, experiment, experiment_name, scale, out_di
     """A scale's results without an lr grid: the final metrics, the paired differences, the learning
     curves and, when the experiment names a row for it and the curve was saved, fastai's ``lr_find``."""
     parts = ["### Final metrics (mean ± std over seeds)\n", _markdown(summary_table(store, experiment_name, scale))]
-    comparisons = compare(store, experiment_name, scale)
+    comparisons = compare(store, experiment_name, scale, metric="accuracy")  # the heading's: final (validation)
     n_tests = n_tested(comparisons)
     parts.append("\n### Paired differences in final accuracy\n")
     parts.append(KINDS_TEXT + " Here: " + kind_counts(comparisons) + ".\n\n" + stats_text(n_tests) + "\n\n")
@@ -147,7 +147,9 @@ def _scale_results(store, store_path, experiment, experiment_name, scale, out_di
         parts.append("\n### Paired differences in test accuracy\n")
         parts.append("Three splits: the accuracies above are on the validation split held out of the training "
                      "images, which every choice reads; these are the same comparisons on the test split, scored "
-                     "once after training and never used to choose.\n\n")
+                     "once after training and never used to choose."
+                     + (" With stages these, on the confirmation seeds, are the verdicts."
+                        if verdict_metric(experiment_name, scale) == "test_accuracy" else "") + "\n\n")
         parts.append(_markdown(paired_differences(store, experiment_name, scale, metric="test_accuracy")))
     png = plot_curves(store, experiment_name, scale, out_dir / f"{experiment_name}_{scale}.png")
     parts.append(f"\n![curves]({png.name})\n")

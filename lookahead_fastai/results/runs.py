@@ -3,12 +3,11 @@ order and how much of the planned grid has finished. Numbers and records only: n
 from dataclasses import dataclass
 
 from ..experiments import get_experiment
-from ..experiments.extension import tuning_outcome
+from ..experiments.extension import finals_reader, tuning_outcome
 from ..grid_rules import diverged as _diverged
-from ..grid_rules import validation_finals
 from ..registry.datasets import record_classes
 
-__all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "tuning_of", "choice_stage", "verdict_stage", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
+__all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "tuning_of", "chosen_rows", "choice_stage", "verdict_stage", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
            "epoch_curves"]
 
 
@@ -52,19 +51,22 @@ def extension_of(exp, scale, runs):
 
 def tuning_of(exp, scale, runs):
     """The :class:`~..experiments.extension.TuningOutcome` of ``exp``'s lr sweep at ``scale`` from
-    ``runs`` (the store's finished runs): the points added and each settled family's chosen row."""
+    ``runs`` (the store's finished runs): the points added and each settled family's chosen row, read
+    as the sweep reads them (:func:`~..experiments.extension.finals_reader`) on the seeds that choose:
+    the tuning seeds with stages, else every seed found at that scale."""
     runs = [r for r in runs if r["record"] and r["record"].get("scale") == scale]
-    by_id = {r["run_id"]: r for r in runs}
-    stages = exp.stages.get(scale)  # with stages, the tuning seeds alone choose (as the sweep does)
+    stages = exp.stages.get(scale)
     seeds = list(stages.tuning) if stages else sorted({r["seed"] for r in runs})
+    return tuning_outcome(exp, scale, finals_reader({r["run_id"]: r for r in runs}, seeds, record_classes))
 
-    def finals_of(spec):
-        found = [by_id[spec.run_id(seed)] for seed in seeds if spec.run_id(seed) in by_id]
-        if stages and len(found) < len(seeds):
-            return None  # a family waits for every tuning run, as the sweep does
-        return validation_finals(found, record_classes).get(spec.name, []) if found else None
 
-    return tuning_outcome(exp, scale, finals_of)
+def chosen_rows(experiment, scale, runs):
+    """``{(data, family label): row}``: each family's chosen row, where its tuning has settled (every
+    tuning run finished, no point left to add), from ``runs`` (the store's finished runs)."""
+    exp = get_experiment(experiment)
+    if exp.lr_sweep is None:
+        return {}
+    return {key: chosen[0].row for key, chosen in tuning_of(exp, scale, runs).chosen.items() if chosen is not None}
 
 
 def choice_stage(experiment, scale):
@@ -120,7 +122,7 @@ def completeness(experiment_name, scale, runs):
     stages = exp.stages.get(scale)
     if stages:
         return _staged_completeness(exp, scale, runs, stages)
-    names = [s.name for s in exp.specs(scale)]
+    names = [s.name for s in exp.specs(scale)] + [spec.name for _, spec in extension_of(exp, scale, runs)]
     n = max([exp.default_seeds.get(scale, 1)] + [r["seed"] + 1 for r in runs if r["name"] in names])
     have = {name: {r["seed"] for r in runs if r["name"] == name} for name in names}
     short = tuple((name, len(have[name])) for name in names if len(have[name]) < n)

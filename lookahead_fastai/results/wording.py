@@ -8,7 +8,8 @@ from .runs import diverged, run_seconds
 
 __all__ = ["UNKNOWN_ENV", "KINDS_TEXT", "SOURCES_TEXT", "DETECTABLE_TEXT", "run_environments",
            "compute_text", "completeness_text", "incomplete_note", "interval_text", "collapse_columns",
-           "data_source", "stats_text", "kind_counts", "integrity_text", "datasets_text", "detectable_text"]
+           "data_source", "stats_text", "kind_counts", "integrity_text", "datasets_text", "detectable_text",
+           "verdict_measure", "split_text"]
 
 UNKNOWN_ENV = "unknown (not recorded)"
 _pp, _p, _fixed, _points = words.pp, words.p_value, words.fixed, words.points
@@ -147,3 +148,17 @@ def detectable_text(det):
     if det is None:
         return "—"
     return f"{_points(det['median'])} pp ({_points(det['holm_first'])} pp after Holm), {det['seeds']} seeds"
+
+
+def verdict_measure(metric):
+    """What a staged study's verdicts compare (``compare.verdict_metric``), in words."""
+    return "test accuracy" if metric == "test_accuracy" else "final accuracy"
+
+
+def split_text(measure):
+    """Where a staged study's verdicts stand, for :func:`verdict_measure`'s ``measure``."""
+    if measure == "test accuracy":
+        return ("The test split was scored once, after training, and no choice read it: the verdicts below "
+                "compare test accuracy.")
+    return ("Without a held-out split the validation images are the dataset's test split, which the tuning "
+            "seeds chose on: the verdicts below compare final accuracy on those images, on seeds that chose nothing.")
