@@ -237,10 +237,10 @@ def _cmd_run(args):
 
 def _grid_text(jobs):
     """"N runs (R rows x S seeds)", or with stages the runs of each stage planned so far."""
-    rows = len({j.spec.name for j in jobs})
     if any(j.stage for j in jobs):
         per = {st: sum(j.stage == st for j in jobs) for st in STAGES}
         return f"{len(jobs)} runs planned so far ({', '.join(f'{st} {n}' for st, n in per.items())})"
+    rows = len({j.spec.name for j in jobs})
     return f"{len(jobs)} runs ({rows} rows x {len(jobs) // rows if rows else 0} seeds)"
 
 
@@ -257,8 +257,7 @@ class _RunLines:
                   f"{sum(j.finished for j in jobs)} already finished"
                   f"{_imported_text(jobs)}; store {self.store}"
                   f"{'; executor ray' if self.args.executor == 'ray' else ''}", flush=True)
-            if not any(j.stage == "confirmation" for j in jobs) and self.args.stage != "tuning" and \
-                    any(j.stage == "tuning" for j in jobs) or self.args.stage == "confirmation" and not jobs:
+            if jobs.to_come:  # families whose tuning has not chosen yet
                 print("confirmation runs follow once the tuning stage has chosen (its runs all finished)", flush=True)
         from fastprogress.fastprogress import progress_bar
         # the grid's bar only on a terminal: piped or logged output gets the lines alone, no glyphs

@@ -309,7 +309,7 @@ def build_dataloaders(name, *, data_dir=None, bs=64, n_train=None, n_valid=None,
     path (None: :func:`default_workers`; 0: none); the tensor path has none (its batches are one
     gather on the device). The batches are the same whatever the number of workers.
 
-    ``holdout`` (three splits, tensor path only): valid is a fixed class-stratified part of the
+    ``holdout`` (three splits, tensor and PIL paths): valid is a fixed class-stratified part of the
     training split, and the bundle's ``test`` the dataset's test split (``load_arrays``)."""
     num_workers = check_workers(num_workers)
     if holdout is not None and is_import_path(name):

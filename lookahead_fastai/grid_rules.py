@@ -1,7 +1,7 @@
 """Selection rules that both a sweep (which grid point to add, which setting to confirm:
 experiments/extension.py) and a report (which lr is "best") use: one copy, on the lowest floor and
 numbers only (numpy), so neither the sweep imports the reports nor the reports' pure modules load an
-experiment (``results.selection`` and ``results.questions`` re-export these).
+experiment (``results.selection`` re-exports these).
 
 Choices read validation only (``record["final"]["accuracy"]``). A run that diverged (:func:`diverged`)
 is data, never a number averaged in: the best row of a sweep is the one with the fewest diverged runs

@@ -70,12 +70,12 @@ def run_grid(experiment, scale=None, seeds=None, store=DEFAULT_STORE, data_dir=N
     its first. ``options`` go to ``run_experiment`` (``only``, ``device``, ...)."""
     from fastprogress.fastprogress import master_bar
 
-    from .sweep import plan, run_experiment, runs_to_come
+    from .sweep import plan, run_experiment
 
     experiment = use_experiment(experiment)  # a name, or an Experiment of your own
     scale = get_experiment(experiment).scales[0] if scale is None else scale
-    jobs = plan(experiment, scale, seeds, options.get("only"), store)
-    n_runs = len(jobs) + (0 if options.get("only") else runs_to_come(experiment, scale, jobs))  # with stages
+    jobs = plan(experiment, scale, seeds, options.get("only"), store, stage=options.get("stage"))
+    n_runs = len(jobs) + jobs.to_come  # with stages: the confirmation runs tuning has not named yet
     bar = master_bar(range(n_runs))
     bar.update(0)
     bar.write(RUN_TABLE_HEADERS, table=True)

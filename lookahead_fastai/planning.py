@@ -20,12 +20,13 @@ measurement, such a row's hours are lower bounds.
 
 ``lookahead-fastai plan EXP --scale full`` prints the plan.
 """
-import json
 import dataclasses
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
+from .grid_rules import sweeps
 from .registry.datasets import dataset_info, holdout_size
 from .registry.user import is_import_path
 
@@ -81,7 +82,10 @@ def entry_key(entry, fields):
     config = entry.get("config") if isinstance(entry, dict) else None
     if not isinstance(config, dict) or any(f not in config for f in fields):
         return None
-    return tuple(int(config[f]) if f in ("size", "bs") else str(config[f]) for f in fields)
+    try:
+        return tuple(int(config[f]) if f in ("size", "bs") else str(config[f]) for f in fields)
+    except (TypeError, ValueError):  # a size or bs that is no number ("bs": null): an entry of no known form
+        return None
 
 
 @dataclass(frozen=True)
@@ -124,6 +128,8 @@ class RowCost:
     lower_bound: bool            # PIL decoding not in the measurement
     loader: LoaderMeasurement | None = None  # the PIL loader's measured time, when there is one
     loader_bound: bool = False   # the loader is slower than the model: it sets the pace
+    stage: str | None = None     # with stages: "tuning" (a row on the tuning seeds) or "confirmation" (a family's
+                                 # chosen row on the confirmation seeds)
 
     @property
     def total_epochs(self):
@@ -251,17 +257,17 @@ def cost_plan(experiment, scale="full", seeds=None, results_dir=None):
         raise SpecError(f"seeds must be at least 1, got {n_seeds}")
     measurements, loaders = load_measurements(results_dir), load_loader_measurements(results_dir)
     specs = exp.specs(scale)
-    rows = tuple(_row_cost(spec, n_seeds, measurements, loaders) for spec in specs)
+    rows = tuple(dataclasses.replace(_row_cost(spec, n_seeds, measurements, loaders), stage="tuning" if stages else None)
+                 for spec in specs)
     if stages:  # one row per family (of the lr sweep; else every row) on the confirmation seeds, at the lr tuning
         # picks: priced as the family's first row (the lr does not change the cost of a run)
-        first = {}
-        for cell in (exp.lr_sweep(scale) if exp.lr_sweep else []):
-            first.setdefault((cell.data, cell.label), cell.row)
         by_name = {spec.name: spec for spec in specs}
-        confirming = [(f"{label} · {data} · confirmation", by_name[row]) for (data, label), row in first.items()] \
+        families = sweeps(exp.lr_sweep(scale)) if exp.lr_sweep else {}
+        confirming = [(f"{label} · {data} · confirmation", by_name[names[0]])
+                      for (data, label), names in families.items()] \
             or [(f"{spec.name} · confirmation", spec) for spec in specs]
-        rows += tuple(dataclasses.replace(_row_cost(spec, len(stages.confirmation), measurements, loaders), row=name)
-                      for name, spec in confirming)
+        rows += tuple(dataclasses.replace(_row_cost(spec, len(stages.confirmation), measurements, loaders), row=name,
+                                          stage="confirmation") for name, spec in confirming)
     return Plan(experiment, scale, n_seeds, rows, stages)
 
 
@@ -277,8 +283,8 @@ def format_plan(plan):
     """The plan as text: one line per row (its training and validation images per epoch, epochs,
     runs, seconds per epoch and hours), then the totals."""
     width = max([len("row")] + [len(r.row) for r in plan.rows])
-    grid = (f"{sum(r.runs == plan.seeds for r in plan.rows)} rows x {plan.seeds} tuning seeds, then "
-            f"{sum(r.row.endswith(' · confirmation') for r in plan.rows)} chosen rows x "
+    grid = (f"{sum(r.stage == 'tuning' for r in plan.rows)} rows x {plan.seeds} tuning seeds, then "
+            f"{sum(r.stage == 'confirmation' for r in plan.rows)} chosen rows x "
             f"{len(plan.stages.confirmation)} confirmation seeds (before any lr_extension point)"
             if plan.stages else f"{len(plan.rows)} rows x {plan.seeds} seeds")
     lines = [f"{plan.experiment} at scale {plan.scale}: {grid} = {plan.runs} runs, "

@@ -139,7 +139,7 @@ def benchmarks_block(root=ROOT):
 
     ours, k = rows_by_name[step["ours"]], step["k"]
     train_step, throughput = training["training_step"], training["epoch_throughput"]
-    paths, demo = training["data_paths"], training["demo"]
+    paths, demo = training["data_paths"], training.get("demo")  # no "demo": bench_training.py --skip-demo
     rows = [
         (f"optimizer step, ours (k={k}, pullback none) / bare SGD-momentum, ResNet-18 params",
          f"**{ratio(step['ours'])}** (median per-round ratio {ours['paired_ratio']:.3f}x)",
@@ -154,8 +154,9 @@ def benchmarks_block(root=ROOT):
          f"{throughput['ratio']:.3f}", f">= {throughput['target_min']:.2f}"),
         ("epoch time, in-memory tensor path vs fastai PIL path (CIFAR-10 subset)",
          f"{paths['tensor_s']:.1f} s vs {paths['pil_s']:.1f} s ({paths['pil_over_tensor']:.2f}x faster)", "—"),
-        ("`make demo` wall time, venv present (12 runs + report)", f"{demo['wall_s']:.1f} s",
-         f"<= {demo['target_max_s']:g} s"),
+        ("`make demo` wall time, venv present (12 runs + report)",
+         f"{demo['wall_s']:.1f} s" if demo else "not measured (`--skip-demo`)",
+         f"<= {demo['target_max_s']:g} s" if demo else "—"),
     ]
     meta = step["meta"]
     head = (f"Measured {meta['date'][:10]} on this project's development machine ({meta['machine']}; "

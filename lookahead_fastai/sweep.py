@@ -1,21 +1,23 @@
 """Run an experiment's grid (specs x seeds) through ``fit_and_record``: the one loop the CLI and the
 notebooks share. Finished runs are skipped, so a sweep can be stopped and started again.
 
-A sweep opens its store once, for its plan and its runs. The training stack (runner, fastai) is
-imported where a run trains, not here; ``DEFAULT_STORE`` and ``lr_find_path`` come from
-``store.paths`` (stdlib only) and stay importable from here."""
+A sweep opens its store once, for its plan and its runs. The runner (fastai's Learner, callbacks) is
+imported where a run trains, not here (the experiments' registry does load torch and fastai's data
+types); ``DEFAULT_STORE`` and ``lr_find_path`` come from ``store.paths`` (stdlib only) and stay
+importable from here."""
 import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 
 from .experiments import SCALES, SpecError, get_experiment, use_experiment
 from .experiments.extension import finals_reader, tuning_outcome
+from .grid_rules import sweeps
 from .registry.datasets import record_classes
 from .registry.user import check_user_code
-from .store import ResultsStore, opened
+from .store import opened
 from .store.paths import DEFAULT_STORE, lr_find_path
 
-__all__ = ["Job", "Grid", "STAGES", "plan", "runs_to_come", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
+__all__ = ["Job", "Grid", "Planned", "STAGES", "plan", "run_experiment", "lr_find_path", "DEFAULT_STORE"]
 
 
 @dataclass
@@ -54,16 +56,12 @@ def plan(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, sta
         return _planned(db, grid, stage)
 
 
-def runs_to_come(experiment, scale, jobs):
-    """How many confirmation runs ``jobs`` (a :func:`plan`) cannot name yet: with stages and an lr sweep,
-    one chosen row per family on each confirmation seed, for the families whose tuning has not chosen
-    (so a progress bar's total is the study's, before any lr_extension point)."""
-    exp = get_experiment(experiment)
-    stages = exp.stages.get(scale)
-    if stages is None or exp.lr_sweep is None:
-        return 0
-    families = {(c.data, c.label) for c in exp.lr_sweep(scale)}
-    return max(0, len(families) * len(stages.confirmation) - sum(j.stage == "confirmation" for j in jobs))
+class Planned(list):
+    """The Jobs of a :func:`plan`, and ``to_come``: the confirmation runs it cannot name yet (with stages
+    and an lr sweep, one chosen row per family whose tuning has not settled, on each confirmation seed;
+    0 for a plan of the tuning stage or of ``only`` some rows), so a progress bar's total is the study's,
+    before any lr_extension point."""
+    to_come = 0
 
 
 def _grid(experiment, scale, seeds, only):
@@ -101,54 +99,36 @@ def _key(job):
 
 
 def _planned(db, grid, stage=None):
-    """Every Job the store's state calls for now (see :func:`plan`), in order: the declared rows on the
-    tuning seeds, lr_extension's points, then the confirmation runs."""
+    """Every Job the store's state calls for now (see :func:`plan`) as a :class:`Planned`, in order: the
+    declared rows on the tuning seeds, lr_extension's points, then the confirmation runs, each block seed
+    by seed (every row's first seed before any row's second, so an interrupted sweep leaves whole seeds)."""
     if stage is not None and stage not in STAGES:
         raise SpecError(f"stage must be one of {', '.join(STAGES)}, got {stage!r}")
     exp = get_experiment(grid.name)
-    staged = bool(grid.confirmation)
-    derived, confirm = [], [(spec, grid.confirmation) for spec in grid.specs] if staged else []
+    added, confirmed, undecided, finished = [], grid.specs if grid.confirmation else [], 0, None
     if exp.lr_sweep is not None and grid.specs:
-        outcome = tuning_outcome(exp, grid.scale, _finals_reader(db, grid))
-        derived = [spec for _, spec in outcome.added]
-        if staged:  # the chosen row of each family whose tuning is settled, on the fresh seeds
-            confirm = [(chosen[1], grid.confirmation) for chosen in outcome.chosen.values() if chosen is not None]
-    tuning = "tuning" if staged else None
-    wanted = [(spec, grid.tuning, tuning, "declared") for spec in grid.specs] + \
-        [(spec, grid.tuning, tuning, "added") for spec in derived] + \
-        [(spec, seeds, "confirmation", "confirmation") for spec, seeds in confirm]
-    if grid.only:
-        wanted = [w for w in wanted if w[0].name in grid.only]
-    if stage is not None:
-        wanted = [w for w in wanted if w[2] == stage]
-    jobs, seen, imported = [], set(), db.imported(grid.name)
-    for specs_seeds in _seed_major(wanted):
-        for spec, seed, job_stage in specs_seeds:
-            run_id = spec.run_id(seed)
-            if run_id not in seen:
-                seen.add(run_id)
-                jobs.append(Job(spec, seed, db.is_finished(run_id), run_id in imported, job_stage))
+        runs = db.runs(grid.name, status="finished")  # read once: the tuning outcome and which jobs are done
+        finished = {r["run_id"] for r in runs}
+        outcome = tuning_outcome(exp, grid.scale, finals_reader({r["run_id"]: r for r in runs if r["record"]},
+                                                                grid.tuning, record_classes))
+        added = [spec for _, spec in outcome.added]
+        if grid.confirmation:  # the chosen row of each family whose tuning is settled, on the fresh seeds
+            confirmed = [chosen[1] for chosen in outcome.chosen.values() if chosen is not None]
+            undecided = len(sweeps(exp.lr_sweep(grid.scale))) - len(outcome.chosen)
+    jobs, imported = Planned(), db.imported(grid.name)
+    for specs, seeds in ((grid.specs, grid.tuning), (added, grid.tuning), (confirmed, grid.confirmation)):
+        for seed in seeds:
+            job_stage = exp.stage_of(grid.scale, seed)
+            if stage is not None and job_stage != stage:
+                continue
+            for spec in specs:
+                if grid.only and spec.name not in grid.only:
+                    continue
+                run_id = spec.run_id(seed)
+                done = run_id in finished if finished is not None else db.is_finished(run_id)
+                jobs.append(Job(spec, seed, done, run_id in imported, job_stage))
+    jobs.to_come = 0 if grid.only or stage == "tuning" else undecided * len(grid.confirmation)
     return jobs
-
-
-def _seed_major(wanted):
-    """``wanted`` ((spec, seeds, stage, block) tuples; blocks: the declared grid, the points added, the
-    confirmation runs) as groups of (spec, seed, stage), one group per block, seed by seed within it
-    (every row's first seed before any row's second, so an interrupted sweep leaves whole seeds)."""
-    groups, i = [], 0
-    while i < len(wanted):
-        j = i
-        while j < len(wanted) and wanted[j][1:] == wanted[i][1:]:
-            j += 1
-        groups.append([(spec, seed, st) for seed in wanted[i][1] for spec, _, st, _ in wanted[i:j]])
-        i = j
-    return groups
-
-
-def _finals_reader(db, grid):
-    """:func:`~.experiments.extension.finals_reader` over the store's finished runs, on the tuning seeds."""
-    finished = {r["run_id"]: r for r in db.runs(grid.name, status="finished") if r["record"]}
-    return finals_reader(finished, grid.tuning, record_classes)
 
 
 def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_STORE, data_dir=None,
@@ -194,8 +174,8 @@ def run_experiment(experiment, scale=None, seeds=None, only=None, store=DEFAULT_
                 break
             known = {_key(j) for j in jobs}
             batch = [j for j in _planned(db, grid, stage) if _key(j) not in known]
+        store = db.path  # the store's own path (a path given, an open store, or the default)
     exp = get_experiment(experiment)
-    store = store.path if isinstance(store, ResultsStore) else store
     if rank_distrib() == 0 and exp.lr_find_row and not lr_find_path(store, experiment, scale).exists():
         spec = next((j.spec for j in jobs if j.spec.name == exp.lr_find_row), None)
         if spec is not None:

@@ -68,6 +68,10 @@ def test_readme_benchmark_table_follows_the_results_files(copy):
     assert "+| `make demo` wall time, venv present (12 runs + report) | 41.7 s | <= 60 s |" in message
     regen.regenerate(copy, log=lambda _: None)
     assert "| 41.7 s | <= 60 s |" in (copy / "README.md").read_text() and regen.stale(copy) == []
+    del data["demo"]  # `bench_training.py --skip-demo` writes no demo block: the row says so
+    training.write_text(json.dumps(data))
+    regen.regenerate(copy, log=lambda _: None)
+    assert "| not measured (`--skip-demo`) | — |" in (copy / "README.md").read_text()
 
 
 def test_stale_files_are_named_with_the_command_and_regenerate_fixes_them(copy):

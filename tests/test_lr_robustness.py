@@ -7,6 +7,7 @@ import re
 import numpy as np
 import pytest
 
+from lookahead_fastai import grid_rules
 from lookahead_fastai.cli import main
 from lookahead_fastai.experiments import get_experiment
 from lookahead_fastai.experiments import lr_robustness as lr
@@ -63,7 +64,7 @@ def test_specs_cover_the_grid(scale):
         assert names[a].lr == names[b].lr
         assert comparison_kind(names[a], names[b]) == ("like-for-like", ("wrapper",))
     # the declared sweeps: each family over its lr grid
-    sweeps = lr.sweeps(scale)
+    sweeps = grid_rules.sweeps(lr.sweep_cells(scale))
     assert len(sweeps) == 12 and all(len(rows) == 6 for rows in sweeps.values())
     assert all(s.holdout for s in specs)  # three splits at every scale: validation chooses, test is scored once
     assert {n for rows in sweeps.values() for n in rows} == set(names)

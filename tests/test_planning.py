@@ -129,7 +129,7 @@ def test_full_sizes_come_from_the_dataset_registry():
     fmnist = [r for r in plan.rows if r.row in specs and specs[r.row].dataset == "fashion_mnist"]
     assert fmnist and all(r.n_train is not None and r.n_valid is not None for r in plan.rows)
     info = dataset_info("fashion_mnist")
-    confirmation = [r for r in plan.rows if r.row.endswith(" · confirmation")]
+    confirmation = [r for r in plan.rows if r.stage == "confirmation"]
     assert len(confirmation) == 12 and all(r.runs == 10 for r in confirmation)  # one chosen row per family
     for r in fmnist:
         spec = specs[r.row]
@@ -193,3 +193,11 @@ def test_a_holdout_is_priced_as_validated_every_epoch_out_of_the_training_split(
     assert spec_sizes(RunSpec(**spec)) == (60000, 10000)
     assert spec_sizes(RunSpec(**spec, holdout=5000)) == (55000, 5000)
     assert spec_sizes(RunSpec(**spec, holdout=0.1, n_train=2000)) == (2000, 6000)
+
+
+def test_a_timing_whose_config_is_no_number_is_an_entry_of_no_known_form():
+    from lookahead_fastai.planning import CONFIG_FIELDS, entry_key
+    good = {"config": {"arch": "cifar_resnet18", "dataset": "cifar10", "size": 32, "bs": 128}}
+    assert entry_key(good, CONFIG_FIELDS) == ("cifar_resnet18", "cifar10", 32, 128)
+    for bad in (None, "x"):
+        assert entry_key({"config": {**good["config"], "bs": bad}}, CONFIG_FIELDS) is None  # was TypeError / ValueError

@@ -49,6 +49,13 @@ def test_the_cli_refuses_a_file_whose_confirmation_seed_was_used_in_tuning(tmp_p
     assert "confirmation seed 1 used in tuning" in err and len(err.splitlines()) == 1, err
 
 
+def test_plan_tells_the_stages_apart_when_they_have_as_many_seeds(tmp_path, capsys):
+    path = tmp_path / "staged.toml"
+    path.write_text(TOML.format(tuning="[0, 1, 2]", confirmation="[3, 4, 5]"))
+    assert cli.main(["plan", str(path)]) == 0
+    assert "1 rows x 3 tuning seeds, then 1 chosen rows x 3 confirmation seeds" in capsys.readouterr().out
+
+
 def test_each_run_keeps_its_stage_in_its_record(tmp_path, monkeypatch, shared_data):
     from lookahead_fastai import experiments
     from lookahead_fastai.store import ResultsStore
@@ -264,43 +271,13 @@ def test_a_bad_lr_grid_file_gets_one_line(tmp_path, capsys, top, row, message):
 
 def test_a_progress_bar_counts_the_confirmation_runs_tuning_has_not_named_yet(tmp_path, monkeypatch):
     from lookahead_fastai import experiments
-    from lookahead_fastai.sweep import plan, runs_to_come
+    from lookahead_fastai.sweep import plan
     monkeypatch.setitem(experiments.EXPERIMENTS, "two_stage", _staged_grid())
-    jobs = plan("two_stage", store=tmp_path / "s.sqlite")
-    assert len(jobs) == 12 and runs_to_come("two_stage", "smoke", jobs) == 2 * 3  # 2 families x 3 fresh seeds
-    assert runs_to_come("demo", "smoke", plan("demo", "smoke", 1, store=tmp_path / "d.sqlite")) == 0  # no stages
-
-
-def test_a_file_with_its_optimizer_at_the_top_and_no_holdout_says_what_its_verdicts_compare(tmp_path, capsys,
-                                                                                             shared_data):
-    """lr_grid with the optimizer shared at the top (a row overrides it), stages but no holdout: the file
-    loads, and the report says the verdicts compare final accuracy on the dataset's test split, which the
-    tuning seeds chose on (not a test split no choice read)."""
-    path = tmp_path / "top.toml"
-    path.write_text("""
-name = "my_sweep"
-dataset = "digits"
-arch = "mlp"
-optimizer = "adam"
-epochs = 2
-bs = 32
-n_train = 480
-n_valid = 160
-lr_grid = [1e-3, 1e-2, 1e-1]
-stages = { tuning = [0, 1], confirmation = [5, 6, 7] }
-
-[[rows]]
-name = "Adam"
-
-[[rows]]
-name = "LA/Adam"
-optimizer = "lookahead(adam)"
-""")
-    store, out = tmp_path / "s.sqlite", tmp_path / "reports"
-    assert cli.main(["run", str(path), "--store", str(store), "--data-dir", str(shared_data)]) == 0, \
-        capsys.readouterr().err
-    assert cli.main(["report", str(path), "--store", str(store), "--out", str(out)]) == 0
-    report = (out / "my_sweep.md").read_text()
-    assert "(confirmation seeds, final accuracy)" in report and "(confirmation seeds, test accuracy)" not in report
-    assert "Without a held-out split the validation images are the dataset's test split" in report
-    assert "on the validation images (the dataset's test split: no holdout)" in report
+    store = tmp_path / "s.sqlite"
+    jobs = plan("two_stage", store=store)
+    assert len(jobs) == 12 and jobs.to_come == 2 * 3  # 2 families x 3 fresh seeds
+    assert plan("two_stage", store=store, stage="tuning").to_come == 0  # the tuning stage alone: none to come
+    assert plan("two_stage", store=store, stage="confirmation") == [] and \
+        plan("two_stage", store=store, stage="confirmation").to_come == 6
+    assert plan("two_stage", store=store, only=["Adam @ 0.0001"]).to_come == 0
+    assert plan("demo", "smoke", 1, store=tmp_path / "d.sqlite").to_come == 0  # no stages

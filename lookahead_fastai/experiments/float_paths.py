@@ -111,7 +111,7 @@ DEVIATIONS = (
               "and ours, paired by seed, on each report's data with its model, epochs, batch size and schedule",
               "the difference is the implementation-noise floor of the data, stated beside every report's "
               "smallest detectable difference; it is not a comparison of optimizers"),
-    Deviation("one lr", "lr_robustness sweeps 5 lrs spanning 100x; demo and the MNIST reports set one lr per row",
+    Deviation("one lr", "lr_robustness sweeps 6 lrs spanning more than 100x; demo and the MNIST reports set one lr per row",
               "Fashion-MNIST lr 1e-2, the lr at which lr_robustness's Fashion-MNIST Adam comparisons were made at "
               "scale cpu; digits lr 3e-3, demo's AdamW lr; MNIST lr 1e-3, the Adam lr of optimizer_tour and "
               "optimizers_from_scratch",

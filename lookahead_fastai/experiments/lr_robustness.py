@@ -210,15 +210,6 @@ def extend(scale, cell, lr):
     return (SweepCell(row["name"], cell.data, cell.inner, cell.variant, cell.label, lr), _spec(scale, row))
 
 
-def sweeps(scale):
-    """The declared lr sweeps: {(data label, optimizer label): row names in lr order}. A row family's
-    "best lr" is the one of its sweep with the best mean final accuracy over the seeds."""
-    out = {}
-    for cell in cells(scale):
-        out.setdefault((cell["data"], cell["label"]), []).append(cell["row"]["name"])
-    return out
-
-
 def sweep_cells(scale):
     """The declared lr grid as the report reads it (``Experiment.lr_sweep``): one SweepCell per row, in order."""
     return [SweepCell(c["row"]["name"], c["data"], c["inner"], c["variant"], c["label"], c["row"]["lr"])

@@ -19,9 +19,9 @@ from collections import Counter
 from dataclasses import dataclass
 
 from ..experiments import get_experiment
+from ..registry.datasets import record_classes
 from ..registry.optimizers import optimizer_parts
-from .runs import (chosen_rows, current_specs, diverged, finished_runs, n_classes, row_order, sweep_cells,
-                   verdict_stage)
+from .runs import chosen_rows, current_specs, diverged, finished_runs, row_order, sweep_cells, verdict_stage
 from .selection import best_lr_pairs, family_pairs, validation_finals
 from .stats import ALPHA, Paired, Stat, collapse_test, detectable, holm
 
@@ -202,7 +202,7 @@ def lr_sweep_pairs(store, experiment_name, scale):
         pairs = [(chosen[(data, la)], chosen[(data, plain)]) for data, la, plain in family_pairs(cells)
                  if (data, la) in chosen and (data, plain) in chosen]
         return pairs, {row for pair in pairs for row in pair}
-    finals = validation_finals(finished_runs(store, experiment_name, scale), n_classes)  # validation only, never test
+    finals = validation_finals(finished_runs(store, experiment_name, scale), record_classes)  # validation only, never test
     return best_lr_pairs(cells, finals)
 
 

@@ -139,14 +139,19 @@ def support_text(data, cells, at_lr, seed_text, n_family, alpha=ALPHA):
             for c in collapsed) + "." if collapsed else ""))
 
 
+def _pair_text(c, cells):
+    """One tuned comparison in words: each side's family at its lr, the mean difference ("—" without paired
+    seeds), its interval and verdict."""
+    lr_of, label_of, _ = _grid_labels(cells)
+    return (f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr {_short(lr_of[c.versus])}: "
+            f"{'—' if math.isnan(c.mean) else _pp(c.mean)} pp, {interval_text(c)}, {c.verdict}")
+
+
 def confirmed_text(data, cells, tuned, robust, seed_text, n_family, measure, alpha=ALPHA):
     """With stages: what the confirmation seeds support on ``data``: each Lookahead family at its chosen
     lr against its inner optimizer at its own, in ``measure`` (:func:`.wording.verdict_measure`), with the
     families at a grid edge."""
-    lr_of, label_of, _ = _grid_labels(cells)
-    parts = [f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr "
-             f"{_short(lr_of[c.versus])}: {'—' if math.isnan(c.mean) else _pp(c.mean)} pp, {interval_text(c)}, "
-             f"{c.verdict}" for c in tuned]
+    parts = [_pair_text(c, cells) for c in tuned]
     return (f"**What {seed_text} confirmation seeds on {data} support.** Each family at the lr its tuning chose "
             f"(on other seeds and on the validation split), {measure} paired by seed, Holm-adjusted over the "
             f"{n_family} comparisons of this scale (family-wise error ≤ {words.percent(alpha)}): "
@@ -158,9 +163,7 @@ def confirmed_text(data, cells, tuned, robust, seed_text, n_family, measure, alp
 def tuned_text(cells, tuned, robust):
     """Each family at its own best lr against its inner optimizer at its own (``tuned``), with the
     families whose best lr is at an edge of the grid; None without tuned comparisons."""
-    lr_of, label_of, _ = _grid_labels(cells)
-    parts = [f"{label_of[c.row]} at lr {_short(lr_of[c.row])} vs {label_of[c.versus]} at lr "
-             f"{_short(lr_of[c.versus])}: {_pp(c.mean)} pp, {interval_text(c)}, {c.verdict}" for c in tuned]
+    parts = [_pair_text(c, cells) for c in tuned]
     if not parts:
         return None
     return ("Each family at its own best lr (tuned against tuned; "

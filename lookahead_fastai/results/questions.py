@@ -3,8 +3,8 @@ question (``Experiment.questions``: question id -> the comparisons, e.g. ``"tune
 then shows one family per question: each comparison in it once, effect sizes with Holm-adjusted
 p-values and Bonferroni-level intervals, a forest plot first, never a count of verdicts.
 
-Selection (which lr is "best") is made by the caller before the family is formed; a later
-validation split plugs in there without touching this module.
+Selection (which lr is "best") is made by the caller before the family is formed (grid_rules: on
+validation, and with stages on the tuning seeds), never here.
 """
 from dataclasses import dataclass
 

@@ -5,22 +5,18 @@ from dataclasses import dataclass
 from ..experiments import get_experiment
 from ..experiments.extension import finals_reader, tuning_outcome
 from ..grid_rules import diverged as _diverged
+from ..grid_rules import sweeps
 from ..registry.datasets import record_classes
 
-__all__ = ["n_classes", "diverged", "finished_runs", "extension_of", "tuning_of", "chosen_rows", "choice_stage", "verdict_stage", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
+__all__ = ["diverged", "finished_runs", "extension_of", "tuning_of", "chosen_rows", "choice_stage", "verdict_stage", "sweep_cells", "current_specs", "Completeness", "completeness", "row_order", "run_seconds",
            "epoch_curves"]
-
-
-def n_classes(record):
-    """The number of classes of a record's dataset, from the dataset registry (None if unknown there)."""
-    return record_classes(record)
 
 
 def diverged(record):
     """Whether a finished run diverged (:func:`grid_rules.diverged`): a number among its final (or
     slow-weight) metrics is NaN or infinite, or its final train loss is at or above chance (ln C for
     its dataset's C classes). Such a run is counted, never averaged."""
-    return _diverged(record.get("final"), record.get("slow"), n_classes(record))
+    return _diverged(record.get("final"), record.get("slow"), record_classes(record))
 
 
 def finished_runs(store, experiment, scale=None, stage=None):
@@ -136,8 +132,7 @@ def _staged_completeness(exp, scale, runs, stages):
     if outcome is None:  # nothing is chosen: every row is confirmed
         confirming = len(names)
     else:
-        families = {(c.data, c.label) for c in exp.lr_sweep(scale)}
-        confirming = len(families) - sum(1 for chosen in outcome.chosen.values() if chosen is None)
+        confirming = len(sweeps(exp.lr_sweep(scale))) - sum(1 for chosen in outcome.chosen.values() if chosen is None)
     confirmed = sum(1 for r in runs if r["seed"] in stages.confirmation)
     short = tuple((name, len(tuning[name])) for name in names if len(tuning[name]) < len(stages.tuning))
     return Completeness(sum(map(len, tuning.values())) + confirmed,
@@ -170,7 +165,8 @@ def epoch_curves(store, experiment_name, scale, metrics=("accuracy", "train_loss
     (a diverged run is never averaged)."""
     experiment = get_experiment(experiment_name)
     frame = store.epochs_frame(experiment_name)
-    runs = {r["run_id"] for r in finished_runs(store, experiment_name, scale) if not diverged(r["record"])}
+    runs = {r["run_id"] for r in finished_runs(store, experiment_name, scale, stage=verdict_stage(experiment_name, scale))
+            if not diverged(r["record"])}  # with stages, the confirmation runs (those the summary table reads)
     frame = frame[frame["run_id"].isin(runs)] if len(frame) else frame
     curves = {}
     if len(frame):
