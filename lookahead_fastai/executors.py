@@ -27,6 +27,7 @@ from contextlib import ExitStack
 from .lifecycle import RunHeld, claimed_run, wandb_session
 from .runner import fit_and_record, train
 from .store import opened
+from .store.paths import wandb_dir
 
 __all__ = ["EXECUTORS", "LocalExecutor", "RayExecutor", "RunsFailed", "Failure", "ExecutorUnavailable", "make_executor",
            "RAY_INSTALL_HINT"]
@@ -202,7 +203,7 @@ class RayExecutor:
                     lease = _claim(claims, db, i, job, finished, on_skip)
                     if lease is not None:
                         lease.resume_point(resumable=False)  # a worker trains from the start: drop old rows
-                        ref = task.remote(job.spec, job.seed, data_dir, device, wandb, str(db.path.parent),
+                        ref = task.remote(job.spec, job.seed, data_dir, device, wandb, str(wandb_dir(db.path)),
                                           progress, extra_cbs, threads, num_workers)
                         pending[ref] = (i, lease)
                 while pending:

@@ -7,7 +7,6 @@ executors all come through here.
 import os
 import time
 from contextlib import ExitStack
-from pathlib import Path
 
 import torch
 from fastai.callback.mixup import MixUp
@@ -26,6 +25,7 @@ from .registry.losses import make_loss
 from .registry.optimizers import make_opt_func
 from .registry.schedules import fit_with_schedule
 from .lifecycle import RunHeld, claimed_run, recording_failure, wandb_session
+from .store.paths import wandb_dir
 from .store import DEFAULT_STORE, opened
 
 __all__ = ["fit_and_record", "train", "RunHeld", "default_device", "run_environment", "DEFAULT_STORE",
@@ -205,7 +205,7 @@ def fit_and_record(spec, seed, store=None, data_dir=None, device=None, wandb="di
             resumable = checkpoint and not spec.sessions
             resume = lease.resume_point(resumable, epochs=spec.epochs)
             # the failure is recorded first, then W&B finished as failed; a run that trained: W&B, then the store
-            with wandb_session(wandb if writer else "disabled", spec, seed, Path(store.path).parent) as wb, \
+            with wandb_session(wandb if writer else "disabled", spec, seed, wandb_dir(store.path)) as wb, \
                     recording_failure(lease):
                 wb.record = train(spec, seed, data_dir=data_dir, device=device, resume=resume,
                                   checkpoint_dir=lease.checkpoint_dir if resumable and writer else None,

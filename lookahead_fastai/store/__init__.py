@@ -42,7 +42,8 @@ into the run any more (:class:`LeaseLost`).
 
 Checkpoints belong to their store: ``<store>.files/checkpoints/<run_id>/`` beside the database
 file (``runs/results.sqlite`` -> ``runs/results.files/``), so two stores in one folder never share
-one. Other artefacts of a store (lr_find curves, W&B files) live under the same folder.
+one. Its lr_find curves live under the same folder; W&B runs under the store's own folder
+(``paths.wandb_dir``).
 """
 from __future__ import annotations
 

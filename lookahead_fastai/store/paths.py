@@ -1,9 +1,10 @@
 """Where a results store and its files live: stdlib only, so anything (the CLI's ``--help``, a
 report, a notebook's first cell) may import it without torch or fastai.
 
-A store is one SQLite file; everything else it owns lives in ``<dir>/<stem>.files/`` beside it
+A store is one SQLite file; what else it owns lives in ``<dir>/<stem>.files/`` beside it
 (``runs/results.sqlite`` -> ``runs/results.files/``), so two stores in one folder never share a
-checkpoint, an lr_find curve or a W&B file.
+checkpoint or an lr_find curve. W&B writes its runs under ``<dir>/wandb/`` (:func:`wandb_dir`), one
+folder per run that wandb names itself, so stores of one folder share that folder but no run's files.
 """
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import os
 import re
 from pathlib import Path
 
-__all__ = ["DEFAULT_STORE", "store_files_dir", "checkpoint_path", "lr_find_path", "is_safe_run_id", "safe_run_id"]
+__all__ = ["DEFAULT_STORE", "store_files_dir", "checkpoint_path", "lr_find_path", "is_safe_run_id", "safe_run_id",
+           "wandb_dir"]
 
 DEFAULT_STORE = Path("runs") / "results.sqlite"
 
@@ -44,3 +46,8 @@ def checkpoint_path(store: str | os.PathLike, run_id: str) -> Path:
 def lr_find_path(store: str | os.PathLike, experiment: str, scale: str) -> Path:
     """Where a sweep keeps the lr_find curve of an experiment: in its store's own folder."""
     return store_files_dir(store) / "lr_find" / f"{experiment}_{scale}.json"
+
+
+def wandb_dir(store: str | os.PathLike) -> Path:
+    """The folder W&B writes a store's runs under (its ``wandb/`` subfolder): the store's own folder."""
+    return Path(store).parent
